@@ -1,0 +1,164 @@
+//! The HELLO / HELLO_ACK payload: what both ends of a volume pair must agree on before any lock
+//! or data moves. The header's `generation` names the session the handshake opens.
+
+use crate::le::{get_u16, get_u32, get_u64};
+
+/// Bytes in a HELLO or HELLO_ACK payload.
+pub const HELLO_LEN: usize = 48;
+
+/// Byte offsets inside the payload.
+pub mod field {
+    pub const VOLUME_SIZE: usize = 0;
+    pub const REGION_SIZE: usize = 8;
+    pub const PAIR_ID: usize = 16;
+    pub const NODE_ID: usize = 32;
+    pub const MIN_VERSION: usize = 36;
+    pub const MAX_VERSION: usize = 38;
+    pub const STATUS: usize = 40;
+    pub const CAPABILITIES: usize = 44;
+}
+
+/// Outcome carried in HELLO_ACK (zero in HELLO).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum HelloStatus {
+    Ok = 0,
+    VolumeSizeMismatch = 1,
+    RegionSizeMismatch = 2,
+    PairIdMismatch = 3,
+    /// The target holds no session with this generation: the source must handshake again.
+    UnknownSession = 4,
+    /// The HELLO's generation is older than the target's current session.
+    StaleGeneration = 5,
+    VersionUnsupported = 6,
+}
+
+impl HelloStatus {
+    pub fn from_u32(v: u32) -> Option<HelloStatus> {
+        Some(match v {
+            0 => HelloStatus::Ok,
+            1 => HelloStatus::VolumeSizeMismatch,
+            2 => HelloStatus::RegionSizeMismatch,
+            3 => HelloStatus::PairIdMismatch,
+            4 => HelloStatus::UnknownSession,
+            5 => HelloStatus::StaleGeneration,
+            6 => HelloStatus::VersionUnsupported,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HelloError {
+    #[error("HELLO payload is {0} bytes, expected {HELLO_LEN}")]
+    Length(usize),
+    #[error("unknown HELLO status {0}")]
+    Status(u32),
+    #[error("region size {0} is not a power of two of at least 512 bytes")]
+    RegionSize(u64),
+    #[error("volume size {0} is not a multiple of 512 bytes")]
+    VolumeSize(u64),
+}
+
+/// What a HELLO announces about the volume pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub volume_size: u64,
+    pub region_size: u64,
+    pub pair_id: [u8; 16],
+    pub node_id: u32,
+    pub min_version: u16,
+    pub max_version: u16,
+    pub status: HelloStatus,
+    pub capabilities: u32,
+}
+
+impl Hello {
+    pub fn to_bytes(&self) -> [u8; HELLO_LEN] {
+        let mut b = [0u8; HELLO_LEN];
+        b[field::VOLUME_SIZE..][..8].copy_from_slice(&self.volume_size.to_le_bytes());
+        b[field::REGION_SIZE..][..8].copy_from_slice(&self.region_size.to_le_bytes());
+        b[field::PAIR_ID..][..16].copy_from_slice(&self.pair_id);
+        b[field::NODE_ID..][..4].copy_from_slice(&self.node_id.to_le_bytes());
+        b[field::MIN_VERSION..][..2].copy_from_slice(&self.min_version.to_le_bytes());
+        b[field::MAX_VERSION..][..2].copy_from_slice(&self.max_version.to_le_bytes());
+        b[field::STATUS..][..4].copy_from_slice(&(self.status as u32).to_le_bytes());
+        b[field::CAPABILITIES..][..4].copy_from_slice(&self.capabilities.to_le_bytes());
+        b
+    }
+
+    /// Decodes and sanity-checks a payload; a peer that announces an impossible geometry is
+    /// refused here rather than trusted later.
+    pub fn decode(b: &[u8]) -> Result<Hello, HelloError> {
+        if b.len() != HELLO_LEN {
+            return Err(HelloError::Length(b.len()));
+        }
+        let status = get_u32(b, field::STATUS);
+        let h = Hello {
+            volume_size: get_u64(b, field::VOLUME_SIZE),
+            region_size: get_u64(b, field::REGION_SIZE),
+            pair_id: b[field::PAIR_ID..field::PAIR_ID + 16]
+                .try_into()
+                .expect("16 bytes"),
+            node_id: get_u32(b, field::NODE_ID),
+            min_version: get_u16(b, field::MIN_VERSION),
+            max_version: get_u16(b, field::MAX_VERSION),
+            status: HelloStatus::from_u32(status).ok_or(HelloError::Status(status))?,
+            capabilities: get_u32(b, field::CAPABILITIES),
+        };
+        if !h.region_size.is_power_of_two() || h.region_size < 512 {
+            return Err(HelloError::RegionSize(h.region_size));
+        }
+        if h.volume_size % 512 != 0 {
+            return Err(HelloError::VolumeSize(h.volume_size));
+        }
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Hello {
+        Hello {
+            volume_size: 1 << 30,
+            region_size: 1 << 20,
+            pair_id: *b"0123456789abcdef",
+            node_id: 2,
+            min_version: 1,
+            max_version: 1,
+            status: HelloStatus::UnknownSession,
+            capabilities: 0b101,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_offsets() {
+        let b = sample().to_bytes();
+        assert_eq!(Hello::decode(&b).unwrap(), sample());
+        assert_eq!(get_u64(&b, 0), 1 << 30);
+        assert_eq!(&b[16..32], b"0123456789abcdef");
+        assert_eq!(get_u32(&b, 40), 4);
+    }
+
+    #[test]
+    fn rejects_bad_geometry_status_and_length() {
+        let mut h = sample();
+        h.region_size = 3000;
+        assert_eq!(
+            Hello::decode(&h.to_bytes()),
+            Err(HelloError::RegionSize(3000))
+        );
+        let mut h = sample();
+        h.volume_size = 1000;
+        assert_eq!(
+            Hello::decode(&h.to_bytes()),
+            Err(HelloError::VolumeSize(1000))
+        );
+        let mut b = sample().to_bytes();
+        b[40] = 77;
+        assert_eq!(Hello::decode(&b), Err(HelloError::Status(77)));
+        assert_eq!(Hello::decode(&b[..47]), Err(HelloError::Length(47)));
+    }
+}

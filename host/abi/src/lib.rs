@@ -1,0 +1,16 @@
+//! The one source of truth for everything that crosses a boundary in specmirror: the wire frames
+//! between source and target, the rollback-log descriptor and completion rings shared with the
+//! device, and the device register map. The host core, the HDL and the simulator all take their
+//! layouts from here; nothing in this crate does I/O or allocates on a decode path.
+
+pub mod frame;
+pub mod hello;
+pub mod le;
+pub mod regs;
+pub mod ring;
+
+pub use frame::{
+    decode, encode, encode_into, frame_len, Flags, FrameError, FrameType, Header, RejectReason,
+    HEADER_LEN, MAGIC, MAX_PAYLOAD, TRAILER_LEN, VERSION,
+};
+pub use hello::{Hello, HelloError, HelloStatus, HELLO_LEN};
