@@ -109,7 +109,7 @@ impl Hello {
         if !h.region_size.is_power_of_two() || h.region_size < 512 {
             return Err(HelloError::RegionSize(h.region_size));
         }
-        if h.volume_size % 512 != 0 {
+        if !h.volume_size.is_multiple_of(512) {
             return Err(HelloError::VolumeSize(h.volume_size));
         }
         Ok(h)

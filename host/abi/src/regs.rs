@@ -109,7 +109,10 @@ mod tests {
     fn block_header_first() {
         assert_eq!(REGISTERS[0].name, "BLOCK_ID");
         assert_eq!(by_name("BLOCK_ID").unwrap().reset, BLOCK_ID_MIRROR);
-        assert_eq!(by_name("SQ_TAIL_DOORBELL").unwrap().offset, SQ_TAIL_DOORBELL);
+        assert_eq!(
+            by_name("SQ_TAIL_DOORBELL").unwrap().offset,
+            SQ_TAIL_DOORBELL
+        );
         assert!(by_name("NOPE").is_none());
     }
 }

@@ -187,7 +187,10 @@ mod tests {
         };
         let b = d.to_bytes();
         assert_eq!(b[36], 2);
-        assert_eq!(u64::from_le_bytes(b[24..32].try_into().unwrap()), 0xdead_beef_0000);
+        assert_eq!(
+            u64::from_le_bytes(b[24..32].try_into().unwrap()),
+            0xdead_beef_0000
+        );
         assert_eq!(u32::from_le_bytes(b[40..44].try_into().unwrap()), 7);
         for m in [Mode::Speculative, Mode::Implicit, Mode::Conservative] {
             assert_eq!(Mode::from_u8(m as u8), Some(m));

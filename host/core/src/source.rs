@@ -1,0 +1,932 @@
+//! The mirror control module on the source side.
+//!
+//! A client write goes into the rollback log (lock command, data and before-image) and onto the
+//! local volume. In speculative mode the LOCK for its regions goes out with the DATA right behind
+//! it, without waiting for the answer; in implicit mode one DATA frame asks for its own lock; in
+//! conservative mode DATA waits for LOCK_GRANTED. LOCK_GRANTED removes the lock command from the
+//! log, WRITE_DONE the data. A rejected lock halts that write's data; the lock is re-issued with
+//! backoff and the data retransmitted from the log once it is granted. A write that fails (the
+//! target could not write it, or the write timeout passed) is rolled back: the source region is
+//! restored from the before-image and, if the target may have seen the data, a compensation write
+//! carrying the restored content is mirrored so that the failed write changes neither copy.
+//!
+//! A client write is acknowledged only when the local write is done, WRITE_DONE has arrived and
+//! no earlier write to the same bytes is still unsettled.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use specmirror_abi::ring::Mode;
+use specmirror_abi::{Flags, FrameType, Header, Hello, HelloStatus, RejectReason, MAX_PAYLOAD};
+
+use crate::errno;
+use crate::frame::Frame;
+use crate::region::Regions;
+use crate::rollback_log::{LogRecord, RollbackLog};
+use crate::Nanos;
+
+#[derive(Clone, Debug)]
+pub struct SourceConfig {
+    pub volume_size: u64,
+    pub region_size: u64,
+    pub pair_id: [u8; 16],
+    pub node_id: u32,
+    pub mode: Mode,
+    /// Retransmission timeout for an unanswered frame (doubles per retry up to 16×).
+    pub rto: Nanos,
+    /// First backoff before a rejected lock is re-issued, and its ceiling.
+    pub retry_initial: Nanos,
+    pub retry_max: Nanos,
+    /// A write not confirmed by the target within this time is rolled back and failed (EIO).
+    pub write_timeout: Nanos,
+    /// Idle time after which a HEARTBEAT is sent.
+    pub heartbeat_interval: Nanos,
+}
+
+impl SourceConfig {
+    pub fn new(volume_size: u64, region_size: u64, pair_id: [u8; 16]) -> SourceConfig {
+        SourceConfig {
+            volume_size,
+            region_size,
+            pair_id,
+            node_id: 1,
+            mode: Mode::Speculative,
+            rto: 20 * crate::MS,
+            retry_initial: 100 * crate::US,
+            retry_max: 10 * crate::MS,
+            write_timeout: 30_000 * crate::MS,
+            heartbeat_interval: 1_000 * crate::MS,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceEvent {
+    /// A client write. `before` is the volume's content over the same bytes just before this
+    /// write (the driver reads it; it becomes the rollback before-image).
+    ClientWrite {
+        handle: u64,
+        offset: u64,
+        data: Vec<u8>,
+        before: Vec<u8>,
+        fua: bool,
+    },
+    ClientFlush {
+        handle: u64,
+    },
+    /// A [`SourceAction::WriteLocal`] with `seq: Some(..)` finished.
+    LocalWriteDone {
+        seq: u64,
+        result: Result<(), i32>,
+    },
+    LocalSyncDone {
+        flush: u64,
+    },
+    Frame(Frame),
+    /// A transport to the target exists (again): open a new session.
+    Connected,
+    /// The transport is gone: nothing is sent until the next `Connected`.
+    Disconnected,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceAction {
+    Send(Frame),
+    /// Write to the source volume, in the order given. `seq: Some` wants a `LocalWriteDone`;
+    /// `None` is a rollback restore.
+    WriteLocal {
+        seq: Option<u64>,
+        offset: u64,
+        data: Vec<u8>,
+        fua: bool,
+    },
+    SyncLocal {
+        flush: u64,
+    },
+    /// Persist a new log record; it must be durable before any later action is carried out.
+    LogAppend(LogRecord),
+    /// Replace a record (a rollback rewrote its before-image or its compensation content).
+    LogUpdate(LogRecord),
+    LogLockGranted {
+        seq: u64,
+    },
+    LogDataWritten {
+        seq: u64,
+    },
+    LogRemove {
+        seq: u64,
+    },
+    /// Persist the session generation before the HELLO that uses it.
+    PersistGeneration(u32),
+    AckWrite {
+        handle: u64,
+        result: Result<(), i32>,
+    },
+    AckFlush {
+        handle: u64,
+        result: Result<(), i32>,
+    },
+    SessionUp {
+        generation: u32,
+    },
+    /// The target refused the pair; mirroring cannot proceed.
+    Refused(HelloStatus),
+    /// A write was rolled back (why, for the log).
+    RolledBack {
+        seq: u64,
+        errno: i32,
+        reason: &'static str,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Not yet sent in this session.
+    Idle,
+    Waiting {
+        lock_id: u64,
+    },
+    Granted {
+        lock_id: u64,
+    },
+    Done,
+    Rejected {
+        retry_at: Nanos,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Tx {
+    phase: Phase,
+    /// DATA went out for the current lock instance.
+    data_sent: bool,
+    /// The target may have seen this write's data at some time (it may hold it on disk).
+    ever_sent_data: bool,
+    /// The current instance follows a rejection: data waits for the grant.
+    after_reject: bool,
+    rto_at: Nanos,
+    retransmits: u32,
+    rejections: u32,
+    deadline: Option<Nanos>,
+}
+
+#[derive(Clone, Debug)]
+enum Session {
+    Down,
+    Handshaking { generation: u32, sent_at: Nanos },
+    Up { generation: u32 },
+    Refused(HelloStatus),
+}
+
+#[derive(Clone, Debug)]
+struct Flush {
+    handle: u64,
+    local_done: bool,
+    remote_done: bool,
+    rto_at: Nanos,
+    deadline: Nanos,
+}
+
+/// What a source has done, for summaries and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    pub writes: u64,
+    pub acked: u64,
+    pub failed: u64,
+    pub rollbacks: u64,
+    pub compensations: u64,
+    pub retransmits: u64,
+    pub rejections: u64,
+    pub sessions: u64,
+}
+
+#[derive(Debug)]
+pub struct Source {
+    cfg: SourceConfig,
+    log: RollbackLog,
+    tx: BTreeMap<u64, Tx>,
+    next_seq: u64,
+    generation: u32,
+    session: Session,
+    next_lock_id: u64,
+    by_lock: BTreeMap<u64, u64>,
+    live_locks: BTreeSet<u64>,
+    flushes: BTreeMap<u64, Flush>,
+    next_flush: u64,
+    last_tx: Nanos,
+    out: Vec<SourceAction>,
+    stats: SourceStats,
+}
+
+impl Source {
+    /// A source with an empty log. `generation` is the last one persisted (0 if none).
+    pub fn new(cfg: SourceConfig, generation: u32) -> Source {
+        Source {
+            cfg,
+            log: RollbackLog::new(),
+            tx: BTreeMap::new(),
+            next_seq: 1,
+            generation,
+            session: Session::Down,
+            next_lock_id: 1,
+            by_lock: BTreeMap::new(),
+            live_locks: BTreeSet::new(),
+            flushes: BTreeMap::new(),
+            next_flush: 1,
+            last_tx: 0,
+            out: Vec::new(),
+            stats: SourceStats::default(),
+        }
+    }
+
+    /// A source restarted from its persisted log. Every record is written to the local volume
+    /// again (in sequence order, so the volume ends as it was meant to) and mirrored once a session
+    /// opens. Recovered writes have no client any more: they cannot fail, only be retried.
+    pub fn recover(
+        cfg: SourceConfig,
+        generation: u32,
+        mut records: Vec<LogRecord>,
+    ) -> (Source, Vec<SourceAction>) {
+        let mut s = Source::new(cfg, generation);
+        records.sort_by_key(|r| r.seq);
+        for mut rec in records {
+            // Whatever the record says was confirmed, was confirmed to a session that is gone.
+            rec.lock_pending = true;
+            rec.data_pending = true;
+            s.next_seq = rec.seq + 1;
+            s.out.push(SourceAction::WriteLocal {
+                seq: Some(rec.seq),
+                offset: rec.offset,
+                data: rec.data.clone(),
+                fua: false,
+            });
+            s.tx.insert(rec.seq, Tx::new(None, true));
+            s.log.insert(rec, None, false);
+        }
+        let out = std::mem::take(&mut s.out);
+        (s, out)
+    }
+
+    pub fn config(&self) -> &SourceConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &SourceStats {
+        &self.stats
+    }
+
+    pub fn log(&self) -> &RollbackLog {
+        &self.log
+    }
+
+    /// Why the target refused the pair, if it did.
+    pub fn refused(&self) -> Option<HelloStatus> {
+        match self.session {
+            Session::Refused(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        matches!(self.session, Session::Up { .. })
+    }
+
+    /// Nothing unconfirmed: the log is empty and no flush is pending.
+    pub fn is_idle(&self) -> bool {
+        self.log.is_empty() && self.flushes.is_empty()
+    }
+
+    pub fn handle(&mut self, event: SourceEvent, now: Nanos) -> Vec<SourceAction> {
+        match event {
+            SourceEvent::ClientWrite {
+                handle,
+                offset,
+                data,
+                before,
+                fua,
+            } => self.on_client_write(handle, offset, data, before, fua, now),
+            SourceEvent::ClientFlush { handle } => self.on_client_flush(handle, now),
+            SourceEvent::LocalWriteDone { seq, result } => {
+                match result {
+                    Ok(()) => {
+                        if let Some(e) = self.log.get_mut(seq) {
+                            e.local_done = true;
+                        }
+                    }
+                    Err(e) => self.fail(seq, e, "local write failed", now),
+                }
+                self.retire();
+            }
+            SourceEvent::LocalSyncDone { flush } => {
+                if let Some(f) = self.flushes.get_mut(&flush) {
+                    f.local_done = true;
+                }
+                self.finish_flushes();
+            }
+            SourceEvent::Frame(f) => self.on_frame(f, now),
+            SourceEvent::Connected => self.start_handshake(now),
+            SourceEvent::Disconnected => self.session = Session::Down,
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// The earliest time [`Source::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self) -> Option<Nanos> {
+        let mut t: Option<Nanos> = None;
+        let mut at = |x: Nanos| t = Some(t.map_or(x, |y| y.min(x)));
+        match self.session {
+            Session::Handshaking { sent_at, .. } => at(sent_at + self.cfg.rto),
+            Session::Up { .. } => at(self.last_tx + self.cfg.heartbeat_interval),
+            _ => {}
+        }
+        let up = self.is_up();
+        for tx in self.tx.values() {
+            if let Some(d) = tx.deadline {
+                if tx.phase != Phase::Done {
+                    at(d);
+                }
+            }
+            match tx.phase {
+                Phase::Waiting { .. } | Phase::Granted { .. } if up => at(tx.rto_at),
+                Phase::Rejected { retry_at } if up => at(retry_at),
+                _ => {}
+            }
+        }
+        for f in self.flushes.values() {
+            at(f.deadline);
+            if up && !f.remote_done {
+                at(f.rto_at);
+            }
+        }
+        t
+    }
+
+    pub fn handle_timeout(&mut self, now: Nanos) -> Vec<SourceAction> {
+        if let Session::Handshaking {
+            generation,
+            sent_at,
+        } = self.session
+        {
+            if now >= sent_at + self.cfg.rto {
+                self.send_hello(generation, now);
+            }
+        }
+        // Writes past their deadline are rolled back and failed.
+        let expired: Vec<u64> = self
+            .tx
+            .iter()
+            .filter(|(_, t)| t.phase != Phase::Done && t.deadline.is_some_and(|d| d <= now))
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in expired {
+            self.fail(
+                seq,
+                errno::EIO,
+                "write timeout: target did not confirm in time",
+                now,
+            );
+        }
+        let expired: Vec<u64> = self
+            .flushes
+            .iter()
+            .filter(|(_, f)| f.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in expired {
+            let f = self.flushes.remove(&k).expect("present");
+            self.out.push(SourceAction::AckFlush {
+                handle: f.handle,
+                result: Err(errno::EIO),
+            });
+        }
+        if self.is_up() {
+            self.retransmit_due(now);
+            if now >= self.last_tx + self.cfg.heartbeat_interval {
+                let h = self.header(FrameType::Heartbeat);
+                self.send(h, Vec::new(), now);
+            }
+        }
+        self.retire();
+        std::mem::take(&mut self.out)
+    }
+
+    fn on_client_write(
+        &mut self,
+        handle: u64,
+        offset: u64,
+        data: Vec<u8>,
+        before: Vec<u8>,
+        fua: bool,
+        now: Nanos,
+    ) {
+        let len = data.len() as u64;
+        let bad = if before.len() != data.len() || len > MAX_PAYLOAD as u64 {
+            Some(errno::EINVAL)
+        } else if offset
+            .checked_add(len)
+            .is_none_or(|e| e > self.cfg.volume_size)
+        {
+            Some(errno::ENOSPC)
+        } else {
+            None
+        };
+        if let Some(e) = bad {
+            self.out.push(SourceAction::AckWrite {
+                handle,
+                result: Err(e),
+            });
+            return;
+        }
+        if len == 0 {
+            self.out.push(SourceAction::AckWrite {
+                handle,
+                result: Ok(()),
+            });
+            return;
+        }
+        self.stats.writes += 1;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let rec = LogRecord {
+            seq,
+            offset,
+            data,
+            before: Some(before),
+            fua,
+            lock_pending: true,
+            data_pending: true,
+        };
+        self.out.push(SourceAction::LogAppend(rec.clone()));
+        self.out.push(SourceAction::WriteLocal {
+            seq: Some(seq),
+            offset,
+            data: rec.data.clone(),
+            fua,
+        });
+        self.log.insert(rec, Some(handle), false);
+        self.tx
+            .insert(seq, Tx::new(Some(now + self.cfg.write_timeout), false));
+        if self.is_up() {
+            self.send_entry(seq, now);
+        }
+    }
+
+    fn on_client_flush(&mut self, handle: u64, now: Nanos) {
+        let id = self.next_flush;
+        self.next_flush += 1;
+        self.flushes.insert(
+            id,
+            Flush {
+                handle,
+                local_done: false,
+                remote_done: false,
+                rto_at: now + self.cfg.rto,
+                deadline: now + self.cfg.write_timeout,
+            },
+        );
+        self.out.push(SourceAction::SyncLocal { flush: id });
+        if self.is_up() {
+            self.send_flush(id, now);
+        }
+    }
+
+    fn send_flush(&mut self, id: u64, now: Nanos) {
+        let mut h = self.header(FrameType::Flush);
+        h.seq = id;
+        self.send(h, Vec::new(), now);
+        if let Some(f) = self.flushes.get_mut(&id) {
+            f.rto_at = now + self.cfg.rto;
+        }
+    }
+
+    fn finish_flushes(&mut self) {
+        let done: Vec<u64> = self
+            .flushes
+            .iter()
+            .filter(|(_, f)| f.local_done && f.remote_done)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in done {
+            let f = self.flushes.remove(&k).expect("present");
+            self.out.push(SourceAction::AckFlush {
+                handle: f.handle,
+                result: Ok(()),
+            });
+        }
+    }
+
+    fn generation(&self) -> u32 {
+        match self.session {
+            Session::Up { generation } | Session::Handshaking { generation, .. } => generation,
+            _ => self.generation,
+        }
+    }
+
+    fn header(&self, ty: FrameType) -> Header {
+        let mut h = Header::new(ty);
+        h.generation = self.generation();
+        h.ack_lock = self
+            .live_locks
+            .first()
+            .copied()
+            .unwrap_or(self.next_lock_id);
+        h.ack_seq = self.log.first_seq().unwrap_or(self.next_seq);
+        h
+    }
+
+    fn send(&mut self, h: Header, payload: Vec<u8>, now: Nanos) {
+        self.last_tx = now;
+        self.out.push(SourceAction::Send(Frame::new(h, payload)));
+    }
+
+    fn start_handshake(&mut self, now: Nanos) {
+        if matches!(self.session, Session::Refused(_)) {
+            return;
+        }
+        self.generation += 1;
+        self.out
+            .push(SourceAction::PersistGeneration(self.generation));
+        self.send_hello(self.generation, now);
+    }
+
+    fn send_hello(&mut self, generation: u32, now: Nanos) {
+        self.session = Session::Handshaking {
+            generation,
+            sent_at: now,
+        };
+        let hello = Hello {
+            volume_size: self.cfg.volume_size,
+            region_size: self.cfg.region_size,
+            pair_id: self.cfg.pair_id,
+            node_id: self.cfg.node_id,
+            min_version: specmirror_abi::VERSION as u16,
+            max_version: specmirror_abi::VERSION as u16,
+            status: HelloStatus::Ok,
+            capabilities: 0,
+        };
+        let mut h = Header::new(FrameType::Hello);
+        h.generation = generation;
+        self.send(h, hello.to_bytes().to_vec(), now);
+    }
+
+    fn on_frame(&mut self, f: Frame, now: Nanos) {
+        let h = f.header;
+        if h.ty == FrameType::HelloAck {
+            return self.on_hello_ack(h, &f.payload, now);
+        }
+        let Session::Up { generation } = self.session else {
+            return;
+        };
+        if h.generation != generation {
+            return; // a stale answer from an earlier session
+        }
+        let Some(&seq) = self.by_lock.get(&h.lock_id) else {
+            if h.ty == FrameType::FlushDone {
+                if let Some(fl) = self.flushes.get_mut(&h.seq) {
+                    fl.remote_done = true;
+                }
+                self.finish_flushes();
+            }
+            return;
+        };
+        if seq != h.seq {
+            return; // the target names another write for this lock: ignore the lie
+        }
+        let Some(tx) = self.tx.get(&seq) else {
+            return;
+        };
+        let current = match tx.phase {
+            Phase::Waiting { lock_id } | Phase::Granted { lock_id } => lock_id == h.lock_id,
+            _ => false,
+        };
+        if !current {
+            return; // an answer about an instance already settled
+        }
+        match h.ty {
+            FrameType::LockGranted => self.on_granted(seq, h.lock_id, now),
+            FrameType::WriteDone => {
+                self.on_granted(seq, h.lock_id, now);
+                self.resolve_lock(h.lock_id);
+                self.tx.get_mut(&seq).expect("tx").phase = Phase::Done;
+                if self.log.data_written(seq) {
+                    self.out.push(SourceAction::LogDataWritten { seq });
+                }
+                self.retire();
+            }
+            FrameType::LockRejected => {
+                let reason = RejectReason::from_u64(h.arg);
+                self.stats.rejections += 1;
+                self.resolve_lock(h.lock_id);
+                if reason.is_none_or(|r| r.is_permanent()) {
+                    self.fail(seq, errno::EIO, "lock can never be had", now);
+                } else {
+                    let tx = self.tx.get_mut(&seq).expect("tx");
+                    tx.rejections += 1;
+                    tx.after_reject = true;
+                    tx.data_sent = false;
+                    let backoff = self
+                        .cfg
+                        .retry_initial
+                        .saturating_mul(1 << tx.rejections.min(16))
+                        .min(self.cfg.retry_max);
+                    tx.phase = Phase::Rejected {
+                        retry_at: now + backoff,
+                    };
+                }
+            }
+            FrameType::WriteFailed => {
+                self.resolve_lock(h.lock_id);
+                let e = i32::try_from(h.arg).unwrap_or(errno::EIO);
+                self.fail(seq, e, "target write failed", now);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_granted(&mut self, seq: u64, lock_id: u64, now: Nanos) {
+        if self.log.lock_granted(seq) {
+            self.out.push(SourceAction::LogLockGranted { seq });
+        }
+        let tx = self.tx.get_mut(&seq).expect("tx");
+        if tx.phase != (Phase::Waiting { lock_id }) {
+            return;
+        }
+        tx.phase = Phase::Granted { lock_id };
+        if !tx.data_sent {
+            self.send_data(seq, lock_id, Flags::NONE, now);
+        }
+    }
+
+    fn resolve_lock(&mut self, lock_id: u64) {
+        self.live_locks.remove(&lock_id);
+    }
+
+    fn on_hello_ack(&mut self, h: Header, payload: &[u8], now: Nanos) {
+        let Ok(ack) = Hello::decode(payload) else {
+            return;
+        };
+        match (self.session.clone(), ack.status) {
+            (Session::Handshaking { generation, .. }, HelloStatus::Ok)
+                if generation == h.generation =>
+            {
+                self.session_up(generation, now)
+            }
+            (Session::Handshaking { generation, .. }, HelloStatus::StaleGeneration)
+                if generation == h.generation =>
+            {
+                // The target has seen a newer generation than we remember: move past it.
+                self.generation = self.generation.max(h.arg as u32);
+                self.start_handshake(now);
+            }
+            (Session::Up { generation }, HelloStatus::UnknownSession)
+                if generation == h.generation =>
+            {
+                // The target restarted and lost the session: open a new one.
+                self.start_handshake(now);
+            }
+            (Session::Handshaking { generation, .. }, status)
+                if generation == h.generation && status != HelloStatus::UnknownSession =>
+            {
+                self.session = Session::Refused(status);
+                self.out.push(SourceAction::Refused(status));
+            }
+            _ => {}
+        }
+    }
+
+    fn session_up(&mut self, generation: u32, now: Nanos) {
+        self.session = Session::Up { generation };
+        self.stats.sessions += 1;
+        self.next_lock_id = 1;
+        self.by_lock.clear();
+        self.live_locks.clear();
+        self.out.push(SourceAction::SessionUp { generation });
+        // The whole log goes again, in sequence order, confirmed entries included: an entry
+        // still in the log may sit behind an earlier unconfirmed one that touches the same bytes,
+        // and replaying only the earlier one would land it over the newer data.
+        for seq in self.log.seqs() {
+            self.log.reopen(seq);
+            let tx = self.tx.get_mut(&seq).expect("tx");
+            tx.phase = Phase::Idle;
+            tx.after_reject = false;
+            self.send_entry(seq, now);
+        }
+        let flushes: Vec<u64> = self.flushes.keys().copied().collect();
+        for id in flushes {
+            self.send_flush(id, now);
+        }
+    }
+
+    /// Sends a fresh lock instance for entry `seq`.
+    fn send_entry(&mut self, seq: u64, now: Nanos) {
+        let lock_id = self.next_lock_id;
+        self.next_lock_id += 1;
+        self.by_lock.insert(lock_id, seq);
+        self.live_locks.insert(lock_id);
+        let tx = self.tx.get_mut(&seq).expect("tx");
+        tx.phase = Phase::Waiting { lock_id };
+        tx.data_sent = false;
+        tx.retransmits = 0;
+        tx.rto_at = now + self.cfg.rto;
+        let speculative = self.cfg.mode == Mode::Speculative && !tx.after_reject;
+        self.send_lock(seq, lock_id, now);
+        if speculative {
+            self.send_data(seq, lock_id, Flags::NONE, now);
+        }
+    }
+
+    fn send_lock(&mut self, seq: u64, lock_id: u64, now: Nanos) {
+        if self.cfg.mode == Mode::Implicit {
+            return self.send_data(seq, lock_id, Flags::IMPLICIT_LOCK, now);
+        }
+        let e = &self.log.get(seq).expect("entry").rec;
+        let r = Regions::of_bytes(e.offset, e.len(), self.cfg.region_size);
+        let mut h = self.header(FrameType::Lock);
+        h.seq = seq;
+        h.lock_id = lock_id;
+        h.offset = r.first;
+        h.arg = r.count;
+        self.send(h, Vec::new(), now);
+    }
+
+    fn send_data(&mut self, seq: u64, lock_id: u64, flags: Flags, now: Nanos) {
+        let e = &self.log.get(seq).expect("entry").rec;
+        let mut h = self.header(FrameType::Data);
+        h.seq = seq;
+        h.lock_id = lock_id;
+        h.offset = e.offset;
+        h.flags = flags;
+        if e.fua {
+            h.flags = h.flags | Flags::FUA;
+        }
+        if e.is_compensation() {
+            h.flags = h.flags | Flags::COMPENSATE;
+        }
+        let payload = e.data.clone();
+        self.send(h, payload, now);
+        let tx = self.tx.get_mut(&seq).expect("tx");
+        tx.data_sent = true;
+        tx.ever_sent_data = true;
+    }
+
+    fn retransmit_due(&mut self, now: Nanos) {
+        let seqs: Vec<u64> = self.tx.keys().copied().collect();
+        for seq in seqs {
+            let tx = &self.tx[&seq];
+            match tx.phase {
+                Phase::Waiting { lock_id } if now >= tx.rto_at => {
+                    let resend_data = tx.data_sent;
+                    self.stats.retransmits += 1;
+                    self.send_lock(seq, lock_id, now);
+                    if resend_data && self.cfg.mode != Mode::Implicit {
+                        self.send_data(seq, lock_id, Flags::NONE, now);
+                    }
+                    self.bump_rto(seq, now);
+                }
+                Phase::Granted { lock_id } if now >= tx.rto_at => {
+                    self.stats.retransmits += 1;
+                    self.send_data(seq, lock_id, Flags::NONE, now);
+                    self.bump_rto(seq, now);
+                }
+                Phase::Rejected { retry_at } if now >= retry_at => {
+                    // Re-issue in sequence order: never ahead of an earlier rejected write to the
+                    // same bytes (the target would refuse it behind that write's barrier).
+                    let e = &self.log.get(seq).expect("entry").rec;
+                    let (off, len) = (e.offset, e.len());
+                    let blocked = self.log.iter().any(|x| {
+                        x.rec.seq < seq
+                            && crate::region::bytes_overlap(x.rec.offset, x.rec.len(), off, len)
+                            && matches!(self.tx[&x.rec.seq].phase, Phase::Rejected { .. })
+                    });
+                    if blocked {
+                        let tx = self.tx.get_mut(&seq).expect("tx");
+                        tx.phase = Phase::Rejected {
+                            retry_at: now + self.cfg.retry_initial,
+                        };
+                    } else {
+                        self.send_entry(seq, now);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let due: Vec<u64> = self
+            .flushes
+            .iter()
+            .filter(|(_, f)| !f.remote_done && now >= f.rto_at)
+            .map(|(k, _)| *k)
+            .collect();
+        for id in due {
+            self.send_flush(id, now);
+        }
+    }
+
+    fn bump_rto(&mut self, seq: u64, now: Nanos) {
+        let tx = self.tx.get_mut(&seq).expect("tx");
+        tx.retransmits += 1;
+        tx.rto_at = now + self.cfg.rto * (1 << tx.retransmits.min(4));
+    }
+
+    /// Rolls a write back and fails it to its client. Writes without a client (recovered or
+    /// compensation entries) cannot fail: they are re-issued after a backoff instead.
+    fn fail(&mut self, seq: u64, err: i32, reason: &'static str, now: Nanos) {
+        let Some(entry) = self.log.get(seq) else {
+            return;
+        };
+        let Some(handle) = entry.client else {
+            if let Some(tx) = self.tx.get_mut(&seq) {
+                tx.after_reject = true;
+                tx.phase = Phase::Rejected {
+                    retry_at: now + self.cfg.retry_max,
+                };
+            }
+            return;
+        };
+        let tx = self.tx.remove(&seq).expect("tx");
+        let lock_id = match tx.phase {
+            Phase::Waiting { lock_id } | Phase::Granted { lock_id } => lock_id,
+            _ => 0,
+        };
+        self.resolve_lock(lock_id);
+        if self.is_up() {
+            // Drops whatever the target holds for it and lifts its ordering barrier.
+            let mut h = self.header(FrameType::Abort);
+            h.seq = seq;
+            h.lock_id = lock_id;
+            self.send(h, Vec::new(), now);
+        }
+        let rb = self.log.rollback(seq).expect("entry");
+        self.stats.rollbacks += 1;
+        self.stats.failed += 1;
+        if tx.ever_sent_data {
+            // The target may hold the data: mirror the restored content over it.
+            self.stats.compensations += 1;
+            let c = LogRecord {
+                seq: self.next_seq,
+                offset: rb.removed.offset,
+                data: rb.restore.clone(),
+                before: None,
+                fua: false,
+                lock_pending: true,
+                data_pending: true,
+            };
+            self.next_seq += 1;
+            self.out.push(SourceAction::LogAppend(c.clone()));
+            let cseq = c.seq;
+            self.log.insert(c, None, true);
+            self.tx.insert(cseq, Tx::new(None, false));
+            if self.is_up() {
+                self.send_entry(cseq, now);
+            }
+        }
+        for p in rb.patched {
+            let rec = self.log.get(p).expect("patched entry").rec.clone();
+            self.out.push(SourceAction::LogUpdate(rec));
+        }
+        self.out.push(SourceAction::LogRemove { seq });
+        self.out.push(SourceAction::WriteLocal {
+            seq: None,
+            offset: rb.removed.offset,
+            data: rb.restore,
+            fua: false,
+        });
+        self.out.push(SourceAction::RolledBack {
+            seq,
+            errno: err,
+            reason,
+        });
+        self.out.push(SourceAction::AckWrite {
+            handle,
+            result: Err(err),
+        });
+    }
+
+    fn retire(&mut self) {
+        for e in self.log.retire_ready() {
+            let seq = e.rec.seq;
+            self.tx.remove(&seq);
+            self.out.push(SourceAction::LogRemove { seq });
+            if let Some(handle) = e.client {
+                self.stats.acked += 1;
+                self.out.push(SourceAction::AckWrite {
+                    handle,
+                    result: Ok(()),
+                });
+            }
+        }
+    }
+}
+
+impl Tx {
+    fn new(deadline: Option<Nanos>, ever_sent_data: bool) -> Tx {
+        Tx {
+            phase: Phase::Idle,
+            data_sent: false,
+            ever_sent_data,
+            after_reject: false,
+            rto_at: 0,
+            retransmits: 0,
+            rejections: 0,
+            deadline,
+        }
+    }
+}

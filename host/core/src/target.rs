@@ -1,0 +1,860 @@
+//! The target controller: lock table, lock retry, and the rule that data never lands before its
+//! lock is held.
+//!
+//! Lock commands (LOCK, or DATA with IMPLICIT_LOCK) are processed strictly in `lock_id` order, the
+//! order the source sent them in; early arrivals wait in a small reorder buffer. A lock is granted
+//! when no earlier-processed lock and no local holder overlaps its regions, so conflicting writes
+//! land in the order the source issued them. A busy lock is retried with bounded exponential backoff
+//! until held or until the retry budget is spent (LOCK_REJECTED). A rejected write leaves an
+//! ordering barrier on its regions: later writes to those regions are refused until the source
+//! re-issues the rejected one, so a retry can never land after a newer write.
+//!
+//! DATA that arrives before its lock is held waits in a bounded buffer and is handed to the volume
+//! only once the lock is held.
+
+use std::collections::BTreeMap;
+
+use specmirror_abi::{Flags, FrameType, Header, Hello, HelloStatus, RejectReason};
+
+use crate::frame::Frame;
+use crate::region::Regions;
+use crate::Nanos;
+
+/// How the target behaves; every bound is explicit.
+#[derive(Clone, Debug)]
+pub struct TargetConfig {
+    pub volume_size: u64,
+    pub region_size: u64,
+    pub pair_id: [u8; 16],
+    pub node_id: u32,
+    /// First lock retry backoff.
+    pub retry_initial: Nanos,
+    /// Backoff ceiling.
+    pub retry_max: Nanos,
+    /// Total time a lock may stay busy before LOCK_REJECTED.
+    pub retry_budget: Nanos,
+    /// How long a granted lock waits for its data before it is revoked (LOCK_REJECTED).
+    pub data_timeout: Nanos,
+    /// Bytes of data that may wait for their locks.
+    pub data_buffer: u64,
+    /// Lock commands that may wait for an earlier one to arrive.
+    pub reorder_window: usize,
+}
+
+impl TargetConfig {
+    pub fn new(volume_size: u64, region_size: u64, pair_id: [u8; 16]) -> TargetConfig {
+        TargetConfig {
+            volume_size,
+            region_size,
+            pair_id,
+            node_id: 2,
+            retry_initial: 20 * crate::US,
+            retry_max: 2 * crate::MS,
+            retry_budget: 50 * crate::MS,
+            data_timeout: 1_000 * crate::MS,
+            data_buffer: 64 << 20,
+            reorder_window: 4096,
+        }
+    }
+
+    fn region_count(&self) -> u64 {
+        self.volume_size.div_ceil(self.region_size)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetEvent {
+    Frame(Frame),
+    /// A [`TargetAction::WriteVolume`] finished.
+    VolumeWriteDone {
+        token: u64,
+        result: Result<(), i32>,
+    },
+    /// A [`TargetAction::SyncVolume`] finished.
+    VolumeSyncDone {
+        token: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetAction {
+    Send(Frame),
+    /// Write to the target volume; answer with [`TargetEvent::VolumeWriteDone`].
+    WriteVolume {
+        token: u64,
+        seq: u64,
+        offset: u64,
+        data: Vec<u8>,
+        fua: bool,
+    },
+    /// Make the volume durable; answer with [`TargetEvent::VolumeSyncDone`].
+    SyncVolume {
+        token: u64,
+    },
+    /// The lock table now holds `regions` for write `seq` (observability and invariant checks).
+    LockAcquired {
+        token: u64,
+        seq: u64,
+        regions: Regions,
+    },
+    LockReleased {
+        token: u64,
+    },
+    /// A handshake opened a new session; all state of the previous one is gone.
+    SessionStarted {
+        generation: u32,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Waiting {
+        since: Nanos,
+        next_try: Nanos,
+        backoff: Nanos,
+    },
+    Held {
+        since: Nanos,
+    },
+    Writing,
+    Done,
+    Rejected(RejectReason),
+    Failed(i32),
+    Aborted,
+}
+
+#[derive(Clone, Debug)]
+struct Data {
+    offset: u64,
+    bytes: Vec<u8>,
+    fua: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Instance {
+    /// Unique across sessions: names the lock in actions and in the volume-write callback.
+    token: u64,
+    seq: u64,
+    regions: Regions,
+    implicit: bool,
+    state: State,
+    data: Option<Data>,
+}
+
+impl Instance {
+    fn is_live(&self) -> bool {
+        matches!(
+            self.state,
+            State::Waiting { .. } | State::Held { .. } | State::Writing
+        )
+    }
+    fn holds(&self) -> bool {
+        matches!(self.state, State::Held { .. } | State::Writing)
+    }
+}
+
+/// A lock command waiting in the reorder buffer, or data waiting for its lock command.
+#[derive(Clone, Debug)]
+struct Pending {
+    header: Header,
+    payload: Vec<u8>,
+}
+
+/// Counters a target exposes (the device mirrors them in its register block).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetStats {
+    pub locks_granted: u64,
+    pub locks_rejected: u64,
+    pub lock_retries: u64,
+    pub writes: u64,
+    pub duplicates: u64,
+    pub data_dropped: u64,
+}
+
+#[derive(Debug)]
+pub struct Target {
+    cfg: TargetConfig,
+    generation: Option<u32>,
+    /// Next lock command to process in this session.
+    next_lock: u64,
+    /// Highest acknowledgement watermarks heard from the source.
+    ack_lock: u64,
+    ack_seq: u64,
+    instances: BTreeMap<u64, Instance>,
+    /// Locks of a previous session whose volume write is still in flight: they keep their regions.
+    orphans: BTreeMap<u64, Instance>,
+    reorder: BTreeMap<u64, Pending>,
+    early_data: BTreeMap<u64, Pending>,
+    buffered: u64,
+    barriers: Vec<(u64, Regions)>,
+    local: BTreeMap<u64, Regions>,
+    next_token: u64,
+    out: Vec<TargetAction>,
+    stats: TargetStats,
+    /// Test-only fault: hand data to the volume as soon as it arrives, lock or no lock.
+    write_before_lock: bool,
+}
+
+impl Target {
+    pub fn new(cfg: TargetConfig) -> Target {
+        Target {
+            cfg,
+            generation: None,
+            next_lock: 1,
+            ack_lock: 0,
+            ack_seq: 0,
+            instances: BTreeMap::new(),
+            orphans: BTreeMap::new(),
+            reorder: BTreeMap::new(),
+            early_data: BTreeMap::new(),
+            buffered: 0,
+            barriers: Vec::new(),
+            local: BTreeMap::new(),
+            next_token: 1,
+            out: Vec::new(),
+            stats: TargetStats::default(),
+            write_before_lock: false,
+        }
+    }
+
+    /// Makes this target violate the lock-before-data rule; the simulator's checker must catch it.
+    #[cfg(feature = "broken-write-before-lock")]
+    pub fn break_write_before_lock(&mut self) {
+        self.write_before_lock = true;
+    }
+
+    pub fn config(&self) -> &TargetConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &TargetStats {
+        &self.stats
+    }
+
+    pub fn generation(&self) -> Option<u32> {
+        self.generation
+    }
+
+    /// Writes whose ordering barrier is up, with their regions (for diagnostics).
+    pub fn barriers(&self) -> &[(u64, Regions)] {
+        &self.barriers
+    }
+
+    /// Bytes of data waiting for locks.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.buffered
+    }
+
+    /// No lock is live and nothing is buffered.
+    pub fn is_idle(&self) -> bool {
+        self.orphans.is_empty()
+            && self.reorder.is_empty()
+            && self.early_data.is_empty()
+            && self.instances.values().all(|i| !i.is_live())
+    }
+
+    /// The earliest time [`Target::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self) -> Option<Nanos> {
+        self.instances
+            .values()
+            .filter_map(|i| match i.state {
+                State::Waiting { next_try, .. } => Some(next_try),
+                State::Held { since } => Some(since + self.cfg.data_timeout),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// A local user of the target volume takes `regions` (a snapshot reader, or in bidirectional
+    /// mode a local client write). Refused while a mirror lock holds any of them.
+    pub fn try_lock_local(&mut self, id: u64, regions: Regions) -> bool {
+        let busy = self
+            .instances
+            .values()
+            .chain(self.orphans.values())
+            .any(|i| i.holds() && i.regions.overlaps(regions))
+            || self.local.values().any(|r| r.overlaps(regions));
+        if !busy {
+            self.local.insert(id, regions);
+        }
+        !busy
+    }
+
+    /// Releases a local hold; waiting locks retry at once.
+    pub fn unlock_local(&mut self, id: u64, now: Nanos) -> Vec<TargetAction> {
+        if self.local.remove(&id).is_some() {
+            self.try_waiters(now);
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn handle(&mut self, event: TargetEvent, now: Nanos) -> Vec<TargetAction> {
+        match event {
+            TargetEvent::Frame(f) => self.on_frame(f, now),
+            TargetEvent::VolumeWriteDone { token, result } => {
+                self.on_write_done(token, result, now)
+            }
+            TargetEvent::VolumeSyncDone { token } => {
+                let mut h = self.header(FrameType::FlushDone);
+                h.seq = token;
+                self.send(h, Vec::new());
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn handle_timeout(&mut self, now: Nanos) -> Vec<TargetAction> {
+        let stale: Vec<u64> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| {
+                matches!(i.state, State::Held { since } if now >= since + self.cfg.data_timeout)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for id in stale {
+            // Granted, but the data never came: revoke, so the region is not blocked forever.
+            self.reject(id, RejectReason::BusyTimeout);
+        }
+        self.try_waiters(now);
+        std::mem::take(&mut self.out)
+    }
+
+    fn header(&self, ty: FrameType) -> Header {
+        let mut h = Header::new(ty);
+        h.generation = self.generation.unwrap_or(0);
+        h
+    }
+
+    fn send(&mut self, h: Header, payload: Vec<u8>) {
+        self.out.push(TargetAction::Send(Frame::new(h, payload)));
+    }
+
+    fn reply(&mut self, ty: FrameType, seq: u64, lock_id: u64, arg: u64) {
+        let mut h = self.header(ty);
+        h.seq = seq;
+        h.lock_id = lock_id;
+        h.arg = arg;
+        self.send(h, Vec::new());
+    }
+
+    fn hello_reply(&mut self, generation: u32, status: HelloStatus) {
+        let hello = Hello {
+            volume_size: self.cfg.volume_size,
+            region_size: self.cfg.region_size,
+            pair_id: self.cfg.pair_id,
+            node_id: self.cfg.node_id,
+            min_version: specmirror_abi::VERSION as u16,
+            max_version: specmirror_abi::VERSION as u16,
+            status,
+            capabilities: 0,
+        };
+        let mut h = Header::new(FrameType::HelloAck);
+        h.generation = generation;
+        // The generation this target holds, so a source that forgot its own can move past it.
+        h.arg = self.generation.unwrap_or(0) as u64;
+        self.send(h, hello.to_bytes().to_vec());
+    }
+
+    fn on_frame(&mut self, f: Frame, now: Nanos) {
+        let h = f.header;
+        if h.ty == FrameType::Hello {
+            return self.on_hello(&f);
+        }
+        if self.generation != Some(h.generation) {
+            // A frame of a session this target does not hold (it restarted, or the frame is
+            // stale): tell the source to handshake again; never act on it.
+            if matches!(
+                h.ty,
+                FrameType::Lock | FrameType::Data | FrameType::Flush | FrameType::Heartbeat
+            ) {
+                self.hello_reply(h.generation, HelloStatus::UnknownSession);
+            }
+            return;
+        }
+        self.advance_acks(h.ack_lock, h.ack_seq, now);
+        match h.ty {
+            FrameType::Lock => self.on_lock_command(h, Vec::new(), now),
+            FrameType::Data if h.flags.contains(Flags::IMPLICIT_LOCK) => {
+                self.on_lock_command(h, f.payload, now)
+            }
+            FrameType::Data => self.on_data(h, f.payload, now),
+            FrameType::Abort => self.on_abort(h, now),
+            FrameType::Flush => self.out.push(TargetAction::SyncVolume { token: h.seq }),
+            FrameType::Heartbeat => {
+                let hb = self.header(FrameType::Heartbeat);
+                self.send(hb, Vec::new());
+            }
+            // Frames only a target sends: a confused or lying peer. Ignore them.
+            _ => {}
+        }
+    }
+
+    fn on_hello(&mut self, f: &Frame) {
+        let g = f.header.generation;
+        let Ok(hello) = Hello::decode(&f.payload) else {
+            return;
+        };
+        let status = if hello.volume_size != self.cfg.volume_size {
+            HelloStatus::VolumeSizeMismatch
+        } else if hello.region_size != self.cfg.region_size {
+            HelloStatus::RegionSizeMismatch
+        } else if hello.pair_id != self.cfg.pair_id {
+            HelloStatus::PairIdMismatch
+        } else if hello.min_version > specmirror_abi::VERSION as u16 {
+            HelloStatus::VersionUnsupported
+        } else if self.generation.is_some_and(|cur| g < cur) {
+            HelloStatus::StaleGeneration
+        } else {
+            HelloStatus::Ok
+        };
+        if status == HelloStatus::Ok && self.generation != Some(g) {
+            self.reset_session(g);
+        }
+        self.hello_reply(g, status);
+    }
+
+    fn reset_session(&mut self, generation: u32) {
+        for (_, i) in std::mem::take(&mut self.instances) {
+            match i.state {
+                State::Writing => {
+                    self.orphans.insert(i.token, i);
+                }
+                State::Held { .. } => self.out.push(TargetAction::LockReleased { token: i.token }),
+                _ => {}
+            }
+        }
+        self.generation = Some(generation);
+        self.next_lock = 1;
+        self.ack_lock = 0;
+        self.ack_seq = 0;
+        self.reorder.clear();
+        self.early_data.clear();
+        self.buffered = 0;
+        self.barriers.clear();
+        self.out.push(TargetAction::SessionStarted { generation });
+    }
+
+    fn advance_acks(&mut self, ack_lock: u64, ack_seq: u64, now: Nanos) {
+        if ack_seq > self.ack_seq {
+            self.ack_seq = ack_seq;
+            self.barriers.retain(|(s, _)| *s >= ack_seq);
+        }
+        if ack_lock <= self.ack_lock {
+            return;
+        }
+        self.ack_lock = ack_lock;
+        // The source will never resend these: forget finished ones, and skip lock commands it
+        // abandoned before they arrived.
+        let abandoned: Vec<u64> = self
+            .instances
+            .range(..ack_lock)
+            .filter(|(_, i)| matches!(i.state, State::Waiting { .. } | State::Held { .. }))
+            .map(|(k, _)| *k)
+            .collect();
+        let released = !abandoned.is_empty();
+        for id in abandoned {
+            self.finish(id, State::Aborted);
+        }
+        if released {
+            self.try_waiters(now);
+        }
+        self.instances
+            .retain(|id, i| *id >= ack_lock || i.is_live());
+        let stale: Vec<u64> = self.early_data.range(..ack_lock).map(|(k, _)| *k).collect();
+        for k in stale {
+            let p = self.early_data.remove(&k).expect("present");
+            self.buffered -= p.payload.len() as u64;
+        }
+        if self.next_lock < ack_lock {
+            let skipped: Vec<u64> = self.reorder.range(..ack_lock).map(|(k, _)| *k).collect();
+            for k in skipped {
+                let p = self.reorder.remove(&k).expect("present");
+                self.buffered -= p.payload.len() as u64;
+            }
+            self.next_lock = ack_lock;
+            self.drain_reorder(now);
+        }
+    }
+
+    fn on_lock_command(&mut self, h: Header, payload: Vec<u8>, now: Nanos) {
+        if h.lock_id < self.next_lock {
+            return self.answer_duplicate(h.lock_id);
+        }
+        if h.lock_id > self.next_lock {
+            if self.reorder.len() >= self.cfg.reorder_window
+                || self.buffered + payload.len() as u64 > self.cfg.data_buffer
+            {
+                self.stats.data_dropped += 1;
+                return; // the source retransmits
+            }
+            if !self.reorder.contains_key(&h.lock_id) {
+                self.buffered += payload.len() as u64;
+                self.reorder
+                    .insert(h.lock_id, Pending { header: h, payload });
+            }
+            return;
+        }
+        self.process_lock(h, payload, now);
+        self.next_lock += 1;
+        self.drain_reorder(now);
+    }
+
+    fn drain_reorder(&mut self, now: Nanos) {
+        while let Some(p) = self.reorder.remove(&self.next_lock) {
+            self.buffered -= p.payload.len() as u64;
+            self.process_lock(p.header, p.payload, now);
+            self.next_lock += 1;
+        }
+    }
+
+    fn answer_duplicate(&mut self, lock_id: u64) {
+        self.stats.duplicates += 1;
+        let Some(i) = self.instances.get(&lock_id) else {
+            return;
+        };
+        let (seq, implicit, state) = (i.seq, i.implicit, i.state);
+        match state {
+            State::Held { .. } | State::Writing if !implicit => {
+                self.reply(FrameType::LockGranted, seq, lock_id, 0)
+            }
+            State::Done => {
+                if !implicit {
+                    self.reply(FrameType::LockGranted, seq, lock_id, 0);
+                }
+                self.reply(FrameType::WriteDone, seq, lock_id, 0)
+            }
+            State::Rejected(r) => self.reply(FrameType::LockRejected, seq, lock_id, r as u64),
+            State::Failed(e) => self.reply(FrameType::WriteFailed, seq, lock_id, e as u64),
+            _ => {}
+        }
+    }
+
+    /// Processes the lock command that is next in order.
+    fn process_lock(&mut self, h: Header, payload: Vec<u8>, now: Nanos) {
+        if h.seq < self.ack_seq {
+            // The source settled this write already (confirmed or rolled back): a late copy.
+            return;
+        }
+        let implicit = h.ty == FrameType::Data;
+        let regions = if implicit {
+            if payload.is_empty() || h.offset.checked_add(payload.len() as u64).is_none() {
+                return self.reply(
+                    FrameType::LockRejected,
+                    h.seq,
+                    h.lock_id,
+                    RejectReason::OutOfRange as u64,
+                );
+            }
+            Regions::of_bytes(h.offset, payload.len() as u64, self.cfg.region_size)
+        } else {
+            Regions {
+                first: h.offset,
+                count: h.arg,
+            }
+        };
+        let in_range = regions.count > 0
+            && regions
+                .first
+                .checked_add(regions.count)
+                .is_some_and(|e| e <= self.cfg.region_count())
+            && (!implicit || h.offset + payload.len() as u64 <= self.cfg.volume_size);
+        let token = self.next_token;
+        self.next_token += 1;
+        let mut inst = Instance {
+            token,
+            seq: h.seq,
+            regions,
+            implicit,
+            state: State::Waiting {
+                since: now,
+                next_try: now,
+                backoff: self.cfg.retry_initial,
+            },
+            data: None,
+        };
+        if !in_range {
+            inst.state = State::Rejected(RejectReason::OutOfRange);
+            self.instances.insert(h.lock_id, inst);
+            self.stats.locks_rejected += 1;
+            return self.reply(
+                FrameType::LockRejected,
+                h.seq,
+                h.lock_id,
+                RejectReason::OutOfRange as u64,
+            );
+        }
+        // This is the re-issue of a rejected write: its barrier has served its purpose.
+        self.barriers.retain(|(s, _)| *s != h.seq);
+        if self
+            .barriers
+            .iter()
+            .any(|(s, r)| *s < h.seq && r.overlaps(regions))
+        {
+            self.instances.insert(h.lock_id, inst);
+            return self.reject(h.lock_id, RejectReason::Ordering);
+        }
+        if implicit {
+            inst.data = Some(Data {
+                offset: h.offset,
+                bytes: payload,
+                fua: h.flags.contains(Flags::FUA),
+            });
+        } else if let Some(p) = self.early_data.remove(&h.lock_id) {
+            self.buffered -= p.payload.len() as u64;
+            inst.data = Some(Data {
+                offset: p.header.offset,
+                bytes: p.payload,
+                fua: p.header.flags.contains(Flags::FUA),
+            });
+        }
+        if let Some(d) = &inst.data {
+            self.buffered += d.bytes.len() as u64;
+        }
+        let write_early = self.write_before_lock && inst.data.is_some();
+        self.instances.insert(h.lock_id, inst);
+        if write_early {
+            self.start_write(h.lock_id);
+        }
+        self.try_acquire(h.lock_id, now);
+    }
+
+    fn on_data(&mut self, h: Header, payload: Vec<u8>, now: Nanos) {
+        let len = payload.len() as u64;
+        let Some(i) = self.instances.get_mut(&h.lock_id) else {
+            if h.lock_id >= self.next_lock && !self.early_data.contains_key(&h.lock_id) {
+                // Data ahead of its lock command: hold it, within the buffer bound.
+                if self.buffered + len > self.cfg.data_buffer {
+                    self.stats.data_dropped += 1;
+                    return;
+                }
+                self.buffered += len;
+                self.early_data
+                    .insert(h.lock_id, Pending { header: h, payload });
+            }
+            return;
+        };
+        if i.seq != h.seq || i.implicit {
+            return; // a peer that lies about which write this is, or a stray implicit copy
+        }
+        match i.state {
+            State::Done | State::Rejected(_) | State::Failed(_) => {
+                // The source missed our answer and sent the data again: repeat the answer.
+                return self.answer_duplicate(h.lock_id);
+            }
+            State::Waiting { .. } | State::Held { .. } if i.data.is_none() => {}
+            _ => return, // already have this data, or the lock was aborted
+        }
+        let in_range = h.offset.checked_add(len).is_some_and(|e| {
+            len > 0
+                && e <= self.cfg.volume_size
+                && i.regions
+                    .contains(Regions::of_bytes(h.offset, len, self.cfg.region_size))
+        });
+        match i.state {
+            State::Waiting { .. } | State::Held { .. } if in_range => {
+                if self.buffered + len > self.cfg.data_buffer && !i.holds() {
+                    self.stats.data_dropped += 1;
+                    return; // resent by the source once the lock is granted
+                }
+                i.data = Some(Data {
+                    offset: h.offset,
+                    bytes: payload,
+                    fua: h.flags.contains(Flags::FUA),
+                });
+                self.buffered += len;
+                if matches!(i.state, State::Held { .. }) || self.write_before_lock {
+                    self.start_write(h.lock_id);
+                }
+                let _ = now;
+            }
+            State::Waiting { .. } | State::Held { .. } => {
+                // Data outside the regions it locked: never written.
+                let seq = i.seq;
+                self.stats.locks_rejected += 1;
+                self.finish(h.lock_id, State::Rejected(RejectReason::OutOfRange));
+                self.reply(
+                    FrameType::LockRejected,
+                    seq,
+                    h.lock_id,
+                    RejectReason::OutOfRange as u64,
+                );
+                self.try_waiters(now);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_abort(&mut self, h: Header, now: Nanos) {
+        self.barriers.retain(|(s, _)| *s != h.seq);
+        if let Some(p) = self.early_data.remove(&h.lock_id) {
+            self.buffered -= p.payload.len() as u64;
+        }
+        if let Some(i) = self.instances.get(&h.lock_id) {
+            if matches!(i.state, State::Waiting { .. } | State::Held { .. }) {
+                self.finish(h.lock_id, State::Aborted);
+                self.try_waiters(now);
+            }
+        }
+    }
+
+    /// Moves an instance to a final state, dropping its data and releasing its lock.
+    fn finish(&mut self, lock_id: u64, state: State) {
+        let i = self.instances.get_mut(&lock_id).expect("instance");
+        if let Some(d) = i.data.take() {
+            self.buffered -= d.bytes.len() as u64;
+        }
+        if i.holds() {
+            self.out.push(TargetAction::LockReleased { token: i.token });
+        }
+        i.state = state;
+    }
+
+    fn start_write(&mut self, lock_id: u64) {
+        let i = self.instances.get_mut(&lock_id).expect("instance");
+        let Some(d) = &i.data else { return };
+        if i.state == State::Writing {
+            return;
+        }
+        if matches!(i.state, State::Held { .. }) {
+            i.state = State::Writing;
+        }
+        self.stats.writes += 1;
+        self.out.push(TargetAction::WriteVolume {
+            token: i.token,
+            seq: i.seq,
+            offset: d.offset,
+            data: d.bytes.clone(),
+            fua: d.fua,
+        });
+    }
+
+    fn blocked(&self, lock_id: u64, regions: Regions) -> bool {
+        self.local.values().any(|r| r.overlaps(regions))
+            || self.orphans.values().any(|o| o.regions.overlaps(regions))
+            || self
+                .instances
+                .range(..lock_id)
+                .any(|(_, i)| i.is_live() && i.regions.overlaps(regions))
+    }
+
+    fn try_acquire(&mut self, lock_id: u64, now: Nanos) {
+        let i = &self.instances[&lock_id];
+        let State::Waiting {
+            since,
+            next_try,
+            backoff,
+        } = i.state
+        else {
+            return;
+        };
+        let regions = i.regions;
+        if !self.blocked(lock_id, regions) {
+            let i = self.instances.get_mut(&lock_id).expect("instance");
+            i.state = State::Held { since: now };
+            let (token, seq, implicit) = (i.token, i.seq, i.implicit);
+            self.stats.locks_granted += 1;
+            self.out.push(TargetAction::LockAcquired {
+                token,
+                seq,
+                regions,
+            });
+            if !implicit {
+                self.reply(FrameType::LockGranted, seq, lock_id, 0);
+            }
+            if self.instances[&lock_id].data.is_some() {
+                self.start_write(lock_id);
+            }
+            return;
+        }
+        if now < next_try {
+            return;
+        }
+        self.stats.lock_retries += 1;
+        if now.saturating_sub(since) >= self.cfg.retry_budget {
+            return self.reject(lock_id, RejectReason::BusyTimeout);
+        }
+        let i = self.instances.get_mut(&lock_id).expect("instance");
+        i.state = State::Waiting {
+            since,
+            next_try: now + backoff,
+            backoff: (backoff * 2).min(self.cfg.retry_max),
+        };
+    }
+
+    /// Rejects a lock and raises its ordering barrier.
+    fn reject(&mut self, lock_id: u64, reason: RejectReason) {
+        let i = &self.instances[&lock_id];
+        let (seq, regions) = (i.seq, i.regions);
+        self.finish(lock_id, State::Rejected(reason));
+        self.stats.locks_rejected += 1;
+        self.reply(FrameType::LockRejected, seq, lock_id, reason as u64);
+        self.raise_barrier(lock_id, seq, regions);
+    }
+
+    /// Write `seq` will be sent again (or given up by the source): until then no later write may
+    /// take its regions, or the retry would land after it. Later locks already waiting on those
+    /// regions are rejected (and raise barriers of their own).
+    fn raise_barrier(&mut self, lock_id: u64, seq: u64, regions: Regions) {
+        if seq >= self.ack_seq {
+            self.barriers.push((seq, regions));
+        }
+        let later: Vec<u64> = self
+            .instances
+            .range(lock_id + 1..)
+            .filter(|(_, j)| {
+                matches!(j.state, State::Waiting { .. })
+                    && j.seq > seq
+                    && j.regions.overlaps(regions)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for id in later {
+            if matches!(self.instances[&id].state, State::Waiting { .. }) {
+                self.reject(id, RejectReason::Ordering);
+            }
+        }
+    }
+
+    fn try_waiters(&mut self, now: Nanos) {
+        let waiting: Vec<u64> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| matches!(i.state, State::Waiting { .. }))
+            .map(|(k, _)| *k)
+            .collect();
+        for id in waiting {
+            self.try_acquire(id, now);
+        }
+    }
+
+    fn on_write_done(&mut self, token: u64, result: Result<(), i32>, now: Nanos) {
+        if let Some(o) = self.orphans.remove(&token) {
+            // Its session is gone: release the regions, answer nobody.
+            let _ = o;
+            self.out.push(TargetAction::LockReleased { token });
+            return self.try_waiters(now);
+        }
+        let Some((&lock_id, i)) = self.instances.iter().find(|(_, i)| i.token == token) else {
+            return;
+        };
+        let seq = i.seq;
+        if i.state != State::Writing {
+            // Only a broken target writes outside Writing; keep the books straight anyway.
+            return;
+        }
+        match result {
+            Ok(()) => {
+                self.finish(lock_id, State::Done);
+                self.reply(FrameType::WriteDone, seq, lock_id, 0);
+            }
+            Err(e) => {
+                let regions = self.instances[&lock_id].regions;
+                self.finish(lock_id, State::Failed(e));
+                self.reply(FrameType::WriteFailed, seq, lock_id, e as u64);
+                self.raise_barrier(lock_id, seq, regions);
+            }
+        }
+        self.try_waiters(now);
+    }
+}
