@@ -84,6 +84,7 @@ pub struct World {
     calm: bool,
     calm_at: Nanos,
     issued: u32,
+    ever_up: bool,
     next_hold: u64,
     checker: Checker,
     report: Report,
@@ -114,6 +115,7 @@ impl World {
             calm: false,
             calm_at: 0,
             issued: 0,
+            ever_up: false,
             next_hold: 1,
             cfg,
         };
@@ -385,7 +387,10 @@ impl World {
             return;
         }
         let think = self.rng.range(0, self.cfg.think);
-        if self.source.is_none() || self.checker.pending() >= self.cfg.queue_depth as usize {
+        let waiting = self.source.is_none()
+            || !self.ever_up
+            || self.checker.pending() >= self.cfg.queue_depth as usize;
+        if waiting {
             // The client waits for its node or for a free slot.
             self.after(think.max(50 * US), Ev::Client);
             return;
@@ -644,6 +649,8 @@ impl World {
                     self.checker.flush_answered(handle, result);
                 }
                 SourceAction::SessionUp { generation } => {
+                    // The workload starts once the pair has first met.
+                    self.ever_up = true;
                     self.trace(format!("session {generation} up"))
                 }
                 SourceAction::Refused(st) => {

@@ -325,7 +325,7 @@ mod tests {
         m.write(4, b"CC");
         assert_eq!(&m.vol, b"AABBCC\0\0");
         m.undo(s);
-        assert_eq!(&m.vol, b"AA\0\0CC\0\0");
+        assert_eq!(&m.vol, b"AAAACC\0\0", "A shows again under B, C stays");
     }
 
     #[test]

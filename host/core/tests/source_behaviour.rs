@@ -1,0 +1,353 @@
+//! The source side of the protocol, point by point.
+
+mod harness;
+
+use harness::*;
+use specmirror_abi::ring::Mode;
+use specmirror_abi::{Flags, FrameType, RejectReason};
+use specmirror_core::errno;
+use specmirror_core::source::{SourceAction, SourceEvent};
+use specmirror_core::target::TargetEvent;
+use specmirror_core::Frame;
+
+#[test]
+fn speculative_sends_lock_then_data_without_waiting() {
+    let mut p = Pair::new(Mode::Speculative);
+    let a = p.write(1, 4096, 100, 0xaa);
+    // Into the rollback log first, then the local write, then LOCK and DATA back to back.
+    assert!(
+        matches!(&a[0], SourceAction::LogAppend(r) if r.lock_pending && r.data_pending && r.before.is_some())
+    );
+    assert!(matches!(
+        &a[1],
+        SourceAction::WriteLocal { seq: Some(_), .. }
+    ));
+    assert_eq!(Pair::sent_types(&a), vec![FrameType::Lock, FrameType::Data]);
+    let lock = p.to_tgt[0].header;
+    let data = p.to_tgt[1].header;
+    assert_eq!((lock.offset, lock.arg), (1, 1), "region 1, one region");
+    assert_eq!(lock.lock_id, data.lock_id);
+    assert_eq!(lock.seq, data.seq);
+    assert!(!data.flags.contains(Flags::IMPLICIT_LOCK));
+}
+
+#[test]
+fn conservative_waits_for_the_grant() {
+    let mut p = Pair::new(Mode::Conservative);
+    let a = p.write(1, 0, 10, 1);
+    assert_eq!(Pair::sent_types(&a), vec![FrameType::Lock]);
+    p.deliver_to_target();
+    assert_eq!(p.target_sent(FrameType::LockGranted).len(), 1);
+    let before = p.src_log.len();
+    p.deliver_to_source();
+    assert_eq!(
+        Pair::sent_types(&p.src_log[before..]),
+        vec![FrameType::Data],
+        "DATA follows LOCK_GRANTED"
+    );
+}
+
+#[test]
+fn implicit_sends_one_data_frame_that_asks_for_its_lock() {
+    let mut p = Pair::new(Mode::Implicit);
+    let a = p.write(1, 0, 10, 1);
+    assert_eq!(Pair::sent_types(&a), vec![FrameType::Data]);
+    assert!(p.to_tgt[0].header.flags.contains(Flags::IMPLICIT_LOCK));
+    p.settle();
+    assert_eq!(p.acks, vec![(1, Ok(()))]);
+    assert!(p.target_sent(FrameType::LockGranted).is_empty());
+    assert_eq!(p.src_vol, p.tgt_vol);
+}
+
+#[test]
+fn lock_and_data_leave_the_rollback_log_on_grant_and_on_write() {
+    let mut p = Pair::new(Mode::Speculative);
+    p.write(1, 0, 10, 1);
+    let seq = p.src.log().first_seq().unwrap();
+    p.deliver_to_target();
+    // Target granted and started writing; the source hears LOCK_GRANTED first.
+    let granted: Vec<Frame> = p.to_src.iter().take(1).cloned().collect();
+    p.to_src.clear();
+    p.src_event(SourceEvent::Frame(granted[0].clone()));
+    assert!(p.src_log.contains(&SourceAction::LogLockGranted { seq }));
+    let e = p.src.log().get(seq).unwrap();
+    assert!(!e.rec.lock_pending && e.rec.data_pending);
+    p.complete_target_writes();
+    p.deliver_to_source();
+    assert!(p.src_log.contains(&SourceAction::LogDataWritten { seq }));
+}
+
+#[test]
+fn acknowledged_only_after_local_write_and_write_done() {
+    // WRITE_DONE first, local write later.
+    let mut p = Pair::new(Mode::Speculative);
+    p.write(7, 0, 10, 1);
+    p.deliver_all();
+    p.complete_target_writes();
+    p.deliver_all();
+    assert!(p.acks.is_empty(), "local write still pending");
+    p.complete_local_writes();
+    assert_eq!(p.acks, vec![(7, Ok(()))]);
+    // Local write first, WRITE_DONE later.
+    let mut p = Pair::new(Mode::Speculative);
+    p.write(8, 0, 10, 1);
+    p.complete_local_writes();
+    p.deliver_all();
+    assert!(p.acks.is_empty(), "WRITE_DONE still missing");
+    p.complete_target_writes();
+    p.deliver_all();
+    assert_eq!(p.acks, vec![(8, Ok(()))]);
+    assert!(p.src.log().is_empty());
+    assert!(
+        p.persisted.is_empty(),
+        "retired entries leave the persisted log"
+    );
+}
+
+#[test]
+fn rejection_halts_data_and_retransmits_it_after_the_retried_grant() {
+    let mut p = Pair::new(Mode::Speculative);
+    assert!(p
+        .tgt
+        .try_lock_local(99, specmirror_core::Regions { first: 0, count: 1 }));
+    p.write(1, 0, 100, 5);
+    p.deliver_to_target();
+    // The target retries until its budget runs out, then rejects.
+    p.advance_to(2_000_000);
+    let rej = p.target_sent(FrameType::LockRejected);
+    assert_eq!(rej.len(), 1);
+    assert_eq!(rej[0].header.arg, RejectReason::BusyTimeout as u64);
+    assert!(
+        p.tgt_log
+            .iter()
+            .all(|a| !matches!(a, specmirror_core::target::TargetAction::WriteVolume { .. })),
+        "rejected data is never written"
+    );
+    let mark = p.src_log.len();
+    p.deliver_to_source();
+    assert!(
+        Pair::sent_types(&p.src_log[mark..]).is_empty(),
+        "sending halts on rejection"
+    );
+    // The holder goes away; the retry re-issues LOCK alone, with a new lock id.
+    let a = p.tgt.unlock_local(99, p.now);
+    p.apply_tgt(a);
+    let mark = p.src_log.len();
+    p.advance_to(p.now + 1_000_000);
+    let retry = Pair::sent_types(&p.src_log[mark..]);
+    assert_eq!(retry, vec![FrameType::Lock]);
+    let new_lock = p.to_tgt.back().unwrap().header.lock_id;
+    assert_ne!(new_lock, rej[0].header.lock_id);
+    p.deliver_to_target();
+    let mark = p.src_log.len();
+    p.deliver_to_source();
+    assert_eq!(
+        Pair::sent_types(&p.src_log[mark..]),
+        vec![FrameType::Data],
+        "data retransmitted from the log once granted"
+    );
+    p.settle();
+    assert_eq!(p.acks, vec![(1, Ok(()))]);
+    assert_eq!(p.src_vol, p.tgt_vol);
+}
+
+#[test]
+fn write_failed_rolls_back_the_source_and_compensates_the_target() {
+    let mut p = Pair::new(Mode::Speculative);
+    p.write(1, 0, 100, 0x11);
+    p.settle();
+    p.write(2, 50, 100, 0x22);
+    p.deliver_to_target();
+    let (token, _) = p.tgt_inflight.pop().unwrap();
+    // The target's disk fails the write (the harness applied it; undo that as a failed write would).
+    p.tgt_vol[50..150].copy_from_slice(&[&[0x11u8; 50][..], &[0u8; 50][..]].concat());
+    p.tgt_event(TargetEvent::VolumeWriteDone {
+        token,
+        result: Err(errno::EIO),
+    });
+    p.deliver_to_source();
+    assert!(p.acks.contains(&(2, Err(errno::EIO))));
+    assert!(p
+        .src_log
+        .iter()
+        .any(|a| matches!(a, SourceAction::RolledBack { .. })));
+    // The source is back to its state before write 2.
+    assert_eq!(&p.src_vol[0..100], &[0x11; 100][..]);
+    assert_eq!(&p.src_vol[100..150], &[0; 50][..]);
+    // A compensation write carrying that content is mirrored.
+    let comp = p
+        .to_tgt
+        .iter()
+        .find(|f| f.ty() == FrameType::Data)
+        .expect("compensation data");
+    assert!(comp.header.flags.contains(Flags::COMPENSATE));
+    p.settle();
+    assert_eq!(p.src_vol, p.tgt_vol, "a failed write changed neither copy");
+    assert!(p.src.log().is_empty());
+}
+
+#[test]
+fn write_timeout_rolls_back_and_fails_with_eio() {
+    let mut p = Pair::new(Mode::Speculative);
+    p.write(1, 4096, 10, 3);
+    p.to_tgt.clear(); // the link is gone
+    p.complete_local_writes();
+    p.advance_to(60_000_000);
+    assert_eq!(p.acks, vec![(1, Err(errno::EIO))]);
+    assert_eq!(&p.src_vol[4096..4106], &[0; 10][..]);
+}
+
+#[test]
+fn a_permanent_rejection_fails_the_write_at_once() {
+    let mut p = Pair::new(Mode::Speculative);
+    p.write(1, 0, 10, 3);
+    p.complete_local_writes();
+    let lock = p.to_tgt[0].header;
+    p.to_tgt.clear();
+    let mut h = specmirror_abi::Header::new(FrameType::LockRejected);
+    h.generation = lock.generation;
+    h.seq = lock.seq;
+    h.lock_id = lock.lock_id;
+    h.arg = RejectReason::OutOfRange as u64;
+    p.src_event(SourceEvent::Frame(Frame::control(h)));
+    assert_eq!(p.acks, vec![(1, Err(errno::EIO))]);
+}
+
+#[test]
+fn invalid_client_writes_are_refused_without_touching_anything() {
+    let mut p = Pair::new(Mode::Speculative);
+    let a = p.src_event(SourceEvent::ClientWrite {
+        handle: 1,
+        offset: VOL - 4,
+        data: vec![1; 8],
+        before: vec![0; 8],
+        fua: false,
+    });
+    assert_eq!(
+        a,
+        vec![SourceAction::AckWrite {
+            handle: 1,
+            result: Err(errno::ENOSPC)
+        }]
+    );
+    let a = p.src_event(SourceEvent::ClientWrite {
+        handle: 2,
+        offset: 0,
+        data: vec![1; 8],
+        before: vec![0; 4],
+        fua: false,
+    });
+    assert_eq!(
+        a,
+        vec![SourceAction::AckWrite {
+            handle: 2,
+            result: Err(errno::EINVAL)
+        }]
+    );
+    assert!(p.src.log().is_empty());
+}
+
+#[test]
+fn multi_region_writes_take_one_ascending_lock() {
+    let mut p = Pair::new(Mode::Speculative);
+    p.write(1, REGION - 1, (2 * REGION + 2) as usize, 9);
+    let lock = p.to_tgt[0].header;
+    assert_eq!(
+        (lock.offset, lock.arg),
+        (0, 4),
+        "regions 0..=3 in one ascending run"
+    );
+    p.settle();
+    assert_eq!(p.src_vol, p.tgt_vol);
+}
+
+#[test]
+fn flush_reaches_the_target_before_it_is_acknowledged() {
+    let mut p = Pair::new(Mode::Speculative);
+    let a = p.src_event(SourceEvent::ClientFlush { handle: 5 });
+    assert!(a.contains(&SourceAction::SyncLocal { flush: 1 }));
+    assert_eq!(Pair::sent_types(&a), vec![FrameType::Flush]);
+    p.src_event(SourceEvent::LocalSyncDone { flush: 1 });
+    assert!(p
+        .src_log
+        .iter()
+        .all(|a| !matches!(a, SourceAction::AckFlush { .. })));
+    p.deliver_to_target();
+    let sync = p
+        .tgt_log
+        .iter()
+        .find_map(|a| match a {
+            specmirror_core::target::TargetAction::SyncVolume { token } => Some(*token),
+            _ => None,
+        })
+        .expect("target syncs its volume");
+    p.tgt_event(TargetEvent::VolumeSyncDone { token: sync });
+    p.deliver_to_source();
+    assert!(p.src_log.contains(&SourceAction::AckFlush {
+        handle: 5,
+        result: Ok(())
+    }));
+}
+
+#[test]
+fn a_target_that_restarts_gets_the_whole_log_replayed() {
+    let mut p = Pair::new(Mode::Speculative);
+    p.write(1, 0, 100, 1);
+    p.deliver_to_target();
+    // The target dies before writing: a fresh one knows no session.
+    p.tgt = specmirror_core::target::Target::new(target_config());
+    p.tgt_inflight.clear();
+    p.tgt_vol = vec![0; VOL as usize];
+    p.to_src.clear();
+    p.advance_to(p.now + 2_000_000); // retransmission reaches the new target
+    p.deliver_to_target();
+    assert!(!p.target_sent(FrameType::HelloAck).is_empty());
+    p.settle();
+    p.advance_to(p.now + 2_000_000);
+    p.settle();
+    assert_eq!(p.acks, vec![(1, Ok(()))]);
+    assert_eq!(p.src_vol, p.tgt_vol);
+}
+
+#[test]
+fn a_restarted_source_replays_its_persisted_log() {
+    let mut p = Pair::new(Mode::Speculative);
+    p.write(1, 0, 100, 1);
+    p.write(2, 50, 100, 2);
+    p.to_tgt.clear(); // nothing reached the target before the crash
+    let records: Vec<_> = p.persisted.values().cloned().collect();
+    assert_eq!(records.len(), 2);
+    let (src, actions) =
+        specmirror_core::source::Source::recover(source_config(Mode::Speculative), 1, records);
+    p.src = src;
+    p.local_inflight.clear();
+    p.src_vol = vec![0; VOL as usize]; // even a lost local write is redone from the log
+    p.apply_src(actions);
+    p.src_event(SourceEvent::Connected);
+    p.settle();
+    assert!(p.src.log().is_empty());
+    assert_eq!(&p.src_vol[0..50], &[1; 50][..]);
+    assert_eq!(&p.src_vol[50..150], &[2; 100][..]);
+    assert_eq!(p.src_vol, p.tgt_vol);
+}
+
+#[test]
+fn a_mismatched_target_refuses_the_pair() {
+    let mut tc = target_config();
+    tc.volume_size = VOL * 2;
+    let mut src = specmirror_core::source::Source::new(source_config(Mode::Speculative), 0);
+    let mut tgt = specmirror_core::target::Target::new(tc);
+    let hello = src.handle(SourceEvent::Connected, 0);
+    let SourceAction::Send(f) = &hello[1] else {
+        panic!("HELLO expected, got {hello:?}")
+    };
+    let ack = tgt.handle(TargetEvent::Frame(f.clone()), 0);
+    let specmirror_core::target::TargetAction::Send(reply) = &ack[0] else {
+        panic!()
+    };
+    let out = src.handle(SourceEvent::Frame(reply.clone()), 0);
+    assert!(out.contains(&SourceAction::Refused(
+        specmirror_abi::HelloStatus::VolumeSizeMismatch
+    )));
+    assert!(!src.is_up());
+}
