@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The project's test command (README.md): installs the Debian packages the tests need when they
+# are missing, then checks formatting, runs clippy with warnings as errors, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Debian packages the test suite runs for real, one per line in this file.
+mapfile -t wanted < <(grep -v '^\s*#' .ci/debian-packages | sed '/^\s*$/d')
+missing=()
+for p in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: the tests need ${missing[*]}; run as root or install them first" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
