@@ -719,6 +719,9 @@ impl World {
                     }
                 }
                 TargetAction::LockReleased { token } => self.checker.lock_released(token),
+                TargetAction::Violation(why) => {
+                    self.violation(format!("target saw a protocol violation: {why}"))
+                }
                 TargetAction::SessionStarted { generation } => {
                     self.trace(format!("target opens session {generation}"));
                     self.checker.target_session();

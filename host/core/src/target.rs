@@ -104,6 +104,9 @@ pub enum TargetAction {
     SessionStarted {
         generation: u32,
     },
+    /// The peer broke the protocol in a way a correct source never does (a lock outside the
+    /// volume, data outside its lock). The frame was refused; a driver should disconnect it.
+    Violation(&'static str),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -408,7 +411,8 @@ impl Target {
         } else {
             HelloStatus::Ok
         };
-        if status == HelloStatus::Ok && self.generation != Some(g) {
+        // Generation 0 is a probe: it checks the pair without opening a session.
+        if status == HelloStatus::Ok && g != 0 && self.generation != Some(g) {
             self.reset_session(g);
         }
         self.hello_reply(g, status);
@@ -574,6 +578,8 @@ impl Target {
             data: None,
         };
         if !in_range {
+            self.out
+                .push(TargetAction::Violation("lock outside the target volume"));
             inst.state = State::Rejected(RejectReason::OutOfRange);
             self.instances.insert(h.lock_id, inst);
             self.stats.locks_rejected += 1;
@@ -671,6 +677,9 @@ impl Target {
             State::Waiting { .. } | State::Held { .. } => {
                 // Data outside the regions it locked: never written.
                 let seq = i.seq;
+                self.out.push(TargetAction::Violation(
+                    "data outside the regions it locked",
+                ));
                 self.stats.locks_rejected += 1;
                 self.finish(h.lock_id, State::Rejected(RejectReason::OutOfRange));
                 self.reply(

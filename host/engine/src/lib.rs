@@ -1,0 +1,4 @@
+pub mod auth;
+pub mod logfile;
+pub mod volume;
+pub mod wire;

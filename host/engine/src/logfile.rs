@@ -1,0 +1,550 @@
+//! The rollback log on disk: an append-only file of CRC32C-protected records, replayed at start.
+//!
+//! The header names the volume pair the log belongs to; a log of another pair is refused. Every
+//! change the source core makes to its rollback log becomes one record, appended before the action
+//! that depends on it is carried out. A crash can leave a torn last record: replay stops at the
+//! first record that does not check out, says so, and cuts the file there. When the log empties,
+//! the file is cut back to its header; when it is mostly dead records, it is rewritten.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use specmirror_core::rollback_log::LogRecord;
+
+const MAGIC: &[u8; 8] = b"SMLOG001";
+const HEADER_LEN: u64 = 64;
+/// Rewrite the file when it is larger than this and mostly dead.
+const COMPACT_MIN: u64 = 64 << 20;
+
+const PUT: u8 = 1;
+const LOCK_GRANTED: u8 = 2;
+const DATA_WRITTEN: u8 = 3;
+const REMOVE: u8 = 4;
+const GENERATION: u8 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("rollback log {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{0} is not a specmirror rollback log")]
+    NotALog(PathBuf),
+    #[error(
+        "rollback log {path} belongs to another volume pair ({what}); use the log of this pair, or a new path"
+    )]
+    OtherPair { path: PathBuf, what: String },
+    #[error("rollback log {0} is a directory")]
+    IsDirectory(PathBuf),
+}
+
+/// What identifies the volume pair a log belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairIdentity {
+    pub pair_id: [u8; 16],
+    pub volume_size: u64,
+    pub region_size: u64,
+}
+
+impl PairIdentity {
+    fn header(&self) -> [u8; HEADER_LEN as usize] {
+        let mut h = [0u8; HEADER_LEN as usize];
+        h[0..8].copy_from_slice(MAGIC);
+        h[8..24].copy_from_slice(&self.pair_id);
+        h[24..32].copy_from_slice(&self.volume_size.to_le_bytes());
+        h[32..40].copy_from_slice(&self.region_size.to_le_bytes());
+        let crc = crc32c::crc32c(&h[..60]);
+        h[60..64].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    fn parse(h: &[u8; HEADER_LEN as usize]) -> Option<PairIdentity> {
+        if &h[0..8] != MAGIC
+            || crc32c::crc32c(&h[..60]) != u32::from_le_bytes(h[60..64].try_into().ok()?)
+        {
+            return None;
+        }
+        Some(PairIdentity {
+            pair_id: h[8..24].try_into().ok()?,
+            volume_size: u64::from_le_bytes(h[24..32].try_into().ok()?),
+            region_size: u64::from_le_bytes(h[32..40].try_into().ok()?),
+        })
+    }
+}
+
+/// What replay found.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    pub records: Vec<LogRecord>,
+    pub generation: u32,
+    /// Bytes cut from a torn or damaged tail.
+    pub truncated: u64,
+}
+
+#[derive(Debug)]
+pub struct LogFile {
+    file: File,
+    path: PathBuf,
+    identity: PairIdentity,
+    live: BTreeMap<u64, LogRecord>,
+    generation: u32,
+    len: u64,
+    buf: Vec<u8>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl LogFile {
+    /// Checks that `path` is usable as the log of `identity` without creating or changing it.
+    pub fn check(path: &Path, identity: &PairIdentity) -> Result<(), LogError> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => Err(LogError::IsDirectory(path.to_path_buf())),
+            Ok(_) => {
+                let mut f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                    .map_err(io_err(path))?;
+                Self::check_header(&mut f, path, identity)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                std::fs::metadata(dir).map_err(io_err(dir))?;
+                Ok(())
+            }
+            Err(e) => Err(io_err(path)(e)),
+        }
+    }
+
+    fn check_header(f: &mut File, path: &Path, identity: &PairIdentity) -> Result<(), LogError> {
+        let mut h = [0u8; HEADER_LEN as usize];
+        f.read_exact(&mut h)
+            .map_err(|_| LogError::NotALog(path.to_path_buf()))?;
+        let found = PairIdentity::parse(&h).ok_or_else(|| LogError::NotALog(path.to_path_buf()))?;
+        if found != *identity {
+            let what = if found.pair_id != identity.pair_id {
+                "different pair id".to_string()
+            } else if found.volume_size != identity.volume_size {
+                format!(
+                    "volume size {} instead of {}",
+                    found.volume_size, identity.volume_size
+                )
+            } else {
+                format!(
+                    "region size {} instead of {}",
+                    found.region_size, identity.region_size
+                )
+            };
+            return Err(LogError::OtherPair {
+                path: path.to_path_buf(),
+                what,
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens (or creates) the log and replays it.
+    pub fn open(path: &Path, identity: PairIdentity) -> Result<(LogFile, Replayed), LogError> {
+        Self::check(path, &identity)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err(path))?;
+        let len = file.metadata().map_err(io_err(path))?.len();
+        if len == 0 {
+            file.write_all(&identity.header()).map_err(io_err(path))?;
+            file.sync_all().map_err(io_err(path))?;
+        } else {
+            file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
+            Self::check_header(&mut file, path, &identity)?;
+        }
+        let mut body = Vec::new();
+        file.seek(SeekFrom::Start(HEADER_LEN))
+            .map_err(io_err(path))?;
+        file.read_to_end(&mut body).map_err(io_err(path))?;
+        let mut live = BTreeMap::new();
+        let mut generation = 0;
+        let mut at = 0usize;
+        while let Some((rec, used)) = parse_record(&body[at..]) {
+            apply(&mut live, &mut generation, rec);
+            at += used;
+        }
+        let good = HEADER_LEN + at as u64;
+        let truncated = body.len() as u64 - at as u64;
+        if truncated > 0 {
+            file.set_len(good).map_err(io_err(path))?;
+            file.sync_all().map_err(io_err(path))?;
+        }
+        file.seek(SeekFrom::Start(good)).map_err(io_err(path))?;
+        let replayed = Replayed {
+            records: live.values().cloned().collect(),
+            generation,
+            truncated,
+        };
+        Ok((
+            LogFile {
+                file,
+                path: path.to_path_buf(),
+                identity,
+                live,
+                generation,
+                len: good,
+                buf: Vec::new(),
+            },
+            replayed,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes the file occupies.
+    pub fn file_len(&self) -> u64 {
+        self.len
+    }
+
+    /// Entries the log holds.
+    pub fn live_entries(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn put(&mut self, rec: &LogRecord) -> io::Result<()> {
+        self.append(Rec::Put(rec.clone()))
+    }
+
+    pub fn lock_granted(&mut self, seq: u64) -> io::Result<()> {
+        self.append(Rec::Seq(LOCK_GRANTED, seq))
+    }
+
+    pub fn data_written(&mut self, seq: u64) -> io::Result<()> {
+        self.append(Rec::Seq(DATA_WRITTEN, seq))
+    }
+
+    pub fn remove(&mut self, seq: u64) -> io::Result<()> {
+        self.append(Rec::Seq(REMOVE, seq))?;
+        self.maybe_compact()
+    }
+
+    pub fn set_generation(&mut self, g: u32) -> io::Result<()> {
+        self.append(Rec::Generation(g))
+    }
+
+    /// Makes every appended record durable (power-loss safety).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn append(&mut self, rec: Rec) -> io::Result<()> {
+        self.buf.clear();
+        encode_record(&rec, &mut self.buf);
+        self.file.write_all(&self.buf)?;
+        self.len += self.buf.len() as u64;
+        apply(&mut self.live, &mut self.generation, rec);
+        Ok(())
+    }
+
+    fn maybe_compact(&mut self) -> io::Result<()> {
+        if self.live.is_empty() && self.len > HEADER_LEN + (1 << 20) {
+            // Nothing unconfirmed: start the file over, keeping only the generation.
+            self.file.set_len(HEADER_LEN)?;
+            self.file.seek(SeekFrom::Start(HEADER_LEN))?;
+            self.len = HEADER_LEN;
+            self.append(Rec::Generation(self.generation))?;
+            return self.file.sync_data();
+        }
+        let live_bytes: u64 = self
+            .live
+            .values()
+            .map(|r| r.data.len() as u64 * 2 + 64)
+            .sum();
+        if self.len > COMPACT_MIN && live_bytes * 4 < self.len {
+            self.rewrite()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the live records to a new file and puts it in place of the old one.
+    fn rewrite(&mut self) -> io::Result<()> {
+        let tmp = self.path.with_extension("compact");
+        let mut out = Vec::new();
+        out.extend_from_slice(&self.identity.header());
+        encode_record(&Rec::Generation(self.generation), &mut out);
+        for r in self.live.values() {
+            encode_record(&Rec::Put(r.clone()), &mut out);
+        }
+        let mut f = File::create(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            if let Ok(d) = File::open(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            }) {
+                let _ = d.sync_all();
+            }
+        }
+        self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        self.file.seek(SeekFrom::End(0))?;
+        self.len = out.len() as u64;
+        Ok(())
+    }
+}
+
+enum Rec {
+    Put(LogRecord),
+    Seq(u8, u64),
+    Generation(u32),
+}
+
+fn apply(live: &mut BTreeMap<u64, LogRecord>, generation: &mut u32, rec: Rec) {
+    match rec {
+        Rec::Put(r) => {
+            live.insert(r.seq, r);
+        }
+        Rec::Seq(LOCK_GRANTED, s) => {
+            if let Some(r) = live.get_mut(&s) {
+                r.lock_pending = false;
+            }
+        }
+        Rec::Seq(DATA_WRITTEN, s) => {
+            if let Some(r) = live.get_mut(&s) {
+                r.lock_pending = false;
+                r.data_pending = false;
+            }
+        }
+        Rec::Seq(_, s) => {
+            live.remove(&s);
+        }
+        Rec::Generation(g) => *generation = g,
+    }
+}
+
+fn encode_record(rec: &Rec, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    match rec {
+        Rec::Put(r) => {
+            out.push(PUT);
+            out.extend_from_slice(&r.seq.to_le_bytes());
+            out.extend_from_slice(&r.offset.to_le_bytes());
+            let flags = (r.fua as u8)
+                | (r.before.is_some() as u8) << 1
+                | (r.lock_pending as u8) << 2
+                | (r.data_pending as u8) << 3;
+            out.push(flags);
+            out.extend_from_slice(&(r.data.len() as u32).to_le_bytes());
+            out.extend_from_slice(&r.data);
+            if let Some(b) = &r.before {
+                out.extend_from_slice(b);
+            }
+        }
+        Rec::Seq(kind, seq) => {
+            out.push(*kind);
+            out.extend_from_slice(&seq.to_le_bytes());
+        }
+        Rec::Generation(g) => {
+            out.push(GENERATION);
+            out.extend_from_slice(&g.to_le_bytes());
+        }
+    }
+    let body_len = (out.len() - start - 8) as u32;
+    let crc = crc32c::crc32c(&out[start + 8..]);
+    out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// One record from the front of `b`, or None at the end or at a torn or damaged record.
+fn parse_record(b: &[u8]) -> Option<(Rec, usize)> {
+    let len = u32::from_le_bytes(b.get(0..4)?.try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(b.get(4..8)?.try_into().ok()?);
+    let body = b.get(8..8 + len)?;
+    if crc32c::crc32c(body) != crc || body.is_empty() {
+        return None;
+    }
+    let u64_at = |o: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(body.get(o..o + 8)?.try_into().ok()?))
+    };
+    let rec = match body[0] {
+        PUT => {
+            let seq = u64_at(1)?;
+            let offset = u64_at(9)?;
+            let flags = *body.get(17)?;
+            let n = u32::from_le_bytes(body.get(18..22)?.try_into().ok()?) as usize;
+            let data = body.get(22..22 + n)?.to_vec();
+            let has_before = flags & 2 != 0;
+            let before = if has_before {
+                Some(body.get(22 + n..22 + 2 * n)?.to_vec())
+            } else {
+                None
+            };
+            let expect = 22 + n * if has_before { 2 } else { 1 };
+            if body.len() != expect {
+                return None;
+            }
+            Rec::Put(LogRecord {
+                seq,
+                offset,
+                data,
+                before,
+                fua: flags & 1 != 0,
+                lock_pending: flags & 4 != 0,
+                data_pending: flags & 8 != 0,
+            })
+        }
+        k @ (LOCK_GRANTED | DATA_WRITTEN | REMOVE) if body.len() == 9 => Rec::Seq(k, u64_at(1)?),
+        GENERATION if body.len() == 5 => {
+            Rec::Generation(u32::from_le_bytes(body.get(1..5)?.try_into().ok()?))
+        }
+        _ => return None,
+    };
+    Some((rec, 8 + len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> PairIdentity {
+        PairIdentity {
+            pair_id: *b"0123456789abcdef",
+            volume_size: 1 << 20,
+            region_size: 4096,
+        }
+    }
+
+    fn rec(seq: u64, fill: u8) -> LogRecord {
+        LogRecord {
+            seq,
+            offset: seq * 100,
+            data: vec![fill; 10],
+            before: Some(vec![0; 10]),
+            fua: seq % 2 == 0,
+            lock_pending: true,
+            data_pending: true,
+        }
+    }
+
+    #[test]
+    fn replays_what_was_appended() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        let (mut log, r) = LogFile::open(&p, id()).unwrap();
+        assert!(r.records.is_empty());
+        log.set_generation(3).unwrap();
+        log.put(&rec(1, 1)).unwrap();
+        log.put(&rec(2, 2)).unwrap();
+        log.lock_granted(1).unwrap();
+        log.data_written(2).unwrap();
+        log.put(&rec(3, 3)).unwrap();
+        log.remove(3).unwrap();
+        let mut compensation = rec(4, 4);
+        compensation.before = None;
+        log.put(&compensation).unwrap();
+        drop(log);
+        let (_, r) = LogFile::open(&p, id()).unwrap();
+        assert_eq!(r.generation, 3);
+        assert_eq!(r.truncated, 0);
+        let seqs: Vec<u64> = r.records.iter().map(|x| x.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 4]);
+        assert!(!r.records[0].lock_pending && r.records[0].data_pending);
+        assert!(!r.records[1].data_pending);
+        assert_eq!(r.records[2].before, None);
+        assert_eq!(r.records[1], {
+            let mut x = rec(2, 2);
+            x.lock_pending = false;
+            x.data_pending = false;
+            x
+        });
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        let (mut log, _) = LogFile::open(&p, id()).unwrap();
+        log.put(&rec(1, 1)).unwrap();
+        log.put(&rec(2, 2)).unwrap();
+        drop(log);
+        let full = std::fs::metadata(&p).unwrap().len();
+        // Tear the last record in half, as a crash mid-append would.
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(full - 7).unwrap();
+        let (_, r) = LogFile::open(&p, id()).unwrap();
+        assert_eq!(r.records.len(), 1);
+        assert!(r.truncated > 0);
+        // Damage a byte inside the only remaining record: replay stops before it.
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[HEADER_LEN as usize + 20] ^= 0xff;
+        std::fs::write(&p, &bytes).unwrap();
+        let (_, r) = LogFile::open(&p, id()).unwrap();
+        assert!(r.records.is_empty());
+    }
+
+    #[test]
+    fn a_log_of_another_pair_is_refused_and_left_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        let (mut log, _) = LogFile::open(&p, id()).unwrap();
+        log.put(&rec(1, 1)).unwrap();
+        drop(log);
+        let before = std::fs::read(&p).unwrap();
+        let mut other = id();
+        other.volume_size *= 2;
+        let e = LogFile::open(&p, other).unwrap_err();
+        assert!(e.to_string().contains("volume size"), "{e}");
+        other = id();
+        other.pair_id[0] ^= 1;
+        assert!(matches!(
+            LogFile::open(&p, other),
+            Err(LogError::OtherPair { .. })
+        ));
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+        std::fs::write(
+            d.path().join("junk"),
+            b"not a log at all, just some bytes here......",
+        )
+        .unwrap();
+        assert!(matches!(
+            LogFile::open(&d.path().join("junk"), id()),
+            Err(LogError::NotALog(_))
+        ));
+        assert!(matches!(
+            LogFile::open(d.path(), id()),
+            Err(LogError::IsDirectory(_))
+        ));
+    }
+
+    #[test]
+    fn an_emptied_log_is_cut_back() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        let (mut log, _) = LogFile::open(&p, id()).unwrap();
+        log.set_generation(9).unwrap();
+        for i in 1..=400u64 {
+            let mut r = rec(i, 1);
+            r.data = vec![1; 4096];
+            r.before = Some(vec![0; 4096]);
+            log.put(&r).unwrap();
+            log.remove(i).unwrap();
+        }
+        assert!(log.file_len() < (1 << 20) + 16384, "{}", log.file_len());
+        drop(log);
+        let (_, r) = LogFile::open(&p, id()).unwrap();
+        assert!(r.records.is_empty());
+        assert_eq!(r.generation, 9, "the generation survives the cut");
+    }
+}

@@ -1,0 +1,95 @@
+//! Frames over a byte stream (TCP or a Unix socket): read one frame at a time, refusing a bad
+//! header before reading or allocating its payload.
+
+use specmirror_abi::{frame_len, FrameError, Header, HEADER_LEN};
+use specmirror_core::Frame;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error("malformed frame: {0}")]
+    Frame(#[from] FrameError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads the next frame; `Ok(None)` when the peer closed cleanly between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<Option<Frame>, WireError> {
+    buf.clear();
+    buf.resize(HEADER_LEN, 0);
+    let mut got = 0;
+    while got < HEADER_LEN {
+        let n = r.read(&mut buf[got..]).await?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(WireError::Truncated)
+            };
+        }
+        got += n;
+    }
+    let h = Header::decode(buf)?;
+    let total = frame_len(h.payload_len);
+    buf.resize(total, 0);
+    r.read_exact(&mut buf[HEADER_LEN..])
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => WireError::Truncated,
+            _ => WireError::Io(e),
+        })?;
+    let (frame, _) = Frame::decode(buf)?;
+    Ok(Some(frame))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use specmirror_abi::FrameType;
+
+    #[tokio::test]
+    async fn reads_back_to_back_frames_and_stops_cleanly() {
+        let mut h = Header::new(FrameType::Data);
+        h.seq = 5;
+        let mut bytes = Frame::new(h, b"hello".to_vec()).encode();
+        bytes.extend(Frame::control(Header::new(FrameType::Heartbeat)).encode());
+        let mut r = &bytes[..];
+        let mut buf = Vec::new();
+        let a = read_frame(&mut r, &mut buf).await.unwrap().unwrap();
+        assert_eq!(a.payload, b"hello");
+        let b = read_frame(&mut r, &mut buf).await.unwrap().unwrap();
+        assert_eq!(b.ty(), FrameType::Heartbeat);
+        assert!(read_frame(&mut r, &mut buf).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn refuses_garbage_oversize_and_truncation() {
+        let mut buf = Vec::new();
+        let garbage = [0x41u8; 100];
+        let e = read_frame(&mut &garbage[..], &mut buf).await.unwrap_err();
+        assert!(
+            matches!(e, WireError::Frame(FrameError::BadMagic(_))),
+            "{e}"
+        );
+        let mut hdr = Header::new(FrameType::Data).to_bytes();
+        hdr[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        let e = read_frame(&mut &hdr[..], &mut buf).await.unwrap_err();
+        assert!(matches!(e, WireError::Frame(FrameError::Oversized(_))));
+        assert!(
+            buf.capacity() < 1 << 20,
+            "nothing allocated for the claimed length"
+        );
+        let whole = Frame::new(Header::new(FrameType::Data), vec![1; 100]).encode();
+        let e = read_frame(&mut &whole[..90], &mut buf).await.unwrap_err();
+        assert!(matches!(e, WireError::Truncated));
+        let mut bad = whole.clone();
+        bad[70] ^= 1;
+        let e = read_frame(&mut &bad[..], &mut buf).await.unwrap_err();
+        assert!(matches!(e, WireError::Frame(FrameError::BadCrc { .. })));
+    }
+}
