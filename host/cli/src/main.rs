@@ -1,6 +1,8 @@
 //! `specmirror`: speculative synchronous storage mirroring.
 
+mod daemons;
 mod simulate;
+mod units;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -25,23 +27,31 @@ enum Command {
     /// Run the protocol on a built-in example: a source and a target, a mixed workload, each
     /// mirroring mode compared, both copies checked identical.
     Demo(simulate::DemoArgs),
+    /// Serve the target side of a volume pair.
+    Target(daemons::TargetArgs),
+    /// Serve a source volume to NBD clients, mirroring every write to the target.
+    Source(daemons::SourceArgs),
     /// Run the deterministic simulator over many seeded schedules with faults and check every
     /// invariant; exits non-zero on any violation.
     Simulate(simulate::SimulateArgs),
 }
 
-fn main() -> Result<()> {
+#[tokio::main]
+async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let ok = match cli.command {
         Command::Demo(a) => simulate::demo(a)?,
         Command::Simulate(a) => simulate::simulate(a)?,
+        Command::Target(a) => daemons::run_target(a).await.map(|_| true)?,
+        Command::Source(a) => daemons::run_source(a).await.map(|_| true)?,
     };
     if !ok {
         std::process::exit(1);

@@ -1,4 +1,7 @@
 pub mod auth;
 pub mod logfile;
+pub mod nbd;
+pub mod source;
+pub mod target;
 pub mod volume;
 pub mod wire;

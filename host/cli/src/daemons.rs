@@ -1,0 +1,187 @@
+//! The `source` and `target` commands: the software engine's daemons.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sha2::{Digest, Sha256};
+use specmirror_engine::source::{self, NbdListen, SourceOptions};
+use specmirror_engine::target::{self, TargetOptions};
+use specmirror_engine::volume::Volume;
+use tracing::warn;
+
+use crate::simulate::ModeArg;
+use crate::units::{parse_duration, parse_size};
+
+#[derive(Args)]
+pub struct PairArgs {
+    /// Name of the volume pair; source and target must use the same one. A rollback log belongs to
+    /// one pair and is refused by any other.
+    #[arg(long, default_value = "specmirror", value_name = "NAME")]
+    pair: String,
+    /// Lock granule on the target volume (a power of two, at least 512 bytes).
+    #[arg(long, default_value = "64KiB", value_parser = parse_size, value_name = "SIZE")]
+    region_size: u64,
+    /// File holding a shared secret: both ends prove they know it (HMAC-SHA256 challenge and
+    /// response with fresh nonces) before any data moves.
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
+    /// A peer silent for this long is disconnected (the source sends a heartbeat every second).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    peer_timeout: Duration,
+}
+
+impl PairArgs {
+    fn pair_id(&self) -> [u8; 16] {
+        let d = Sha256::digest(self.pair.as_bytes());
+        d[..16].try_into().expect("16 bytes")
+    }
+
+    fn secret(&self) -> Result<Option<Vec<u8>>> {
+        let Some(p) = &self.secret_file else {
+            return Ok(None);
+        };
+        let mut s =
+            std::fs::read(p).with_context(|| format!("reading secret file {}", p.display()))?;
+        while s.last().is_some_and(|b| b.is_ascii_whitespace()) {
+            s.pop();
+        }
+        if s.is_empty() {
+            bail!("secret file {} is empty", p.display());
+        }
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::metadata(p) {
+                if m.permissions().mode() & 0o077 != 0 {
+                    warn!(
+                        "secret file {} is readable by others (chmod 600 it)",
+                        p.display()
+                    );
+                }
+            }
+        }
+        Ok(Some(s))
+    }
+
+    fn check(&self) -> Result<()> {
+        if !self.region_size.is_power_of_two() || self.region_size < 512 {
+            bail!(
+                "--region-size {} must be a power of two of at least 512 bytes",
+                self.region_size
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct TargetArgs {
+    /// Address to accept the source on (host:port; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// The target volume: a file or block device.
+    #[arg(long, value_name = "PATH")]
+    volume: PathBuf,
+    /// Create the volume file with this size if it is missing, or extend a smaller one. Without it
+    /// an existing file is used as it is.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    size: Option<u64>,
+    #[command(flatten)]
+    pair: PairArgs,
+}
+
+pub async fn run_target(a: TargetArgs) -> Result<()> {
+    a.pair.check()?;
+    let secret = a.pair.secret()?;
+    let volume = Volume::open(&a.volume, a.size)?;
+    let listener = target::bind(&a.listen).await?;
+    let addr = listener.local_addr()?;
+    println!(
+        "ready listen={addr} volume={} size={}",
+        a.volume.display(),
+        volume.size()
+    );
+    tracing::info!(%addr, volume = %a.volume.display(), size = volume.size(), "target serving");
+    let opts = TargetOptions {
+        volume,
+        region_size: a.pair.region_size,
+        pair_id: a.pair.pair_id(),
+        secret,
+        peer_timeout: a.pair.peer_timeout,
+    };
+    tokio::select! {
+        _ = target::serve(listener, opts) => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct SourceArgs {
+    /// The source volume: a file or block device.
+    #[arg(long, value_name = "PATH")]
+    volume: PathBuf,
+    /// Create the volume file with this size if it is missing, or extend a smaller one.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    size: Option<u64>,
+    /// The target daemon (host:port).
+    #[arg(long, value_name = "ADDR")]
+    target: String,
+    /// Where NBD clients connect: host:port, or a Unix socket path (anything with a '/').
+    #[arg(long, value_name = "ADDR")]
+    nbd: String,
+    /// The rollback log file. Unconfirmed writes live here; after a crash, restart with the same
+    /// log and they are written locally again and re-sent before new I/O is accepted.
+    #[arg(long, value_name = "PATH")]
+    log: PathBuf,
+    /// How writes are mirrored: speculative sends the lock and the data together (one round trip).
+    #[arg(long, value_enum, default_value = "speculative")]
+    mode: ModeArg,
+    /// Writes the target has not confirmed within this time are rolled back and fail with EIO;
+    /// start-up waits this long for the target.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
+    link_timeout: Duration,
+    /// fdatasync the rollback log before each local write: survives power loss, at the cost of one
+    /// log sync per write. Without it a killed process loses nothing, a lost machine may.
+    #[arg(long)]
+    log_sync: bool,
+    /// Export name offered to NBD clients (the empty name is accepted too).
+    #[arg(long, default_value = "specmirror", value_name = "NAME")]
+    export: String,
+    #[command(flatten)]
+    pair: PairArgs,
+}
+
+pub async fn run_source(a: SourceArgs) -> Result<()> {
+    a.pair.check()?;
+    let nbd = if a.nbd.contains('/') {
+        NbdListen::Unix(PathBuf::from(&a.nbd))
+    } else {
+        NbdListen::Tcp(a.nbd.clone())
+    };
+    let opts = SourceOptions {
+        volume: a.volume.clone(),
+        size: a.size,
+        target: a.target.clone(),
+        nbd,
+        log: a.log.clone(),
+        mode: a.mode.into(),
+        region_size: a.pair.region_size,
+        pair_id: a.pair.pair_id(),
+        secret: a.pair.secret()?,
+        link_timeout: a.link_timeout,
+        log_sync: a.log_sync,
+        peer_timeout: a.pair.peer_timeout,
+        export_name: a.export.clone(),
+    };
+    let running = source::start(opts).await?;
+    println!("ready nbd={} target={}", running.nbd_addr, a.target);
+    tokio::select! {
+        r = running.task => {
+            r.context("mirror task panicked")??;
+        }
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; unconfirmed writes stay in the rollback log"),
+    }
+    Ok(())
+}

@@ -1,0 +1,624 @@
+//! The NBD front end: the fixed-newstyle handshake and the transmission phase with simple replies.
+//!
+//! Options: EXPORT_NAME, INFO, GO, LIST and ABORT; anything else is answered "unsupported".
+//! Commands: READ (served from the source volume), WRITE (with FUA), WRITE_ZEROES, TRIM, FLUSH and
+//! DISC. Writes and flushes go to the mirror through a channel and are answered only when the
+//! mirror has confirmed them. A request past the end of the volume gets an error and changes
+//! nothing. TRIM is advisory: it is accepted and leaves both copies as they are.
+
+use std::sync::Arc;
+
+use specmirror_core::errno;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::volume::Volume;
+
+const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
+const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
+const REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
+const REQUEST_MAGIC: u32 = 0x2560_9513;
+const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+
+const FLAG_FIXED_NEWSTYLE: u16 = 1;
+const FLAG_NO_ZEROES: u16 = 2;
+const CLIENT_FIXED_NEWSTYLE: u32 = 1;
+const CLIENT_NO_ZEROES: u32 = 2;
+
+const OPT_EXPORT_NAME: u32 = 1;
+const OPT_ABORT: u32 = 2;
+const OPT_LIST: u32 = 3;
+const OPT_INFO: u32 = 6;
+const OPT_GO: u32 = 7;
+
+const REP_ACK: u32 = 1;
+const REP_SERVER: u32 = 2;
+const REP_INFO: u32 = 3;
+const REP_ERR_UNSUP: u32 = 0x8000_0001;
+const REP_ERR_INVALID: u32 = 0x8000_0003;
+const REP_ERR_UNKNOWN: u32 = 0x8000_0006;
+
+const INFO_EXPORT: u16 = 0;
+const INFO_BLOCK_SIZE: u16 = 3;
+
+const TF_HAS_FLAGS: u16 = 1;
+const TF_SEND_FLUSH: u16 = 4;
+const TF_SEND_FUA: u16 = 8;
+const TF_SEND_TRIM: u16 = 32;
+const TF_SEND_WRITE_ZEROES: u16 = 64;
+
+const CMD_READ: u16 = 0;
+const CMD_WRITE: u16 = 1;
+const CMD_DISC: u16 = 2;
+const CMD_FLUSH: u16 = 3;
+const CMD_TRIM: u16 = 4;
+const CMD_WRITE_ZEROES: u16 = 6;
+const CMD_FLAG_FUA: u16 = 1;
+
+/// Longest option payload accepted during the handshake.
+const MAX_OPTION: u32 = 64 << 10;
+/// Longest request accepted; larger ones are refused.
+pub const MAX_REQUEST: u32 = 32 << 20;
+/// Largest piece handed to the mirror at once (a frame's payload).
+const CHUNK: usize = specmirror_abi::MAX_PAYLOAD as usize;
+
+/// What the front end asks of the mirror.
+#[derive(Debug)]
+pub enum IoRequest {
+    Write {
+        offset: u64,
+        data: Vec<u8>,
+        fua: bool,
+        reply: oneshot::Sender<Result<(), i32>>,
+    },
+    Flush {
+        reply: oneshot::Sender<Result<(), i32>>,
+    },
+}
+
+/// One export: the volume it reads from and the mirror it writes through.
+#[derive(Debug)]
+pub struct Export {
+    pub name: String,
+    pub volume: Volume,
+    pub mirror: mpsc::Sender<IoRequest>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NbdError {
+    #[error("client does not speak fixed newstyle NBD")]
+    NotFixedNewstyle,
+    #[error("client sent unknown handshake flags {0:#x}")]
+    BadClientFlags(u32),
+    #[error("bad option magic {0:#x}")]
+    BadOptionMagic(u64),
+    #[error("option {0} with {1} bytes of data exceeds the limit")]
+    OptionTooLong(u32, u32),
+    #[error("client asked for unknown export {0:?}")]
+    UnknownExport(String),
+    #[error("bad request magic {0:#x}")]
+    BadRequestMagic(u32),
+    #[error("request of {0} bytes exceeds the {MAX_REQUEST}-byte limit")]
+    RequestTooLong(u32),
+    #[error("the mirror is gone")]
+    MirrorGone,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn transmission_flags() -> u16 {
+    TF_HAS_FLAGS | TF_SEND_FLUSH | TF_SEND_FUA | TF_SEND_TRIM | TF_SEND_WRITE_ZEROES
+}
+
+async fn option_reply<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    opt: u32,
+    ty: u32,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let mut b = Vec::with_capacity(20 + data.len());
+    b.extend_from_slice(&REPLY_MAGIC.to_be_bytes());
+    b.extend_from_slice(&opt.to_be_bytes());
+    b.extend_from_slice(&ty.to_be_bytes());
+    b.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    b.extend_from_slice(data);
+    w.write_all(&b).await
+}
+
+/// Serves one client connection to the end.
+pub async fn serve<S>(mut s: S, export: Arc<Export>) -> Result<(), NbdError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if !handshake(&mut s, &export).await? {
+        return Ok(());
+    }
+    transmission(s, export).await
+}
+
+/// The option haggling; returns whether the client entered the transmission phase.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    export: &Export,
+) -> Result<bool, NbdError> {
+    let mut hello = Vec::with_capacity(18);
+    hello.extend_from_slice(&NBDMAGIC.to_be_bytes());
+    hello.extend_from_slice(&IHAVEOPT.to_be_bytes());
+    hello.extend_from_slice(&(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES).to_be_bytes());
+    s.write_all(&hello).await?;
+    let cflags = s.read_u32().await?;
+    if cflags & CLIENT_FIXED_NEWSTYLE == 0 {
+        return Err(NbdError::NotFixedNewstyle);
+    }
+    if cflags & !(CLIENT_FIXED_NEWSTYLE | CLIENT_NO_ZEROES) != 0 {
+        return Err(NbdError::BadClientFlags(cflags));
+    }
+    let no_zeroes = cflags & CLIENT_NO_ZEROES != 0;
+    let size = export.volume.size();
+    loop {
+        let magic = s.read_u64().await?;
+        if magic != IHAVEOPT {
+            return Err(NbdError::BadOptionMagic(magic));
+        }
+        let opt = s.read_u32().await?;
+        let len = s.read_u32().await?;
+        if len > MAX_OPTION {
+            return Err(NbdError::OptionTooLong(opt, len));
+        }
+        let mut data = vec![0u8; len as usize];
+        s.read_exact(&mut data).await?;
+        match opt {
+            OPT_EXPORT_NAME => {
+                let name = String::from_utf8_lossy(&data).into_owned();
+                if !name.is_empty() && name != export.name {
+                    // This option has no error reply: all we can do is hang up.
+                    return Err(NbdError::UnknownExport(name));
+                }
+                let mut b = Vec::new();
+                b.extend_from_slice(&size.to_be_bytes());
+                b.extend_from_slice(&transmission_flags().to_be_bytes());
+                if !no_zeroes {
+                    b.extend_from_slice(&[0u8; 124]);
+                }
+                s.write_all(&b).await?;
+                return Ok(true);
+            }
+            OPT_ABORT => {
+                option_reply(s, opt, REP_ACK, &[]).await?;
+                return Ok(false);
+            }
+            OPT_LIST => {
+                if len != 0 {
+                    option_reply(s, opt, REP_ERR_INVALID, b"LIST takes no data").await?;
+                    continue;
+                }
+                let mut d = (export.name.len() as u32).to_be_bytes().to_vec();
+                d.extend_from_slice(export.name.as_bytes());
+                option_reply(s, opt, REP_SERVER, &d).await?;
+                option_reply(s, opt, REP_ACK, &[]).await?;
+            }
+            OPT_INFO | OPT_GO => {
+                let Some(name) = parse_info_request(&data) else {
+                    option_reply(s, opt, REP_ERR_INVALID, b"malformed INFO/GO request").await?;
+                    continue;
+                };
+                if !name.is_empty() && name != export.name {
+                    option_reply(s, opt, REP_ERR_UNKNOWN, b"no such export").await?;
+                    continue;
+                }
+                let mut info = INFO_EXPORT.to_be_bytes().to_vec();
+                info.extend_from_slice(&size.to_be_bytes());
+                info.extend_from_slice(&transmission_flags().to_be_bytes());
+                option_reply(s, opt, REP_INFO, &info).await?;
+                let mut bs = INFO_BLOCK_SIZE.to_be_bytes().to_vec();
+                bs.extend_from_slice(&1u32.to_be_bytes());
+                bs.extend_from_slice(&4096u32.to_be_bytes());
+                bs.extend_from_slice(&MAX_REQUEST.to_be_bytes());
+                option_reply(s, opt, REP_INFO, &bs).await?;
+                option_reply(s, opt, REP_ACK, &[]).await?;
+                if opt == OPT_GO {
+                    return Ok(true);
+                }
+            }
+            _ => {
+                option_reply(s, opt, REP_ERR_UNSUP, b"option not supported").await?;
+            }
+        }
+    }
+}
+
+/// `u32 name length, name, u16 count, count × u16`: the export name, if well formed.
+fn parse_info_request(d: &[u8]) -> Option<String> {
+    let n = u32::from_be_bytes(d.get(0..4)?.try_into().ok()?) as usize;
+    let name = d.get(4..4 + n)?;
+    let k = u16::from_be_bytes(d.get(4 + n..6 + n)?.try_into().ok()?) as usize;
+    if d.len() != 6 + n + 2 * k {
+        return None;
+    }
+    Some(String::from_utf8_lossy(name).into_owned())
+}
+
+struct Reply {
+    cookie: u64,
+    error: u32,
+    data: Vec<u8>,
+}
+
+async fn transmission<S>(s: S, export: Arc<Export>) -> Result<(), NbdError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut r, mut w) = tokio::io::split(s);
+    let (tx, mut rx) = mpsc::channel::<Reply>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(rep) = rx.recv().await {
+            let mut b = Vec::with_capacity(16 + rep.data.len());
+            b.extend_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
+            b.extend_from_slice(&rep.error.to_be_bytes());
+            b.extend_from_slice(&rep.cookie.to_be_bytes());
+            b.extend_from_slice(&rep.data);
+            w.write_all(&b).await?;
+            if rx.is_empty() {
+                w.flush().await?;
+            }
+        }
+        w.flush().await?;
+        Ok::<(), std::io::Error>(())
+    });
+    let size = export.volume.size();
+    let result = async {
+        loop {
+            let mut hdr = [0u8; 28];
+            match r.read_exact(&mut hdr).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+            let magic = u32::from_be_bytes(hdr[0..4].try_into().expect("4"));
+            if magic != REQUEST_MAGIC {
+                return Err(NbdError::BadRequestMagic(magic));
+            }
+            let flags = u16::from_be_bytes(hdr[4..6].try_into().expect("2"));
+            let ty = u16::from_be_bytes(hdr[6..8].try_into().expect("2"));
+            let cookie = u64::from_be_bytes(hdr[8..16].try_into().expect("8"));
+            let offset = u64::from_be_bytes(hdr[16..24].try_into().expect("8"));
+            let len = u32::from_be_bytes(hdr[24..28].try_into().expect("4"));
+            let in_range = offset.checked_add(len as u64).is_some_and(|e| e <= size);
+            let fua = flags & CMD_FLAG_FUA != 0;
+            let reply = |error: i32| Reply {
+                cookie,
+                error: error as u32,
+                data: Vec::new(),
+            };
+            match ty {
+                CMD_READ => {
+                    if len > MAX_REQUEST || !in_range {
+                        tx.send(reply(errno::EINVAL)).await.ok();
+                        continue;
+                    }
+                    let mut data = vec![0u8; len as usize];
+                    let rep = match export.volume.read_at(offset, &mut data) {
+                        Ok(()) => Reply {
+                            cookie,
+                            error: 0,
+                            data,
+                        },
+                        Err(_) => reply(errno::EIO),
+                    };
+                    tx.send(rep).await.ok();
+                }
+                CMD_WRITE => {
+                    if len > MAX_REQUEST {
+                        // The payload cannot be skipped safely: refuse and hang up.
+                        tx.send(reply(errno::EINVAL)).await.ok();
+                        return Err(NbdError::RequestTooLong(len));
+                    }
+                    let mut data = vec![0u8; len as usize];
+                    r.read_exact(&mut data).await?;
+                    if !in_range {
+                        tx.send(reply(errno::ENOSPC)).await.ok();
+                        continue;
+                    }
+                    spawn_writes(&export, &tx, cookie, offset, Payload::Data(data), fua);
+                }
+                CMD_WRITE_ZEROES => {
+                    if !in_range {
+                        tx.send(reply(errno::ENOSPC)).await.ok();
+                        continue;
+                    }
+                    spawn_writes(
+                        &export,
+                        &tx,
+                        cookie,
+                        offset,
+                        Payload::Zeroes(len as u64),
+                        fua,
+                    );
+                }
+                CMD_TRIM => {
+                    let e = if in_range { 0 } else { errno::EINVAL };
+                    tx.send(reply(e)).await.ok();
+                }
+                CMD_FLUSH => {
+                    let mirror = export.mirror.clone();
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let (rtx, rrx) = oneshot::channel();
+                        let e = match mirror.send(IoRequest::Flush { reply: rtx }).await {
+                            Ok(()) => rrx.await.unwrap_or(Err(errno::EIO)).err().unwrap_or(0),
+                            Err(_) => errno::EIO,
+                        };
+                        tx.send(Reply {
+                            cookie,
+                            error: e as u32,
+                            data: Vec::new(),
+                        })
+                        .await
+                        .ok();
+                    });
+                }
+                CMD_DISC => return Ok(()),
+                _ => {
+                    tx.send(reply(errno::EINVAL)).await.ok();
+                }
+            }
+        }
+    }
+    .await;
+    drop(tx);
+    // Outstanding requests still get their answers before the connection closes.
+    let flushed = writer.await.map_err(std::io::Error::other)?;
+    result?;
+    flushed?;
+    Ok(())
+}
+
+enum Payload {
+    Data(Vec<u8>),
+    Zeroes(u64),
+}
+
+/// Hands a write to the mirror in frame-sized pieces, one after another, and answers the client
+/// once every piece is confirmed (or with the first error).
+fn spawn_writes(
+    export: &Export,
+    tx: &mpsc::Sender<Reply>,
+    cookie: u64,
+    offset: u64,
+    payload: Payload,
+    fua: bool,
+) {
+    let mirror = export.mirror.clone();
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let len = match &payload {
+            Payload::Data(d) => d.len() as u64,
+            Payload::Zeroes(n) => *n,
+        };
+        let mut pending = Vec::new();
+        let mut error = 0;
+        let mut at = 0u64;
+        while at < len {
+            let n = (len - at).min(CHUNK as u64) as usize;
+            let data = match &payload {
+                Payload::Data(d) => d[at as usize..at as usize + n].to_vec(),
+                Payload::Zeroes(_) => vec![0u8; n],
+            };
+            let (rtx, rrx) = oneshot::channel();
+            let req = IoRequest::Write {
+                offset: offset + at,
+                data,
+                fua,
+                reply: rtx,
+            };
+            if mirror.send(req).await.is_err() {
+                error = errno::EIO;
+                break;
+            }
+            pending.push(rrx);
+            // Bound what one request keeps in flight: 16 pieces (64 MiB).
+            if pending.len() >= 16 {
+                if let Err(e) = pending.remove(0).await.unwrap_or(Err(errno::EIO)) {
+                    error = e;
+                    break;
+                }
+            }
+            at += n as u64;
+        }
+        for p in pending {
+            if let Err(e) = p.await.unwrap_or(Err(errno::EIO)) {
+                if error == 0 {
+                    error = e;
+                }
+            }
+        }
+        tx.send(Reply {
+            cookie,
+            error: error as u32,
+            data: Vec::new(),
+        })
+        .await
+        .ok();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mirror that applies writes to the volume at once.
+    fn export(dir: &std::path::Path) -> Arc<Export> {
+        let volume = Volume::open(&dir.join("v"), Some(1 << 20)).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let v = volume.clone();
+        tokio::spawn(async move {
+            while let Some(req) = rx.recv().await {
+                match req {
+                    IoRequest::Write {
+                        offset,
+                        data,
+                        reply,
+                        ..
+                    } => {
+                        v.write_at(offset, &data).unwrap();
+                        reply.send(Ok(())).ok();
+                    }
+                    IoRequest::Flush { reply } => {
+                        reply.send(Ok(())).ok();
+                    }
+                }
+            }
+        });
+        Arc::new(Export {
+            name: "vol".into(),
+            volume,
+            mirror: tx,
+        })
+    }
+
+    async fn opt<S: AsyncWrite + Unpin>(c: &mut S, o: u32, data: &[u8]) {
+        c.write_u64(IHAVEOPT).await.unwrap();
+        c.write_u32(o).await.unwrap();
+        c.write_u32(data.len() as u32).await.unwrap();
+        c.write_all(data).await.unwrap();
+    }
+
+    async fn read_reply<S: AsyncRead + Unpin>(c: &mut S) -> (u32, u32, Vec<u8>) {
+        assert_eq!(c.read_u64().await.unwrap(), REPLY_MAGIC);
+        let o = c.read_u32().await.unwrap();
+        let t = c.read_u32().await.unwrap();
+        let n = c.read_u32().await.unwrap();
+        let mut d = vec![0; n as usize];
+        c.read_exact(&mut d).await.unwrap();
+        let _ = o;
+        (o, t, d)
+    }
+
+    async fn request<S: AsyncWrite + Unpin>(c: &mut S, ty: u16, cookie: u64, off: u64, len: u32) {
+        c.write_u32(REQUEST_MAGIC).await.unwrap();
+        c.write_u16(0).await.unwrap();
+        c.write_u16(ty).await.unwrap();
+        c.write_u64(cookie).await.unwrap();
+        c.write_u64(off).await.unwrap();
+        c.write_u32(len).await.unwrap();
+    }
+
+    async fn simple<S: AsyncRead + Unpin>(c: &mut S) -> (u32, u64) {
+        assert_eq!(c.read_u32().await.unwrap(), SIMPLE_REPLY_MAGIC);
+        (c.read_u32().await.unwrap(), c.read_u64().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn handshake_list_info_go_and_io() {
+        let d = tempfile::tempdir().unwrap();
+        let e = export(d.path());
+        let (mut c, s) = tokio::io::duplex(1 << 20);
+        let server = tokio::spawn(serve(s, e.clone()));
+        assert_eq!(c.read_u64().await.unwrap(), NBDMAGIC);
+        assert_eq!(c.read_u64().await.unwrap(), IHAVEOPT);
+        assert_eq!(c.read_u16().await.unwrap(), 3);
+        c.write_u32(3).await.unwrap();
+        opt(&mut c, 99, b"").await;
+        assert_eq!(read_reply(&mut c).await.1, REP_ERR_UNSUP);
+        opt(&mut c, OPT_LIST, b"").await;
+        let (_, t, dd) = read_reply(&mut c).await;
+        assert_eq!(t, REP_SERVER);
+        assert_eq!(&dd[4..], b"vol");
+        assert_eq!(read_reply(&mut c).await.1, REP_ACK);
+        let mut go = 5u32.to_be_bytes().to_vec();
+        go.extend_from_slice(b"other");
+        go.extend_from_slice(&0u16.to_be_bytes());
+        opt(&mut c, OPT_GO, &go).await;
+        assert_eq!(read_reply(&mut c).await.1, REP_ERR_UNKNOWN);
+        opt(&mut c, OPT_GO, &[0, 0, 0, 9]).await;
+        assert_eq!(read_reply(&mut c).await.1, REP_ERR_INVALID);
+        let go = [0u8, 0, 0, 0, 0, 0];
+        opt(&mut c, OPT_GO, &go).await;
+        let (_, t, info) = read_reply(&mut c).await;
+        assert_eq!(t, REP_INFO);
+        assert_eq!(u64::from_be_bytes(info[2..10].try_into().unwrap()), 1 << 20);
+        assert_eq!(read_reply(&mut c).await.1, REP_INFO);
+        assert_eq!(read_reply(&mut c).await.1, REP_ACK);
+        // Transmission: write, read back, out of range, flush, trim, zeroes.
+        request(&mut c, CMD_WRITE, 1, 4090, 10).await;
+        c.write_all(&[7u8; 10]).await.unwrap();
+        assert_eq!(simple(&mut c).await, (0, 1));
+        request(&mut c, CMD_READ, 2, 4088, 14).await;
+        assert_eq!(simple(&mut c).await, (0, 2));
+        let mut got = [0u8; 14];
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [0, 0, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0, 0]);
+        request(&mut c, CMD_WRITE, 3, (1 << 20) - 4, 8).await;
+        c.write_all(&[1u8; 8]).await.unwrap();
+        assert_eq!(simple(&mut c).await, (errno::ENOSPC as u32, 3));
+        request(&mut c, CMD_READ, 4, 1 << 20, 1).await;
+        assert_eq!(simple(&mut c).await, (errno::EINVAL as u32, 4));
+        request(&mut c, CMD_FLUSH, 5, 0, 0).await;
+        assert_eq!(simple(&mut c).await, (0, 5));
+        request(&mut c, CMD_TRIM, 6, 0, 4096).await;
+        assert_eq!(simple(&mut c).await, (0, 6));
+        request(&mut c, CMD_WRITE_ZEROES, 7, 4092, 4).await;
+        assert_eq!(simple(&mut c).await, (0, 7));
+        request(&mut c, CMD_DISC, 8, 0, 0).await;
+        server.await.unwrap().unwrap();
+        let mut b = [0u8; 10];
+        e.volume.read_at(4090, &mut b).unwrap();
+        assert_eq!(
+            b,
+            [7, 7, 0, 0, 0, 0, 7, 7, 7, 7],
+            "write, then zeroes over 4092..4096"
+        );
+        e.volume.read_at((1 << 20) - 8, &mut b[..8]).unwrap();
+        assert_eq!(&b[..8], &[0; 8], "refused write changed nothing");
+    }
+
+    #[tokio::test]
+    async fn export_name_abort_and_bad_clients() {
+        let d = tempfile::tempdir().unwrap();
+        let e = export(d.path());
+        // EXPORT_NAME without NO_ZEROES: 124 zero bytes follow.
+        let (mut c, s) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(serve(s, e.clone()));
+        let mut hello = [0u8; 18];
+        c.read_exact(&mut hello).await.unwrap();
+        c.write_u32(1).await.unwrap();
+        opt(&mut c, OPT_EXPORT_NAME, b"vol").await;
+        assert_eq!(c.read_u64().await.unwrap(), 1 << 20);
+        c.read_u16().await.unwrap();
+        let mut z = [1u8; 124];
+        c.read_exact(&mut z).await.unwrap();
+        assert_eq!(z, [0; 124]);
+        drop(c);
+        server.await.unwrap().unwrap();
+        // ABORT ends the session politely.
+        let (mut c, s) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(serve(s, e.clone()));
+        c.read_exact(&mut hello).await.unwrap();
+        c.write_u32(3).await.unwrap();
+        opt(&mut c, OPT_ABORT, b"").await;
+        assert_eq!(read_reply(&mut c).await.1, REP_ACK);
+        server.await.unwrap().unwrap();
+        // An old-style client and a bad request magic are refused with a reason.
+        let (mut c, s) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(serve(s, e.clone()));
+        c.read_exact(&mut hello).await.unwrap();
+        c.write_u32(0).await.unwrap();
+        assert!(matches!(
+            server.await.unwrap(),
+            Err(NbdError::NotFixedNewstyle)
+        ));
+        let (mut c, s) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(serve(s, e.clone()));
+        c.read_exact(&mut hello).await.unwrap();
+        c.write_u32(3).await.unwrap();
+        opt(&mut c, OPT_GO, &[0, 0, 0, 0, 0, 0]).await;
+        for _ in 0..3 {
+            read_reply(&mut c).await;
+        }
+        c.write_all(&[0xee; 28]).await.unwrap();
+        assert!(matches!(
+            server.await.unwrap(),
+            Err(NbdError::BadRequestMagic(_))
+        ));
+    }
+}

@@ -1,0 +1,550 @@
+//! The source daemon: the NBD front end, the local volume, the rollback log on disk, and the link
+//! to the target, around the source core.
+//!
+//! Start-up checks everything before it changes anything: the volume path, the log (it must belong
+//! to this volume pair), and, over a probe handshake, that the target's volume matches. Only then
+//! is the volume created or extended, the log replayed (unconfirmed writes are written locally
+//! again and re-sent), the session opened, and finally the NBD listener opened, so a client that
+//! can connect can write.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use specmirror_abi::ring::Mode;
+use specmirror_abi::{FrameType, Header, Hello, HelloStatus};
+use specmirror_core::source::{Source, SourceAction, SourceConfig, SourceEvent};
+use specmirror_core::{errno, Frame, Nanos};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::auth::{self, AuthError};
+use crate::logfile::{LogError, LogFile, PairIdentity};
+use crate::nbd::{self, Export, IoRequest};
+use crate::volume::{Volume, VolumeError};
+use crate::wire::{read_frame, WireError};
+
+/// Where the NBD front end listens.
+#[derive(Clone, Debug)]
+pub enum NbdListen {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct SourceOptions {
+    pub volume: PathBuf,
+    pub size: Option<u64>,
+    pub target: String,
+    pub nbd: NbdListen,
+    pub log: PathBuf,
+    pub mode: Mode,
+    pub region_size: u64,
+    pub pair_id: [u8; 16],
+    pub secret: Option<Vec<u8>>,
+    /// Writes the target has not confirmed within this time are rolled back and fail (EIO); also
+    /// how long start-up waits for the target.
+    pub link_timeout: Duration,
+    /// fdatasync the rollback log before each local write (power-loss safety).
+    pub log_sync: bool,
+    /// A link silent for this long is dropped and re-established.
+    pub peer_timeout: Duration,
+    pub export_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("authentication with the target failed: {0}")]
+    Auth(#[from] AuthError),
+    #[error("target {target} unreachable for {waited:?}: {last}")]
+    Unreachable {
+        target: String,
+        waited: Duration,
+        last: String,
+    },
+    #[error("the target refused this volume pair: {0}")]
+    Refused(String),
+    #[error("rollback log write failed, mirroring cannot go on safely: {0}")]
+    LogWrite(std::io::Error),
+    #[error("cannot listen for NBD clients on {addr}: {source}")]
+    NbdListen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// A started source: where clients connect, and the task to await.
+pub struct Running {
+    pub nbd_addr: String,
+    pub task: tokio::task::JoinHandle<Result<(), SourceError>>,
+}
+
+enum Msg {
+    Io(IoRequest),
+    LinkUp(mpsc::Sender<Vec<u8>>),
+    LinkDown,
+    Frame(Frame),
+    LocalDone(u64, Result<(), i32>),
+    LocalSynced(u64),
+}
+
+/// Checks, probes the target, recovers, opens the session and the NBD listener.
+pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
+    let size = Volume::probe_size(&opts.volume, opts.size)?;
+    let identity = PairIdentity {
+        pair_id: opts.pair_id,
+        volume_size: size,
+        region_size: opts.region_size,
+    };
+    LogFile::check(&opts.log, &identity)?;
+    let stream = probe(&opts, size).await?;
+    // Every check passed: from here on the disk may change.
+    let volume = Volume::open(&opts.volume, opts.size)?;
+    let (log, replayed) = LogFile::open(&opts.log, identity)?;
+    if replayed.truncated > 0 {
+        warn!(
+            bytes = replayed.truncated,
+            "rollback log had a torn tail (a crash during an append); cut it off"
+        );
+    }
+    if !replayed.records.is_empty() {
+        info!(
+            entries = replayed.records.len(),
+            "rollback log holds unconfirmed writes: writing them locally again and re-sending"
+        );
+    }
+    let mut cfg = SourceConfig::new(size, opts.region_size, opts.pair_id);
+    cfg.mode = opts.mode;
+    cfg.write_timeout = opts.link_timeout.as_nanos() as u64;
+    let (core, recovery) = Source::recover(cfg, replayed.generation, replayed.records);
+    let (tx, rx) = mpsc::channel::<Msg>(4096);
+    let (ready_tx, mut ready_rx) = watch::channel(false);
+    let mut task = CoreTask {
+        core,
+        volume: volume.clone(),
+        log,
+        log_sync: opts.log_sync,
+        log_dirty: false,
+        link: None,
+        clients: BTreeMap::new(),
+        flushes: BTreeMap::new(),
+        next_handle: 1,
+        me: tx.clone(),
+        start: Instant::now(),
+        ready: ready_tx,
+    };
+    task.run(recovery)?;
+    tokio::spawn(link_task(Some(stream), opts.clone(), tx.clone()));
+    let core = tokio::spawn(task.serve(rx));
+    // Clients are let in only once the session is up.
+    loop {
+        if *ready_rx.borrow() {
+            break;
+        }
+        if ready_rx.changed().await.is_err() {
+            return Err(core.await.unwrap_or(Ok(())).err().unwrap_or_else(|| {
+                SourceError::Refused("the mirror stopped before the session opened".into())
+            }));
+        }
+    }
+    let export = Arc::new(Export {
+        name: opts.export_name.clone(),
+        volume,
+        mirror: mpsc_io(tx),
+    });
+    let nbd_addr = listen_nbd(&opts.nbd, export).await?;
+    info!(nbd = %nbd_addr, "accepting NBD clients");
+    Ok(Running {
+        nbd_addr,
+        task: core,
+    })
+}
+
+/// Adapts the front end's request channel to the core task's inbox.
+fn mpsc_io(core: mpsc::Sender<Msg>) -> mpsc::Sender<IoRequest> {
+    let (tx, mut rx) = mpsc::channel::<IoRequest>(1024);
+    tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            if core.send(Msg::Io(r)).await.is_err() {
+                break;
+            }
+        }
+    });
+    tx
+}
+
+async fn listen_nbd(l: &NbdListen, export: Arc<Export>) -> Result<String, SourceError> {
+    match l {
+        NbdListen::Tcp(addr) => {
+            let lst = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| SourceError::NbdListen {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            let local = lst.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tokio::spawn(async move {
+                loop {
+                    match lst.accept().await {
+                        Ok((s, peer)) => {
+                            s.set_nodelay(true).ok();
+                            let e = export.clone();
+                            tokio::spawn(async move {
+                                if let Err(err) = nbd::serve(s, e).await {
+                                    warn!(%peer, "NBD client dropped: {err}");
+                                }
+                            });
+                        }
+                        Err(e) => warn!("NBD accept failed: {e}"),
+                    }
+                }
+            });
+            Ok(local)
+        }
+        NbdListen::Unix(path) => {
+            if let Ok(m) = std::fs::symlink_metadata(path) {
+                use std::os::unix::fs::FileTypeExt;
+                if m.file_type().is_socket() {
+                    std::fs::remove_file(path).ok();
+                }
+            }
+            let lst =
+                tokio::net::UnixListener::bind(path).map_err(|source| SourceError::NbdListen {
+                    addr: path.display().to_string(),
+                    source,
+                })?;
+            tokio::spawn(async move {
+                loop {
+                    match lst.accept().await {
+                        Ok((s, _)) => {
+                            let e = export.clone();
+                            tokio::spawn(async move {
+                                if let Err(err) = nbd::serve(s, e).await {
+                                    warn!("NBD client dropped: {err}");
+                                }
+                            });
+                        }
+                        Err(e) => warn!("NBD accept failed: {e}"),
+                    }
+                }
+            });
+            Ok(path.display().to_string())
+        }
+    }
+}
+
+/// Connects and authenticates, retrying until `within` has passed.
+async fn connect(opts: &SourceOptions, within: Duration) -> Result<TcpStream, SourceError> {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let last = match TcpStream::connect(&opts.target).await {
+            Ok(mut s) => {
+                s.set_nodelay(true).ok();
+                match auth::as_source(&mut s, opts.secret.as_deref(), opts.peer_timeout).await {
+                    Ok(()) => return Ok(s),
+                    Err(e @ AuthError::Io(_)) | Err(e @ AuthError::Timeout(_)) => e.to_string(),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => e.to_string(),
+        };
+        if started.elapsed() >= within {
+            return Err(SourceError::Unreachable {
+                target: opts.target.clone(),
+                waited: started.elapsed(),
+                last,
+            });
+        }
+        debug!(target = %opts.target, "target not reachable yet: {last}");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// The probe handshake (generation 0): is the target's volume the one this pair expects?
+async fn probe(opts: &SourceOptions, size: u64) -> Result<TcpStream, SourceError> {
+    let mut s = connect(opts, opts.link_timeout).await?;
+    let hello = Hello {
+        volume_size: size,
+        region_size: opts.region_size,
+        pair_id: opts.pair_id,
+        node_id: 1,
+        min_version: specmirror_abi::VERSION as u16,
+        max_version: specmirror_abi::VERSION as u16,
+        status: HelloStatus::Ok,
+        capabilities: 0,
+    };
+    let f = Frame::new(Header::new(FrameType::Hello), hello.to_bytes().to_vec());
+    let unreachable = |e: String| SourceError::Unreachable {
+        target: opts.target.clone(),
+        waited: Duration::ZERO,
+        last: e,
+    };
+    s.write_all(&f.encode())
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let mut buf = Vec::new();
+    let reply = tokio::time::timeout(opts.peer_timeout, read_frame(&mut s, &mut buf))
+        .await
+        .map_err(|_| unreachable("no answer to the handshake".into()))?
+        .map_err(|e: WireError| unreachable(e.to_string()))?
+        .ok_or_else(|| unreachable("closed during the handshake".into()))?;
+    let ack = Hello::decode(&reply.payload)
+        .map_err(|e| SourceError::Refused(format!("malformed HELLO_ACK: {e}")))?;
+    let why = match ack.status {
+        HelloStatus::Ok => return Ok(s),
+        HelloStatus::VolumeSizeMismatch => format!(
+            "target volume is {} bytes, source volume is {size} bytes",
+            ack.volume_size
+        ),
+        HelloStatus::RegionSizeMismatch => format!(
+            "target uses {}-byte regions, source {}",
+            ack.region_size, opts.region_size
+        ),
+        HelloStatus::PairIdMismatch => "the target serves another volume pair (--pair)".into(),
+        other => format!("{other:?}"),
+    };
+    Err(SourceError::Refused(why))
+}
+
+/// Keeps a link to the target: reconnects with backoff, feeds frames to the core.
+async fn link_task(first: Option<TcpStream>, opts: SourceOptions, core: mpsc::Sender<Msg>) {
+    let mut next = first;
+    loop {
+        let stream = match next.take() {
+            Some(s) => s,
+            None => match connect(&opts, Duration::from_secs(u64::MAX / 4)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    error!("cannot reach the target: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+        };
+        info!(target = %opts.target, "link to target up");
+        let (mut rd, mut wr) = stream.into_split();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(8192);
+        if core.send(Msg::LinkUp(tx)).await.is_err() {
+            return;
+        }
+        let writer = tokio::spawn(async move {
+            while let Some(b) = rx.recv().await {
+                if wr.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut buf = Vec::new();
+        let cause = loop {
+            match tokio::time::timeout(opts.peer_timeout, read_frame(&mut rd, &mut buf)).await {
+                Err(_) => break format!("target silent for {:?}", opts.peer_timeout),
+                Ok(Ok(None)) => break "target closed the connection".to_string(),
+                Ok(Err(e)) => break format!("bad frame from the target: {e}"),
+                Ok(Ok(Some(f))) => {
+                    if core.send(Msg::Frame(f)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        writer.abort();
+        warn!("link to target down: {cause}; reconnecting");
+        if core.send(Msg::LinkDown).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct CoreTask {
+    core: Source,
+    volume: Volume,
+    log: LogFile,
+    log_sync: bool,
+    log_dirty: bool,
+    link: Option<mpsc::Sender<Vec<u8>>>,
+    clients: BTreeMap<u64, oneshot::Sender<Result<(), i32>>>,
+    flushes: BTreeMap<u64, oneshot::Sender<Result<(), i32>>>,
+    next_handle: u64,
+    me: mpsc::Sender<Msg>,
+    start: Instant,
+    ready: watch::Sender<bool>,
+}
+
+impl CoreTask {
+    fn now(&self) -> Nanos {
+        self.start.elapsed().as_nanos() as Nanos
+    }
+
+    async fn serve(mut self, mut rx: mpsc::Receiver<Msg>) -> Result<(), SourceError> {
+        loop {
+            let msg = match self.core.poll_timeout() {
+                Some(d) => {
+                    let wait = Duration::from_nanos(d.saturating_sub(self.now()));
+                    tokio::select! {
+                        m = rx.recv() => m,
+                        _ = tokio::time::sleep(wait) => {
+                            let a = self.core.handle_timeout(self.now());
+                            self.run(a)?;
+                            continue;
+                        }
+                    }
+                }
+                None => rx.recv().await,
+            };
+            let Some(msg) = msg else { return Ok(()) };
+            let ev = match msg {
+                Msg::Io(IoRequest::Write {
+                    offset,
+                    data,
+                    fua,
+                    reply,
+                }) => {
+                    let handle = self.next_handle;
+                    self.next_handle += 1;
+                    let end = offset.saturating_add(data.len() as u64);
+                    let mut before = vec![0u8; data.len()];
+                    if end <= self.volume.size()
+                        && self.volume.read_at(offset, &mut before).is_err()
+                    {
+                        reply.send(Err(errno::EIO)).ok();
+                        continue;
+                    }
+                    self.clients.insert(handle, reply);
+                    SourceEvent::ClientWrite {
+                        handle,
+                        offset,
+                        data,
+                        before,
+                        fua,
+                    }
+                }
+                Msg::Io(IoRequest::Flush { reply }) => {
+                    let handle = self.next_handle;
+                    self.next_handle += 1;
+                    self.flushes.insert(handle, reply);
+                    SourceEvent::ClientFlush { handle }
+                }
+                Msg::LinkUp(tx) => {
+                    self.link = Some(tx);
+                    SourceEvent::Connected
+                }
+                Msg::LinkDown => {
+                    self.link = None;
+                    SourceEvent::Disconnected
+                }
+                Msg::Frame(f) => SourceEvent::Frame(f),
+                Msg::LocalDone(seq, result) => SourceEvent::LocalWriteDone { seq, result },
+                Msg::LocalSynced(flush) => SourceEvent::LocalSyncDone { flush },
+            };
+            let a = self.core.handle(ev, self.now());
+            self.run(a)?;
+        }
+    }
+
+    /// Carries out actions in order; immediate completions are fed straight back.
+    fn run(&mut self, actions: Vec<SourceAction>) -> Result<(), SourceError> {
+        let mut queue = std::collections::VecDeque::from(actions);
+        while let Some(a) = queue.pop_front() {
+            match a {
+                SourceAction::Send(f) => {
+                    if let Some(tx) = &self.link {
+                        if tx.try_send(f.encode()).is_err() {
+                            debug!("link queue full, frame dropped (retransmitted later)");
+                        }
+                    }
+                }
+                SourceAction::WriteLocal {
+                    seq,
+                    offset,
+                    data,
+                    fua,
+                } => {
+                    if self.log_dirty && self.log_sync {
+                        self.log.sync().map_err(SourceError::LogWrite)?;
+                    }
+                    self.log_dirty = false;
+                    let result = self.volume.write_at(offset, &data).map_err(|e| {
+                        warn!("local write at {offset} failed: {e}");
+                        e.raw_os_error().unwrap_or(errno::EIO)
+                    });
+                    let Some(seq) = seq else { continue };
+                    if fua && result.is_ok() {
+                        let v = self.volume.clone();
+                        let me = self.me.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let r = v.sync().map_err(|e| e.raw_os_error().unwrap_or(errno::EIO));
+                            me.blocking_send(Msg::LocalDone(seq, r)).ok();
+                        });
+                    } else {
+                        let now = self.now();
+                        queue.extend(
+                            self.core
+                                .handle(SourceEvent::LocalWriteDone { seq, result }, now),
+                        );
+                    }
+                }
+                SourceAction::SyncLocal { flush } => {
+                    let v = self.volume.clone();
+                    let me = self.me.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = v.sync() {
+                            warn!("local volume sync failed: {e}");
+                        }
+                        me.blocking_send(Msg::LocalSynced(flush)).ok();
+                    });
+                }
+                SourceAction::LogAppend(r) | SourceAction::LogUpdate(r) => {
+                    self.log.put(&r).map_err(SourceError::LogWrite)?;
+                    self.log_dirty = true;
+                }
+                SourceAction::LogLockGranted { seq } => {
+                    self.log.lock_granted(seq).map_err(SourceError::LogWrite)?
+                }
+                SourceAction::LogDataWritten { seq } => {
+                    self.log.data_written(seq).map_err(SourceError::LogWrite)?
+                }
+                SourceAction::LogRemove { seq } => {
+                    self.log.remove(seq).map_err(SourceError::LogWrite)?
+                }
+                SourceAction::PersistGeneration(g) => {
+                    self.log.set_generation(g).map_err(SourceError::LogWrite)?;
+                    self.log.sync().map_err(SourceError::LogWrite)?;
+                }
+                SourceAction::AckWrite { handle, result } => {
+                    if let Some(r) = self.clients.remove(&handle) {
+                        r.send(result).ok();
+                    }
+                }
+                SourceAction::AckFlush { handle, result } => {
+                    if let Some(r) = self.flushes.remove(&handle) {
+                        r.send(result).ok();
+                    }
+                }
+                SourceAction::SessionUp { generation } => {
+                    info!(generation, "session with the target open");
+                    self.ready.send_replace(true);
+                }
+                SourceAction::Refused(status) => {
+                    return Err(SourceError::Refused(format!("{status:?}")));
+                }
+                SourceAction::RolledBack { seq, errno, reason } => {
+                    warn!(
+                        seq,
+                        errno, "write rolled back and failed to its client: {reason}"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! The target daemon: accepts source connections, authenticates them, and feeds their frames to
+//! the target core, which owns the lock table; this task carries out the volume writes it asks for.
+//!
+//! A connection that sends a malformed frame, breaks the protocol, fails authentication or goes
+//! silent is disconnected with the cause in the log; nothing from it reaches the volume, and the
+//! daemon keeps serving its legitimate source.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use specmirror_core::target::{Target, TargetAction, TargetConfig, TargetEvent};
+use specmirror_core::{Frame, Nanos};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::auth;
+use crate::volume::Volume;
+use crate::wire::read_frame;
+
+#[derive(Clone, Debug)]
+pub struct TargetOptions {
+    pub volume: Volume,
+    pub region_size: u64,
+    pub pair_id: [u8; 16],
+    pub secret: Option<Vec<u8>>,
+    /// A connection silent for this long is dropped.
+    pub peer_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+enum Msg {
+    Attach(u64, mpsc::Sender<Vec<u8>>),
+    Frame(u64, Frame),
+    Detach(u64),
+    WriteDone(u64, Result<(), i32>),
+    SyncDone(u64),
+}
+
+/// Binds the listener (so the caller can report the address) and returns the serving future.
+pub async fn bind(addr: &str) -> Result<TcpListener, TargetError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| TargetError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Serves until the process ends.
+pub async fn serve(listener: TcpListener, opts: TargetOptions) {
+    let (tx, rx) = mpsc::channel::<Msg>(4096);
+    let core = tokio::spawn(core_task(opts.clone(), rx, tx.clone()));
+    let opts = Arc::new(opts);
+    let mut next_conn = 1u64;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let id = next_conn;
+        next_conn += 1;
+        tokio::spawn(connection(id, stream, peer, opts.clone(), tx.clone()));
+        if core.is_finished() {
+            break;
+        }
+    }
+}
+
+async fn connection(
+    id: u64,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    opts: Arc<TargetOptions>,
+    core: mpsc::Sender<Msg>,
+) {
+    stream.set_nodelay(true).ok();
+    if let Err(e) = auth::as_target(&mut stream, opts.secret.as_deref(), opts.peer_timeout).await {
+        warn!(%peer, "refused connection: {e}");
+        return;
+    }
+    info!(%peer, conn = id, "source connected");
+    let (mut rd, mut wr) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(4096);
+    if core.send(Msg::Attach(id, out_tx)).await.is_err() {
+        return;
+    }
+    let cut = Arc::new(tokio::sync::Notify::new());
+    let cut2 = cut.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(b) = out_rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        // The core dropped this connection (a protocol violation) or the socket broke.
+        cut2.notify_one();
+    });
+    let mut buf = Vec::new();
+    let cause = loop {
+        let read = tokio::time::timeout(opts.peer_timeout, read_frame(&mut rd, &mut buf));
+        let r = tokio::select! {
+            r = read => r,
+            _ = cut.notified() => break "disconnected after a protocol violation".to_string(),
+        };
+        match r {
+            Err(_) => break format!("silent for {:?}", opts.peer_timeout),
+            Ok(Ok(None)) => break "closed the connection".to_string(),
+            Ok(Err(e)) => break format!("sent a bad frame: {e}"),
+            Ok(Ok(Some(f))) => {
+                if core.send(Msg::Frame(id, f)).await.is_err() {
+                    break "target shutting down".to_string();
+                }
+            }
+        }
+    };
+    info!(%peer, conn = id, "source disconnected: {cause}");
+    core.send(Msg::Detach(id)).await.ok();
+    writer.abort();
+}
+
+/// The task that owns the target core and the volume.
+struct CoreTask {
+    core: Target,
+    volume: Volume,
+    conns: BTreeMap<u64, mpsc::Sender<Vec<u8>>>,
+    session_conn: Option<u64>,
+    me: mpsc::Sender<Msg>,
+    start: Instant,
+}
+
+async fn core_task(opts: TargetOptions, mut rx: mpsc::Receiver<Msg>, me: mpsc::Sender<Msg>) {
+    let mut cfg = TargetConfig::new(opts.volume.size(), opts.region_size, opts.pair_id);
+    cfg.data_timeout = opts.peer_timeout.as_nanos() as u64;
+    let mut t = CoreTask {
+        core: Target::new(cfg),
+        volume: opts.volume.clone(),
+        conns: BTreeMap::new(),
+        session_conn: None,
+        me,
+        start: Instant::now(),
+    };
+    loop {
+        let msg = match t.core.poll_timeout() {
+            Some(d) => {
+                let wait = Duration::from_nanos(d.saturating_sub(t.now()));
+                tokio::select! {
+                    m = rx.recv() => m,
+                    _ = tokio::time::sleep(wait) => {
+                        let a = t.core.handle_timeout(t.now());
+                        t.run(a, None);
+                        continue;
+                    }
+                }
+            }
+            None => rx.recv().await,
+        };
+        let Some(msg) = msg else { return };
+        match msg {
+            Msg::Attach(id, tx) => {
+                t.conns.insert(id, tx);
+            }
+            Msg::Detach(id) => {
+                t.conns.remove(&id);
+            }
+            Msg::Frame(id, f) => {
+                if !t.conns.contains_key(&id) {
+                    continue; // disconnected for a violation; its queued frames are void
+                }
+                let a = t.core.handle(TargetEvent::Frame(f), t.now());
+                t.run(a, Some(id));
+            }
+            Msg::WriteDone(token, result) => {
+                let a = t
+                    .core
+                    .handle(TargetEvent::VolumeWriteDone { token, result }, t.now());
+                t.run(a, None);
+            }
+            Msg::SyncDone(token) => {
+                let a = t
+                    .core
+                    .handle(TargetEvent::VolumeSyncDone { token }, t.now());
+                t.run(a, None);
+            }
+        }
+    }
+}
+
+impl CoreTask {
+    fn now(&self) -> Nanos {
+        self.start.elapsed().as_nanos() as Nanos
+    }
+
+    /// Carries out actions in order; answers go to the connection whose frame caused them
+    /// (`reply_to`), or to the session's connection. Immediate completions are fed straight back.
+    fn run(&mut self, actions: Vec<TargetAction>, reply_to: Option<u64>) {
+        let mut queue = std::collections::VecDeque::from(actions);
+        while let Some(a) = queue.pop_front() {
+            match a {
+                TargetAction::Send(f) => {
+                    let to = reply_to.or(self.session_conn);
+                    if let Some(tx) = to.and_then(|c| self.conns.get(&c)) {
+                        if tx.try_send(f.encode()).is_err() {
+                            debug!("send queue full, frame dropped (the source retransmits)");
+                        }
+                    }
+                }
+                TargetAction::WriteVolume {
+                    token,
+                    offset,
+                    data,
+                    fua,
+                    ..
+                } => {
+                    let result = self.volume.write_at(offset, &data).map_err(|e| {
+                        warn!("volume write at {offset} failed: {e}");
+                        e.raw_os_error().unwrap_or(specmirror_core::errno::EIO)
+                    });
+                    if fua && result.is_ok() {
+                        let v = self.volume.clone();
+                        let me = self.me.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let r = v.sync().map_err(|e| {
+                                e.raw_os_error().unwrap_or(specmirror_core::errno::EIO)
+                            });
+                            me.blocking_send(Msg::WriteDone(token, r)).ok();
+                        });
+                    } else {
+                        let now = self.now();
+                        queue.extend(
+                            self.core
+                                .handle(TargetEvent::VolumeWriteDone { token, result }, now),
+                        );
+                    }
+                }
+                TargetAction::SyncVolume { token } => {
+                    let v = self.volume.clone();
+                    let me = self.me.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = v.sync() {
+                            warn!("volume sync failed: {e}");
+                        }
+                        me.blocking_send(Msg::SyncDone(token)).ok();
+                    });
+                }
+                TargetAction::SessionStarted { generation } => {
+                    info!(generation, "session opened");
+                    self.session_conn = reply_to;
+                }
+                TargetAction::Violation(why) => {
+                    if let Some(c) = reply_to {
+                        warn!(conn = c, "disconnecting source: {why}");
+                        self.conns.remove(&c);
+                        if self.session_conn == Some(c) {
+                            self.session_conn = None;
+                        }
+                    }
+                }
+                TargetAction::LockAcquired { .. } | TargetAction::LockReleased { .. } => {}
+            }
+        }
+    }
+}
