@@ -406,7 +406,7 @@ impl Target {
             HelloStatus::PairIdMismatch
         } else if hello.min_version > specmirror_abi::VERSION as u16 {
             HelloStatus::VersionUnsupported
-        } else if self.generation.is_some_and(|cur| g < cur) {
+        } else if g != 0 && self.generation.is_some_and(|cur| g < cur) {
             HelloStatus::StaleGeneration
         } else {
             HelloStatus::Ok

@@ -232,3 +232,33 @@ fn a_granted_lock_whose_data_never_comes_is_revoked() {
         "region free again"
     );
 }
+
+#[test]
+fn a_probe_hello_checks_the_pair_without_touching_the_session() {
+    let mut p = Pair::new(Mode::Speculative);
+    let g = p.tgt.generation().unwrap();
+    p.tgt_event(TargetEvent::Frame(lock_frame(&p, 1, 1, 0, 1)));
+    let hello = specmirror_abi::Hello {
+        volume_size: VOL,
+        region_size: REGION,
+        pair_id: PAIR,
+        node_id: 1,
+        min_version: 1,
+        max_version: 1,
+        status: specmirror_abi::HelloStatus::Ok,
+        capabilities: 0,
+    };
+    let f = Frame::new(Header::new(FrameType::Hello), hello.to_bytes().to_vec());
+    let a = p.tgt_event(TargetEvent::Frame(f));
+    let TargetAction::Send(reply) = &a[0] else {
+        panic!("{a:?}")
+    };
+    let ack = specmirror_abi::Hello::decode(&reply.payload).unwrap();
+    assert_eq!(
+        ack.status,
+        specmirror_abi::HelloStatus::Ok,
+        "a probe is never stale"
+    );
+    assert_eq!(p.tgt.generation(), Some(g), "the session is untouched");
+    assert!(!p.tgt.is_idle(), "the held lock survives the probe");
+}
