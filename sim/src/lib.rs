@@ -8,6 +8,7 @@
 
 pub mod checker;
 pub mod config;
+pub mod linkem;
 pub mod rng;
 pub mod world;
 

@@ -1,6 +1,7 @@
 //! `specmirror`: speculative synchronous storage mirroring.
 
 mod daemons;
+mod demo;
 mod simulate;
 mod units;
 
@@ -26,7 +27,7 @@ struct Cli {
 enum Command {
     /// Run the protocol on a built-in example: a source and a target, a mixed workload, each
     /// mirroring mode compared, both copies checked identical.
-    Demo(simulate::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Serve the target side of a volume pair.
     Target(daemons::TargetArgs),
     /// Serve a source volume to NBD clients, mirroring every write to the target.
@@ -38,17 +39,23 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // The demo prints its own report; daemons log what they do.
+    let default = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let ok = match cli.command {
-        Command::Demo(a) => simulate::demo(a)?,
+        Command::Demo(a) => demo::demo(a).await?,
         Command::Simulate(a) => simulate::simulate(a)?,
         Command::Target(a) => daemons::run_target(a).await.map(|_| true)?,
         Command::Source(a) => daemons::run_source(a).await.map(|_| true)?,

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use specmirror_abi::ring::Mode;
-use specmirror_sim::{run, uncontended_latency, SimConfig, Summary};
+use specmirror_sim::{run, SimConfig, Summary};
 
 /// Mirroring mode.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -111,54 +111,4 @@ pub fn simulate(a: SimulateArgs) -> Result<bool> {
     eprintln!("elapsed {:.1}s", started.elapsed().as_secs_f64());
     println!("{}", sum.line(mode));
     Ok(sum.failures.is_empty())
-}
-
-#[derive(Args)]
-pub struct DemoArgs {
-    /// Schedules per mode to run under faults.
-    #[arg(long, default_value_t = 200)]
-    seeds: u64,
-}
-
-pub fn demo(a: DemoArgs) -> Result<bool> {
-    println!("specmirror demo: a source and a target volume in the deterministic simulator");
-    println!();
-    println!("Uncontended write latency over a link with 500 us round trip:");
-    let mut lat = Vec::new();
-    for mode in [Mode::Speculative, Mode::Implicit, Mode::Conservative] {
-        let (l, rtt) = uncontended_latency(mode);
-        println!(
-            "  {:<13} {:>7.1} us  ({:.2} round trips)",
-            mode.name(),
-            l as f64 / 1e3,
-            l as f64 / rtt as f64
-        );
-        lat.push(l);
-    }
-    println!(
-        "  speculative / conservative = {:.2}",
-        lat[0] as f64 / lat[2] as f64
-    );
-    println!();
-    println!(
-        "Faulty schedules ({} per mode: drops, duplicates, reordering, cuts, crashes, contention):",
-        a.seeds
-    );
-    let mut ok = true;
-    for mode in [Mode::Speculative, Mode::Implicit, Mode::Conservative] {
-        let mut sum = Summary::default();
-        for seed in 1..=a.seeds {
-            sum.add(&run(SimConfig::for_seed(seed, mode)));
-        }
-        println!(
-            "  {:<13} {} writes acknowledged, {} failed and rolled back, volumes identical in {}/{} schedules",
-            mode.name(),
-            sum.acked,
-            sum.failed,
-            sum.schedules - sum.failures.len() as u64,
-            sum.schedules
-        );
-        ok &= sum.failures.is_empty();
-    }
-    Ok(ok)
 }

@@ -432,7 +432,7 @@ mod tests {
             offset: seq * 100,
             data: vec![fill; 10],
             before: Some(vec![0; 10]),
-            fua: seq % 2 == 0,
+            fua: seq.is_multiple_of(2),
             lock_pending: true,
             data_pending: true,
         }

@@ -182,6 +182,14 @@ async fn core_task(opts: TargetOptions, mut rx: mpsc::Receiver<Msg>, me: mpsc::S
                 if !t.conns.contains_key(&id) {
                     continue; // disconnected for a violation; its queued frames are void
                 }
+                if f.ty() != specmirror_abi::FrameType::Hello && t.session_conn != Some(id) {
+                    // Only the connection that opened the session speaks in it.
+                    debug!(
+                        conn = id,
+                        "frame from a connection without a session, dropped"
+                    );
+                    continue;
+                }
                 let a = t.core.handle(TargetEvent::Frame(f), t.now());
                 t.run(a, Some(id));
             }

@@ -1,0 +1,193 @@
+//! Start-up refusals: each says what is wrong and changes nothing on disk.
+
+mod common;
+
+use common::*;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_volume_size_mismatch_is_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = start_target(dir.path(), "32MiB", &[]);
+    let v = dir.path().join("source.img");
+    let l = dir.path().join("source.log");
+    let o = run(&[
+        "source",
+        "--volume",
+        v.to_str().unwrap(),
+        "--size",
+        "64MiB",
+        "--target",
+        &target.field("listen"),
+        "--nbd",
+        "127.0.0.1:0",
+        "--log",
+        l.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("target volume is 33554432 bytes, source volume is 67108864 bytes"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!v.exists() && !l.exists());
+}
+
+#[test]
+fn bad_paths_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let o = run(&[
+        "target",
+        "--listen",
+        "127.0.0.1:0",
+        "--volume",
+        d,
+        "--size",
+        "1MiB",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is a directory"), "{}", stderr(&o));
+    let missing = dir.path().join("missing.img");
+    let o = run(&[
+        "target",
+        "--listen",
+        "127.0.0.1:0",
+        "--volume",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("does not exist; pass --size"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!missing.exists());
+    let o = run(&[
+        "target",
+        "--listen",
+        "127.0.0.1:0",
+        "--volume",
+        "/no/such/dir/v.img",
+        "--size",
+        "1MiB",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/no/such/dir/v.img"), "{}", stderr(&o));
+    let odd = dir.path().join("odd.img");
+    let o = run(&[
+        "target",
+        "--listen",
+        "127.0.0.1:0",
+        "--volume",
+        odd.to_str().unwrap(),
+        "--size",
+        "1000",
+    ]);
+    assert!(stderr(&o).contains("multiple of 512"), "{}", stderr(&o));
+    assert!(!odd.exists());
+    let o = run(&[
+        "source",
+        "--volume",
+        d,
+        "--size",
+        "1MiB",
+        "--target",
+        "127.0.0.1:1",
+        "--nbd",
+        "127.0.0.1:0",
+        "--log",
+        "/tmp/x.log",
+    ]);
+    assert!(stderr(&o).contains("is a directory"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_log_of_another_pair_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let p_target = start_target(dir.path(), "16MiB", &[]);
+        let s = start_source(
+            dir.path(),
+            &p_target.field("listen"),
+            "speculative",
+            "16MiB",
+            &[],
+        );
+        qemu_ok(&port_of(&s.field("nbd")), &["write -P 1 0 64k"]);
+    }
+    let log = dir.path().join("source.log");
+    let before = std::fs::read(&log).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let t = start_target(other.path(), "32MiB", &[]);
+    let o = run(&[
+        "source",
+        "--volume",
+        other.path().join("s.img").to_str().unwrap(),
+        "--size",
+        "32MiB",
+        "--target",
+        &t.field("listen"),
+        "--nbd",
+        "127.0.0.1:0",
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("belongs to another volume pair"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), before);
+    assert!(!other.path().join("s.img").exists());
+}
+
+#[test]
+fn an_unreachable_target_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = l.local_addr().unwrap().to_string();
+    drop(l);
+    let o = run(&[
+        "source",
+        "--volume",
+        dir.path().join("s.img").to_str().unwrap(),
+        "--size",
+        "1MiB",
+        "--target",
+        &dead,
+        "--nbd",
+        "127.0.0.1:0",
+        "--log",
+        dir.path().join("s.log").to_str().unwrap(),
+        "--link-timeout",
+        "1s",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
+    assert!(!dir.path().join("s.img").exists());
+}
+
+#[test]
+fn help_explains_every_command() {
+    for cmd in ["source", "target", "simulate", "demo"] {
+        let o = run(&[cmd, "--help"]);
+        assert!(o.status.success());
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.len() > 300, "{cmd} --help is too thin:\n{text}");
+    }
+    let o = run(&["source", "--help"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    for flag in [
+        "--log-sync",
+        "--link-timeout",
+        "--secret-file",
+        "--mode",
+        "--region-size",
+    ] {
+        assert!(text.contains(flag), "source --help lacks {flag}");
+    }
+}
