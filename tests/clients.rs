@@ -87,3 +87,33 @@ fn nbd_over_a_unix_socket() {
     assert!(o.status.success() && !text.contains("failed"), "{text}");
     assert!(same_files(&vol, &dir.path().join("target.img")));
 }
+
+#[test]
+fn fio_nbd_engine_writes_and_verifies() {
+    need("fio", "fio");
+    let p = Pair::start("speculative", "32MiB", &[]);
+    let uri = format!("nbd://127.0.0.1:{}", p.nbd_port());
+    let o = Command::new("fio")
+        .args([
+            "--name=mirror",
+            "--ioengine=nbd",
+            &format!("--uri={uri}"),
+            "--rw=randwrite",
+            "--bs=4k",
+            "--size=16M",
+            "--iodepth=16",
+            "--verify=crc32c",
+            "--do_verify=1",
+            "--output-format=terse",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!text.contains("verify: bad"), "{text}");
+    assert!(same_files(&p.src_img(), &p.tgt_img()));
+}

@@ -180,7 +180,7 @@ mod tests {
         let (s, t) = pair(None, Some(b"k2")).await;
         assert!(matches!(s, Err(AuthError::WeHaveNoSecret)));
         assert!(matches!(t, Err(AuthError::PeerHasNoSecret)));
-        let (s, _) = pair(Some(b"k1"), None).await;
+        let (s, _) = pair_within(Some(b"k1"), None, Duration::from_millis(300)).await;
         assert!(matches!(s, Err(AuthError::PeerHasNoSecret)));
     }
 
