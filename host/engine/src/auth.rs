@@ -157,9 +157,19 @@ mod tests {
         src: Option<&[u8]>,
         tgt: Option<&[u8]>,
     ) -> (Result<(), AuthError>, Result<(), AuthError>) {
+        pair_within(src, tgt, T).await
+    }
+
+    async fn pair_within(
+        src: Option<&[u8]>,
+        tgt: Option<&[u8]>,
+        within: Duration,
+    ) -> (Result<(), AuthError>, Result<(), AuthError>) {
         let (mut a, mut b) = tokio::io::duplex(4096);
-        let (s, t) = tokio::join!(as_source(&mut a, src, T), as_target(&mut b, tgt, T));
-        (s, t)
+        tokio::join!(
+            as_source(&mut a, src, within),
+            as_target(&mut b, tgt, within)
+        )
     }
 
     #[tokio::test]
