@@ -4,6 +4,7 @@
 //! layouts from here; nothing in this crate does I/O or allocates on a decode path.
 
 pub mod frame;
+pub mod golden;
 pub mod hello;
 pub mod le;
 pub mod regs;

@@ -1,0 +1,12 @@
+//! The parts of specmirror that run on an FPGA NIC, written in rust-hdl: one `LogicBlock` per
+//! file, its simulation test beside it. Frame layouts come from the ABI crate; the offsets the
+//! hardware packs fields at are asserted against it at compile time, and the tests check that the
+//! hardware emits the very bytes the software encoder does.
+
+pub mod bench;
+pub mod crc32c_word;
+pub mod spec_sender;
+pub mod verilog;
+
+pub use crc32c_word::Crc32cWord;
+pub use spec_sender::SpecSender;

@@ -1,0 +1,108 @@
+//! Verilog generated from the blocks, and the Verilator lint every generated module must pass.
+
+use std::process::Command;
+
+use rust_hdl::prelude::*;
+
+use crate::Crc32cWord;
+
+/// Warnings waived when linting rust-hdl output with `-Wall`, and why.
+pub const LINT_WAIVERS: &[(&str, &str)] = &[
+    (
+        "-Wno-WIDTH",
+        "rust-hdl writes constants and shifts without sizing them to their context",
+    ),
+    (
+        "-Wno-DECLFILENAME",
+        "all modules go into one file, named after the top rather than each module",
+    ),
+    (
+        "-Wno-UNUSEDSIGNAL",
+        "unused high bits of internal buses (e.g. a word's upper half that a field ignores)",
+    ),
+    (
+        "-Wno-UNUSEDPARAM",
+        "rust-hdl declares a localparam for every enum state, used or not",
+    ),
+];
+
+/// The send path as Verilog (top module `top`).
+pub fn spec_sender() -> String {
+    let mut u = crate::spec_sender::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
+/// The CRC step as Verilog (top module `top`).
+pub fn crc32c_word() -> String {
+    let mut u = Crc32cWord::default();
+    u.crc_in.connect();
+    u.data.connect();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
+#[derive(Debug)]
+pub enum LintError {
+    /// Verilator is not installed.
+    Missing(String),
+    /// Verilator found problems; its output.
+    Failed(String),
+}
+
+impl std::fmt::Display for LintError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LintError::Missing(e) => write!(
+                f,
+                "verilator is not installed ({e}): install the Debian package verilator (./test.sh does)"
+            ),
+            LintError::Failed(o) => write!(f, "verilator --lint-only failed:\n{o}"),
+        }
+    }
+}
+
+/// `verilator --lint-only -Wall` with only [`LINT_WAIVERS`].
+pub fn lint(name: &str, verilog: &str) -> Result<(), LintError> {
+    let dir = std::env::temp_dir().join(format!("specmirror-lint-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| LintError::Failed(e.to_string()))?;
+    let file = dir.join("top.v");
+    std::fs::write(&file, verilog).map_err(|e| LintError::Failed(e.to_string()))?;
+    let mut cmd = Command::new("verilator");
+    cmd.args(["--lint-only", "-Wall", "--top-module", "top"]);
+    for (w, _) in LINT_WAIVERS {
+        cmd.arg(w);
+    }
+    let out = cmd
+        .arg(&file)
+        .output()
+        .map_err(|e| LintError::Missing(e.to_string()))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(LintError::Failed(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_verilog_passes_verilator_lint() {
+        for (name, v) in [
+            ("crc32c_word", crc32c_word()),
+            ("spec_sender", spec_sender()),
+        ] {
+            assert!(v.contains("module top"), "{name}");
+            if let Err(e) = lint(name, &v) {
+                panic!("{name}: {e}");
+            }
+        }
+    }
+}
