@@ -5,6 +5,11 @@
 //! Modes (the ABI's `ring::Mode`): speculative sends LOCK then DATA back to back; implicit sends one
 //! DATA frame flagged IMPLICIT_LOCK; conservative sends LOCK, then waits for `granted` before DATA.
 //! The CRC is computed on the fly as words leave, so the data is read once and never buffered.
+//!
+//! Mind Verilog's widths: an operator inside a wider expression works at the wider width, so the
+//! CRC's final inversion is an XOR with a 32-bit constant, never `!crc` in the 64-bit trailer
+//! (that would set the trailer's upper half; the Verilator tests catch it, rust-hdl's own
+//! simulator does not).
 
 use rust_hdl::prelude::*;
 use specmirror_abi::frame::field;
@@ -271,7 +276,7 @@ impl Logic for SpecSender {
             SendState::LockTrailer => {
                 self.tx_valid.next = true;
                 self.tx_last.next = true;
-                self.tx_data.next = bit_cast::<64, 32>(!self.crc.q.val());
+                self.tx_data.next = bit_cast::<64, 32>(self.crc.q.val() ^ self.crc_init.val());
                 if self.tx_ready.val() {
                     self.crc.d.next = self.crc_init.val();
                     self.index.d.next = 0.into();
@@ -317,7 +322,7 @@ impl Logic for SpecSender {
             SendState::DataTrailer => {
                 self.tx_valid.next = true;
                 self.tx_last.next = true;
-                self.tx_data.next = bit_cast::<64, 32>(!self.crc.q.val());
+                self.tx_data.next = bit_cast::<64, 32>(self.crc.q.val() ^ self.crc_init.val());
                 if self.tx_ready.val() {
                     self.state.d.next = SendState::Idle;
                 }

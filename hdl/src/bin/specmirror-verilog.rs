@@ -1,0 +1,25 @@
+//! Writes the Verilog generated from the HDL blocks into a folder: `specmirror-verilog OUT_DIR`.
+//! The bitstream scripts and the Verilator bridge build from these files.
+
+fn main() {
+    let Some(out) = std::env::args().nth(1) else {
+        eprintln!("usage: specmirror-verilog OUT_DIR");
+        std::process::exit(2);
+    };
+    let out = std::path::PathBuf::from(out);
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!("cannot create {}: {e}", out.display());
+        std::process::exit(1);
+    }
+    for (name, v) in [
+        ("spec_sender", specmirror_hdl::verilog::spec_sender()),
+        ("crc32c_word", specmirror_hdl::verilog::crc32c_word()),
+    ] {
+        let path = out.join(format!("{name}.v"));
+        if let Err(e) = std::fs::write(&path, v) {
+            eprintln!("cannot write {}: {e}", path.display());
+            std::process::exit(1);
+        }
+        println!("{}", path.display());
+    }
+}
