@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): installs the Debian packages the tests need when they
-# are missing, then checks formatting, runs clippy with warnings as errors, and runs every test.
+# are missing, then checks formatting, runs clippy with warnings as errors, runs every test, and
+# builds the FPGA bitstream (which fails if the design misses its clock target).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -26,3 +27,5 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== bitstreams/build.sh (iCE40 HX8K bitstream, UltraScale+ estimate, timing check)"
+./bitstreams/build.sh

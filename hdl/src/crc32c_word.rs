@@ -1,6 +1,9 @@
 //! CRC32C (Castagnoli, reflected) over one 64-bit little-endian word per clock: a purely
-//! combinational step `crc_out = step(crc_in, data)`, unrolled bit by bit; synthesis folds it into
-//! XOR trees. Frames are padded to whole words, so no byte enables are needed.
+//! combinational step `crc_out = step(crc_in, data)`. The step is linear over GF(2), so each output
+//! bit is the parity of a fixed subset of the 96 input bits (32 CRC, 64 data); the subsets are
+//! derived from the software step by superposition when the block is built, and synthesis makes each
+//! parity a balanced XOR tree (a bit-serial loop would become a 64-deep chain). Frames are padded to
+//! whole words, so no byte enables are needed.
 
 use rust_hdl::prelude::*;
 
@@ -12,18 +15,47 @@ pub struct Crc32cWord {
     pub crc_in: Signal<In, Bits<32>>,
     pub data: Signal<In, Bits<64>>,
     pub crc_out: Signal<Out, Bits<32>>,
+    inputs: Signal<Local, Bits<96>>,
     acc: Signal<Local, Bits<32>>,
-    poly: Constant<Bits<32>>,
+    /// Output bit `j` is the parity of `inputs & masks[96 j .. 96 j + 96]`.
+    masks: Constant<Bits<3072>>,
+}
+
+/// For each output bit, which of the 96 inputs (CRC bits 0..32, then data bits 0..64) it XORs.
+pub fn masks() -> [u128; 32] {
+    let mut m = [0u128; 32];
+    for k in 0..96 {
+        let out = if k < 32 {
+            step(1 << k, 0)
+        } else {
+            step(0, 1 << (k - 32))
+        };
+        for (j, mj) in m.iter_mut().enumerate() {
+            if out >> j & 1 == 1 {
+                *mj |= 1 << k;
+            }
+        }
+    }
+    m
 }
 
 impl Default for Crc32cWord {
     fn default() -> Self {
+        let mut all: Bits<3072> = 0.into();
+        for (j, mj) in masks().iter().enumerate() {
+            for k in 0..96 {
+                if mj >> k & 1 == 1 {
+                    all = all.replace_bit(96 * j + k, true);
+                }
+            }
+        }
         Self {
             crc_in: Default::default(),
             data: Default::default(),
             crc_out: Default::default(),
+            inputs: Default::default(),
             acc: Default::default(),
-            poly: Constant::new(POLY.to_bits()),
+            masks: Constant::new(all),
         }
     }
 }
@@ -31,13 +63,14 @@ impl Default for Crc32cWord {
 impl Logic for Crc32cWord {
     #[hdl_gen]
     fn update(&mut self) {
-        self.acc.next = self.crc_in.val();
-        for i in 0..64 {
-            if self.acc.val().get_bit(0) ^ self.data.val().get_bit(i) {
-                self.acc.next = (self.acc.val() >> 1) ^ self.poly.val();
-            } else {
-                self.acc.next = self.acc.val() >> 1;
-            }
+        self.inputs.next =
+            (bit_cast::<96, 64>(self.data.val()) << 32) | bit_cast::<96, 32>(self.crc_in.val());
+        self.acc.next = 0.into();
+        for j in 0..32 {
+            self.acc.next = self.acc.val().replace_bit(
+                j,
+                (self.inputs.val() & self.masks.val().get_bits::<96>(j * 96)).xor(),
+            );
         }
         self.crc_out.next = self.acc.val();
     }

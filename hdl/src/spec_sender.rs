@@ -74,6 +74,11 @@ pub struct SpecSender {
     index: DFF<Bits<3>>,
     words_left: DFF<Bits<32>>,
     crc: DFF<Bits<32>>,
+    /// The last word sent, not yet folded into `crc`: the CRC runs one word behind the stream so
+    /// the header multiplexer and the CRC's XOR tree are never in one clock's path.
+    pend: DFF<Bits<64>>,
+    pend_valid: DFF<Bit>,
+    trailer: Signal<Local, Bits<32>>,
     seq: DFF<Bits<64>>,
     lock_id: DFF<Bits<64>>,
     offset: DFF<Bits<64>>,
@@ -129,6 +134,9 @@ impl Default for SpecSender {
             index: Default::default(),
             words_left: Default::default(),
             crc: Default::default(),
+            pend: Default::default(),
+            pend_valid: Default::default(),
+            trailer: Default::default(),
             seq: Default::default(),
             lock_id: Default::default(),
             offset: Default::default(),
@@ -161,6 +169,8 @@ impl Logic for SpecSender {
             index,
             words_left,
             crc,
+            pend,
+            pend_valid,
             seq,
             lock_id,
             offset,
@@ -178,7 +188,17 @@ impl Logic for SpecSender {
         self.tx_last.next = false;
         self.tx_data.next = 0.into();
         self.busy.next = true;
+        // The CRC folds in the pending word every clock; the trailer takes the fold of the last
+        // word directly, so no clock is lost waiting for the CRC.
         self.crc_step.crc_in.next = self.crc.q.val();
+        self.crc_step.data.next = self.pend.q.val();
+        if self.pend_valid.q.val() {
+            self.crc.d.next = self.crc_step.crc_out.val();
+            self.pend_valid.d.next = false;
+            self.trailer.next = self.crc_step.crc_out.val() ^ self.crc_init.val();
+        } else {
+            self.trailer.next = self.crc.q.val() ^ self.crc_init.val();
+        }
         // The header word at `index` of the frame being sent (LOCK or DATA).
         self.header.next = 0.into();
         match self.index.q.val().index() {
@@ -253,6 +273,7 @@ impl Logic for SpecSender {
                     self.words_left.d.next = (self.desc_length.val() + 7) >> 3;
                     self.index.d.next = 0.into();
                     self.crc.d.next = self.crc_init.val();
+                    self.pend_valid.d.next = false;
                     if self.desc_mode.val() == self.mode_implicit.val() {
                         self.flags.d.next = self.desc_flags.val() | self.implicit_flag.val();
                         self.state.d.next = SendState::DataHeader;
@@ -266,7 +287,8 @@ impl Logic for SpecSender {
                 self.tx_valid.next = true;
                 self.tx_data.next = self.header.val();
                 if self.tx_ready.val() {
-                    self.crc.d.next = self.crc_step.crc_out.val();
+                    self.pend.d.next = self.header.val();
+                    self.pend_valid.d.next = true;
                     self.index.d.next = self.index.q.val() + 1;
                     if self.index.q.val() == 7 {
                         self.state.d.next = SendState::LockTrailer;
@@ -276,9 +298,10 @@ impl Logic for SpecSender {
             SendState::LockTrailer => {
                 self.tx_valid.next = true;
                 self.tx_last.next = true;
-                self.tx_data.next = bit_cast::<64, 32>(self.crc.q.val() ^ self.crc_init.val());
+                self.tx_data.next = bit_cast::<64, 32>(self.trailer.val());
                 if self.tx_ready.val() {
                     self.crc.d.next = self.crc_init.val();
+                    self.pend_valid.d.next = false;
                     self.index.d.next = 0.into();
                     if self.mode.q.val() == self.mode_conservative.val() {
                         self.state.d.next = SendState::WaitGrant;
@@ -296,7 +319,8 @@ impl Logic for SpecSender {
                 self.tx_valid.next = true;
                 self.tx_data.next = self.header.val();
                 if self.tx_ready.val() {
-                    self.crc.d.next = self.crc_step.crc_out.val();
+                    self.pend.d.next = self.header.val();
+                    self.pend_valid.d.next = true;
                     self.index.d.next = self.index.q.val() + 1;
                     if self.index.q.val() == 7 {
                         if self.words_left.q.val() == 0 {
@@ -312,7 +336,8 @@ impl Logic for SpecSender {
                 self.tx_data.next = self.data_in.val() & self.tail_mask.val();
                 self.data_ready.next = self.tx_ready.val();
                 if self.tx_ready.val() & self.data_valid.val() {
-                    self.crc.d.next = self.crc_step.crc_out.val();
+                    self.pend.d.next = self.data_in.val() & self.tail_mask.val();
+                    self.pend_valid.d.next = true;
                     self.words_left.d.next = self.words_left.q.val() - 1;
                     if self.words_left.q.val() == 1 {
                         self.state.d.next = SendState::DataTrailer;
@@ -322,8 +347,9 @@ impl Logic for SpecSender {
             SendState::DataTrailer => {
                 self.tx_valid.next = true;
                 self.tx_last.next = true;
-                self.tx_data.next = bit_cast::<64, 32>(self.crc.q.val() ^ self.crc_init.val());
+                self.tx_data.next = bit_cast::<64, 32>(self.trailer.val());
                 if self.tx_ready.val() {
+                    self.pend_valid.d.next = false;
                     self.state.d.next = SendState::Idle;
                 }
             }
@@ -331,8 +357,6 @@ impl Logic for SpecSender {
                 self.state.d.next = SendState::Idle;
             }
         }
-        // After the match: the CRC steps over the word actually on the stream this clock.
-        self.crc_step.data.next = self.tx_data.val();
     }
 }
 
