@@ -13,10 +13,8 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 use specmirror_abi::ring::Mode;
 use specmirror_engine::nbd_client::NbdClient;
-use specmirror_engine::source::{self, NbdListen, SourceOptions};
-use specmirror_engine::target::{self, TargetOptions};
-use specmirror_engine::volume::Volume;
-use specmirror_sim::linkem::{Link, LinkConfig};
+
+use crate::pair::Pair;
 
 use crate::units::parse_duration;
 
@@ -73,56 +71,9 @@ pub async fn demo(a: DemoArgs) -> Result<bool> {
     Ok(results.iter().all(|o| o.identical))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?)
-}
-
 async fn run_mode(mode: Mode, a: &DemoArgs, dir: &Path) -> Result<Outcome> {
-    let (rt_target, rt_source) = (runtime()?, runtime()?);
-    let tpath = dir.join("target.img");
-    let spath = dir.join("source.img");
-    let tvol = Volume::open(&tpath, Some(SIZE))?;
-    let listener = rt_target.spawn(target::bind("127.0.0.1:0")).await??;
-    let taddr = listener.local_addr()?.to_string();
-    let pair_id = [7u8; 16];
-    rt_target.spawn(target::serve(
-        listener,
-        TargetOptions {
-            volume: tvol,
-            region_size: 64 << 10,
-            pair_id,
-            secret: None,
-            peer_timeout: Duration::from_secs(10),
-        },
-    ));
-    let link = Link::start(
-        "127.0.0.1:0",
-        &taddr,
-        LinkConfig {
-            delay: a.delay,
-            ..Default::default()
-        },
-    )?;
-    let opts = SourceOptions {
-        volume: spath.clone(),
-        size: Some(SIZE),
-        target: link.addr.clone(),
-        nbd: NbdListen::Tcp("127.0.0.1:0".into()),
-        log: dir.join("source.log"),
-        mode,
-        region_size: 64 << 10,
-        pair_id,
-        secret: None,
-        link_timeout: Duration::from_secs(30),
-        log_sync: false,
-        peer_timeout: Duration::from_secs(10),
-        export_name: "demo".into(),
-    };
-    let running = rt_source.spawn(source::start(opts)).await??;
-    let client = NbdClient::connect(&running.nbd_addr).await?;
+    let pair = Pair::start(dir, mode, SIZE, a.delay).await?;
+    let client = NbdClient::connect(&pair.nbd_addr).await?;
 
     let mut lat = Vec::with_capacity(a.samples as usize);
     let block = vec![0x5au8; 4096];
@@ -137,10 +88,8 @@ async fn run_mode(mode: Mode, a: &DemoArgs, dir: &Path) -> Result<Outcome> {
 
     let mb_s = mixed_workload(&client, mode, a.writes).await?;
     drop(client);
-    rt_source.shutdown_background();
-    rt_target.shutdown_background();
-    drop(link);
-    let identical = digest(&spath)? == digest(&tpath)?;
+    drop(pair);
+    let identical = digest(&dir.join("source.img"))? == digest(&dir.join("target.img"))?;
     Ok(Outcome {
         p50,
         p99,

@@ -1,7 +1,12 @@
 //! `specmirror`: speculative synchronous storage mirroring.
 
+mod bench;
 mod daemons;
 mod demo;
+mod linkem;
+mod load;
+mod pair;
+mod qemu_mirror;
 mod simulate;
 mod units;
 
@@ -32,6 +37,11 @@ enum Command {
     Target(daemons::TargetArgs),
     /// Serve a source volume to NBD clients, mirroring every write to the target.
     Source(daemons::SourceArgs),
+    /// Measure latency and throughput of every mode against the physical floor (and QEMU's
+    /// synchronous mirror when installed) over the link emulator, in one run.
+    Bench(bench::BenchArgs),
+    /// Forward TCP connections with a one-way delay in each direction, and cut the link on demand.
+    Linkem(linkem::LinkemArgs),
     /// Run the deterministic simulator over many seeded schedules with faults and check every
     /// invariant; exits non-zero on any violation.
     Simulate(simulate::SimulateArgs),
@@ -57,6 +67,8 @@ async fn main() -> Result<()> {
     let ok = match cli.command {
         Command::Demo(a) => demo::demo(a).await?,
         Command::Simulate(a) => simulate::simulate(a)?,
+        Command::Bench(a) => bench::bench(a).await?,
+        Command::Linkem(a) => linkem::linkem(a).await.map(|_| true)?,
         Command::Target(a) => daemons::run_target(a).await.map(|_| true)?,
         Command::Source(a) => daemons::run_source(a).await.map(|_| true)?,
     };

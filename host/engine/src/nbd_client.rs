@@ -32,7 +32,13 @@ pub struct NbdClient {
 }
 
 impl NbdClient {
+    /// Connects and opens the default export (the empty name).
     pub async fn connect(addr: &str) -> Result<Arc<NbdClient>, ClientError> {
+        Self::connect_export(addr, "").await
+    }
+
+    /// Connects and opens the export called `name`.
+    pub async fn connect_export(addr: &str, name: &str) -> Result<Arc<NbdClient>, ClientError> {
         let mut s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
         let magic = s.read_u64().await?;
@@ -45,8 +51,10 @@ impl NbdClient {
         let mut go = Vec::new();
         go.extend_from_slice(&0x4948_4156_454f_5054u64.to_be_bytes());
         go.extend_from_slice(&7u32.to_be_bytes());
-        go.extend_from_slice(&6u32.to_be_bytes());
-        go.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        go.extend_from_slice(&(6 + name.len() as u32).to_be_bytes());
+        go.extend_from_slice(&(name.len() as u32).to_be_bytes());
+        go.extend_from_slice(name.as_bytes());
+        go.extend_from_slice(&[0, 0]);
         s.write_all(&go).await?;
         let mut size = None;
         loop {

@@ -1,0 +1,237 @@
+//! `specmirror bench`: latency and throughput of every mode against the physical floor (and QEMU's
+//! synchronous mirror when qemu-storage-daemon is installed), in one run, over the link emulator.
+//! Prints a table, one JSON line per result, and the ratios that matter.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use specmirror_abi::ring::Mode;
+use specmirror_engine::nbd_client::NbdClient;
+
+use crate::load::{random_writes, LoadResult};
+use crate::pair::{Floor, Pair};
+use crate::simulate::ModeArg;
+use crate::units::parse_duration;
+
+const SIZE: u64 = 256 << 20;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Round-trip times of the emulated link (comma separated; each is split evenly both ways).
+    #[arg(long, value_delimiter = ',', default_value = "0,200us,1ms,2ms", value_parser = parse_duration)]
+    rtt: Vec<Duration>,
+    /// Mirroring modes to measure (comma separated).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "speculative,implicit,conservative"
+    )]
+    modes: Vec<ModeArg>,
+    /// QD1 4 KiB writes timed per engine (p50, p99).
+    #[arg(long, default_value_t = 2000)]
+    qd1_ops: u64,
+    /// Writes per QD32 run (4 KiB for IOPS, 64 KiB for MB/s).
+    #[arg(long, default_value_t = 20000)]
+    qd32_ops: u64,
+    /// A smoke run: zero delay only, few operations, no QEMU. Checks the bench works, not speed.
+    #[arg(long)]
+    quick: bool,
+    /// Leave QEMU's active mirror out even if qemu-storage-daemon is installed.
+    #[arg(long)]
+    no_qemu: bool,
+    /// Also write the JSON lines to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// One measured configuration.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub engine: &'static str,
+    pub mode: String,
+    pub rtt_us: f64,
+    pub qd: u64,
+    pub bs: u64,
+    pub r: LoadResult,
+}
+
+impl Row {
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"engine\":\"{}\",\"mode\":\"{}\",\"rtt_us\":{:.0},\"qd\":{},\"bs\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"iops\":{:.0},\"mb_s\":{:.1}}}",
+            self.engine,
+            self.mode,
+            self.rtt_us,
+            self.qd,
+            self.bs,
+            self.r.percentile(0.5),
+            self.r.percentile(0.99),
+            self.r.iops(),
+            self.r.mb_s()
+        )
+    }
+}
+
+/// QD1 4 KiB, QD32 4 KiB and QD32 64 KiB against one NBD address.
+async fn measure(
+    addr: &str,
+    engine: &'static str,
+    mode: &str,
+    rtt: Duration,
+    a: &BenchArgs,
+) -> Result<Vec<Row>> {
+    // `host:port#export` names an export; otherwise the default one.
+    let (host, export) = addr.split_once('#').unwrap_or((addr, ""));
+    let client = NbdClient::connect_export(host, export)
+        .await
+        .with_context(|| format!("connecting to {engine} at {addr}"))?;
+    let mut rows = Vec::new();
+    for (qd, bs, ops) in [
+        (1, 4096, a.qd1_ops),
+        (32, 4096, a.qd32_ops),
+        (32, 65536, a.qd32_ops / 4),
+    ] {
+        let r = random_writes(&client, qd, bs, ops.max(qd), SIZE).await?;
+        rows.push(Row {
+            engine,
+            mode: mode.to_string(),
+            rtt_us: rtt.as_secs_f64() * 1e6,
+            qd,
+            bs,
+            r,
+        });
+    }
+    Ok(rows)
+}
+
+pub async fn bench(mut a: BenchArgs) -> Result<bool> {
+    if a.quick {
+        a.rtt = vec![Duration::ZERO];
+        a.qd1_ops = a.qd1_ops.min(200);
+        a.qd32_ops = a.qd32_ops.min(2000);
+        a.no_qemu = true;
+    }
+    if a.rtt.is_empty() || a.modes.is_empty() {
+        bail!("--rtt and --modes need at least one value");
+    }
+    let qemu = !a.no_qemu && crate::qemu_mirror::available();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut json_out = match &a.json {
+        Some(p) => {
+            Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => None,
+    };
+    for &rtt in &a.rtt {
+        let delay = rtt / 2;
+        let mut engines: Vec<(&'static str, String)> = vec![("floor", "floor".into())];
+        engines.extend(
+            a.modes
+                .iter()
+                .map(|m| ("software", Mode::from(*m).name().to_string())),
+        );
+        if qemu {
+            engines.push(("qemu", "write-blocking".into()));
+        }
+        for (engine, mode) in engines {
+            eprint!(
+                "measuring {engine:<8} {mode:<14} at {:>6.0} us RTT ... ",
+                rtt.as_secs_f64() * 1e6
+            );
+            let _ = std::io::stderr().flush();
+            let dir = tempfile::tempdir()?;
+            let got = match engine {
+                "floor" => {
+                    let f = Floor::start(dir.path(), SIZE, delay).await?;
+                    measure(&f.nbd_addr, engine, &mode, rtt, &a).await?
+                }
+                "qemu" => {
+                    let q = crate::qemu_mirror::QemuMirror::start(dir.path(), SIZE, delay).await?;
+                    measure(&q.nbd_addr, engine, &mode, rtt, &a).await?
+                }
+                _ => {
+                    let m = match mode.as_str() {
+                        "implicit" => Mode::Implicit,
+                        "conservative" => Mode::Conservative,
+                        _ => Mode::Speculative,
+                    };
+                    let p = Pair::start(dir.path(), m, SIZE, delay).await?;
+                    measure(&p.nbd_addr, engine, &mode, rtt, &a).await?
+                }
+            };
+            eprintln!("done");
+            for r in &got {
+                println!("{}", r.json());
+                if let Some(f) = json_out.as_mut() {
+                    writeln!(f, "{}", r.json())?;
+                }
+            }
+            rows.extend(got);
+        }
+    }
+    print_table(&rows);
+    print_ratios(&rows, &a.rtt);
+    Ok(true)
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "{:>8} {:<9} {:<14} {:>9} {:>9} {:>11} {:>10}",
+        "rtt_us", "engine", "mode", "qd1_p50", "qd1_p99", "qd32_4k_iops", "qd32_64k_MB/s"
+    );
+    for chunk in rows.chunks(3) {
+        let (l, i, t) = (&chunk[0], &chunk[1], &chunk[2]);
+        println!(
+            "{:>8.0} {:<9} {:<14} {:>9.1} {:>9.1} {:>11.0} {:>10.1}",
+            l.rtt_us,
+            l.engine,
+            l.mode,
+            l.r.percentile(0.5),
+            l.r.percentile(0.99),
+            i.r.iops(),
+            t.r.mb_s()
+        );
+    }
+}
+
+fn find<'a>(rows: &'a [Row], rtt: Duration, mode: &str, qd: u64, bs: u64) -> Option<&'a Row> {
+    let us = rtt.as_secs_f64() * 1e6;
+    rows.iter()
+        .find(|r| (r.rtt_us - us).abs() < 0.5 && r.mode == mode && r.qd == qd && r.bs == bs)
+}
+
+fn print_ratios(rows: &[Row], rtts: &[Duration]) {
+    println!();
+    println!("ratios measured in this run (lower is better for latency, higher for throughput):");
+    for &rtt in rtts {
+        let us = rtt.as_secs_f64() * 1e6;
+        let p50 = |m: &str| find(rows, rtt, m, 1, 4096).map(|r| r.r.percentile(0.5));
+        let iops = |m: &str| find(rows, rtt, m, 32, 4096).map(|r| r.r.iops());
+        let mbs = |m: &str| find(rows, rtt, m, 32, 65536).map(|r| r.r.mb_s());
+        let mut parts = Vec::new();
+        if let (Some(s), Some(c)) = (p50("speculative"), p50("conservative")) {
+            parts.push(format!("spec/cons p50 {:.2}", s / c));
+        }
+        if let (Some(s), Some(f)) = (p50("speculative"), p50("floor")) {
+            parts.push(format!("spec/floor p50 {:.2}", s / f));
+        }
+        if let (Some(s), Some(f)) = (iops("speculative"), iops("floor")) {
+            parts.push(format!("spec/floor QD32 IOPS {:.2}", s / f));
+        }
+        if let (Some(s), Some(f)) = (mbs("speculative"), mbs("floor")) {
+            parts.push(format!("spec/floor 64k MB/s {:.2}", s / f));
+        }
+        if let (Some(s), Some(q)) = (p50("speculative"), p50("write-blocking")) {
+            parts.push(format!("spec/qemu p50 {:.2}", s / q));
+        }
+        if let (Some(s), Some(q)) = (iops("speculative"), iops("write-blocking")) {
+            parts.push(format!("spec/qemu QD32 IOPS {:.2}", s / q));
+        }
+        println!("  rtt {us:>6.0} us: {}", parts.join(", "));
+    }
+}

@@ -1,0 +1,159 @@
+//! An in-process source/target pair over the link emulator, on runtimes of their own so that
+//! dropping the pair stops everything; and the physical floor (an NBD server that only pwrite()s)
+//! behind the same kind of link. The demo and the benchmark measure through these.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use specmirror_abi::ring::Mode;
+use specmirror_engine::nbd::{self, Export, IoRequest};
+use specmirror_engine::source::{self, NbdListen, SourceOptions};
+use specmirror_engine::target::{self, TargetOptions};
+use specmirror_engine::volume::Volume;
+use specmirror_sim::linkem::{Link, LinkConfig};
+use tokio::sync::mpsc;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
+}
+
+/// A running pair; `nbd_addr` is where clients connect.
+pub struct Pair {
+    pub nbd_addr: String,
+    _link: Link,
+    rts: Vec<tokio::runtime::Runtime>,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for rt in self.rts.drain(..) {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Pair {
+    /// Target and source on `dir/target.img` and `dir/source.img`, `delay` one-way between them.
+    pub async fn start(dir: &Path, mode: Mode, size: u64, delay: Duration) -> Result<Pair> {
+        let (rt_target, rt_source) = (runtime()?, runtime()?);
+        let tvol = Volume::open(&dir.join("target.img"), Some(size))?;
+        let listener = rt_target.spawn(target::bind("127.0.0.1:0")).await??;
+        let taddr = listener.local_addr()?.to_string();
+        let pair_id = [7u8; 16];
+        rt_target.spawn(target::serve(
+            listener,
+            TargetOptions {
+                volume: tvol,
+                region_size: 64 << 10,
+                pair_id,
+                secret: None,
+                peer_timeout: Duration::from_secs(10),
+            },
+        ));
+        let link = Link::start(
+            "127.0.0.1:0",
+            &taddr,
+            LinkConfig {
+                delay,
+                ..Default::default()
+            },
+        )?;
+        let opts = SourceOptions {
+            volume: dir.join("source.img"),
+            size: Some(size),
+            target: link.addr.clone(),
+            nbd: NbdListen::Tcp("127.0.0.1:0".into()),
+            log: dir.join("source.log"),
+            mode,
+            region_size: 64 << 10,
+            pair_id,
+            secret: None,
+            link_timeout: Duration::from_secs(30),
+            log_sync: false,
+            peer_timeout: Duration::from_secs(10),
+            export_name: "specmirror".into(),
+        };
+        let running = rt_source.spawn(source::start(opts)).await??;
+        Ok(Pair {
+            nbd_addr: running.nbd_addr,
+            _link: link,
+            rts: vec![rt_source, rt_target],
+        })
+    }
+}
+
+/// The physical floor: the client's writes cross the same link to a server that pwrite()s them
+/// and answers. One round trip and one remote write, nothing else.
+pub struct Floor {
+    pub nbd_addr: String,
+    _link: Link,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Floor {
+    pub async fn start(dir: &Path, size: u64, delay: Duration) -> Result<Floor> {
+        let rt = runtime()?;
+        let volume = Volume::open(&dir.join("floor.img"), Some(size))?;
+        let (tx, mut rx) = mpsc::channel::<IoRequest>(1024);
+        let v = volume.clone();
+        rt.spawn(async move {
+            while let Some(req) = rx.recv().await {
+                match req {
+                    IoRequest::Write {
+                        offset,
+                        data,
+                        reply,
+                        ..
+                    } => {
+                        let r = v.write_at(offset, &data).map_err(|_| 5);
+                        reply.send(r).ok();
+                    }
+                    IoRequest::Flush { reply } => {
+                        reply.send(v.sync().map_err(|_| 5)).ok();
+                    }
+                }
+            }
+        });
+        let export = Arc::new(Export {
+            name: "floor".into(),
+            volume,
+            mirror: tx,
+        });
+        let lst = rt
+            .spawn(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .await??;
+        let addr = lst.local_addr()?.to_string();
+        rt.spawn(async move {
+            while let Ok((s, _)) = lst.accept().await {
+                s.set_nodelay(true).ok();
+                tokio::spawn(nbd::serve(s, export.clone()));
+            }
+        });
+        let link = Link::start(
+            "127.0.0.1:0",
+            &addr,
+            LinkConfig {
+                delay,
+                ..Default::default()
+            },
+        )?;
+        Ok(Floor {
+            nbd_addr: link.addr.clone(),
+            _link: link,
+            rt: Some(rt),
+        })
+    }
+}

@@ -1,0 +1,88 @@
+//! `specmirror bench --quick` and `specmirror linkem` as a user runs them: the bench runs and its
+//! output parses. No timing is asserted here; figures come from full runs (BENCHMARKS.md).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn field<'a>(json: &'a str, key: &str) -> &'a str {
+    let start = json
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + key.len()
+        + 3;
+    let rest = &json[start..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].trim_matches('"')
+}
+
+#[test]
+fn quick_bench_runs_and_its_output_parses() {
+    let o = run(&["bench", "--quick", "--qd1-ops", "50", "--qd32-ops", "400"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with('{')).collect();
+    // floor + three modes, three measurements each.
+    assert_eq!(lines.len(), 12, "{out}");
+    for l in &lines {
+        for k in [
+            "engine", "mode", "rtt_us", "qd", "bs", "p50_us", "p99_us", "iops", "mb_s",
+        ] {
+            field(l, k);
+        }
+        let iops: f64 = field(l, "iops").parse().unwrap();
+        let p50: f64 = field(l, "p50_us").parse().unwrap();
+        assert!(iops > 0.0 && p50 > 0.0, "{l}");
+    }
+    for m in ["floor", "speculative", "implicit", "conservative"] {
+        assert!(lines.iter().any(|l| field(l, "mode") == m), "no {m} rows");
+    }
+    assert!(out.contains("spec/cons p50"), "ratios printed:\n{out}");
+}
+
+#[test]
+fn linkem_delays_and_forwards() {
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let eaddr = echo.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut s, _) = echo.accept().unwrap();
+        let mut b = [0u8; 64];
+        while let Ok(n) = s.read(&mut b) {
+            if n == 0 || s.write_all(&b[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let l = Daemon::start(
+        dir.path(),
+        "linkem",
+        &[
+            "linkem",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &eaddr,
+            "--delay",
+            "25ms",
+        ],
+    );
+    let mut c = std::net::TcpStream::connect(l.field("listen")).unwrap();
+    let t = Instant::now();
+    c.write_all(b"ping").unwrap();
+    let mut b = [0u8; 4];
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"ping");
+    assert!(
+        t.elapsed() >= Duration::from_millis(50),
+        "{:?}",
+        t.elapsed()
+    );
+}
