@@ -74,6 +74,26 @@ pub struct Hello {
 }
 
 impl Hello {
+    /// What this build announces for a volume pair: this protocol version, no capabilities.
+    pub fn for_pair(
+        volume_size: u64,
+        region_size: u64,
+        pair_id: [u8; 16],
+        node_id: u32,
+        status: HelloStatus,
+    ) -> Hello {
+        Hello {
+            volume_size,
+            region_size,
+            pair_id,
+            node_id,
+            min_version: crate::VERSION as u16,
+            max_version: crate::VERSION as u16,
+            status,
+            capabilities: 0,
+        }
+    }
+
     pub fn to_bytes(&self) -> [u8; HELLO_LEN] {
         let mut b = [0u8; HELLO_LEN];
         b[field::VOLUME_SIZE..][..8].copy_from_slice(&self.volume_size.to_le_bytes());

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 use specmirror_abi::ring::Mode;
-use specmirror_engine::nbd::{self, Export, IoRequest};
+use specmirror_engine::nbd::{self, Export};
 use specmirror_engine::source::{self, NbdListen, SourceOptions};
 use specmirror_engine::target::{self, TargetOptions};
 use specmirror_engine::volume::Volume;
 use specmirror_sim::linkem::{Link, LinkConfig};
-use tokio::sync::mpsc;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
@@ -107,30 +106,12 @@ impl Floor {
     pub async fn start(dir: &Path, size: u64, delay: Duration) -> Result<Floor> {
         let rt = runtime()?;
         let volume = Volume::open(&dir.join("floor.img"), Some(size))?;
-        let (tx, mut rx) = mpsc::channel::<IoRequest>(1024);
         let v = volume.clone();
-        rt.spawn(async move {
-            while let Some(req) = rx.recv().await {
-                match req {
-                    IoRequest::Write {
-                        offset,
-                        data,
-                        reply,
-                        ..
-                    } => {
-                        let r = v.write_at(offset, &data).map_err(|_| 5);
-                        reply.send(r).ok();
-                    }
-                    IoRequest::Flush { reply } => {
-                        reply.send(v.sync().map_err(|_| 5)).ok();
-                    }
-                }
-            }
-        });
+        let mirror = rt.spawn(async move { nbd::direct_mirror(v) }).await?;
         let export = Arc::new(Export {
             name: "floor".into(),
             volume,
-            mirror: tx,
+            mirror,
         });
         let lst = rt
             .spawn(tokio::net::TcpListener::bind("127.0.0.1:0"))

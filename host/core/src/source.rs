@@ -553,16 +553,13 @@ impl Source {
             generation,
             sent_at: now,
         };
-        let hello = Hello {
-            volume_size: self.cfg.volume_size,
-            region_size: self.cfg.region_size,
-            pair_id: self.cfg.pair_id,
-            node_id: self.cfg.node_id,
-            min_version: specmirror_abi::VERSION as u16,
-            max_version: specmirror_abi::VERSION as u16,
-            status: HelloStatus::Ok,
-            capabilities: 0,
-        };
+        let hello = Hello::for_pair(
+            self.cfg.volume_size,
+            self.cfg.region_size,
+            self.cfg.pair_id,
+            self.cfg.node_id,
+            HelloStatus::Ok,
+        );
         let mut h = Header::new(FrameType::Hello);
         h.generation = generation;
         self.send(h, hello.to_bytes().to_vec(), now);

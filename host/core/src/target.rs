@@ -342,16 +342,13 @@ impl Target {
     }
 
     fn hello_reply(&mut self, generation: u32, status: HelloStatus) {
-        let hello = Hello {
-            volume_size: self.cfg.volume_size,
-            region_size: self.cfg.region_size,
-            pair_id: self.cfg.pair_id,
-            node_id: self.cfg.node_id,
-            min_version: specmirror_abi::VERSION as u16,
-            max_version: specmirror_abi::VERSION as u16,
+        let hello = Hello::for_pair(
+            self.cfg.volume_size,
+            self.cfg.region_size,
+            self.cfg.pair_id,
+            self.cfg.node_id,
             status,
-            capabilities: 0,
-        };
+        );
         let mut h = Header::new(FrameType::HelloAck);
         h.generation = generation;
         // The generation this target holds, so a source that forgot its own can move past it.

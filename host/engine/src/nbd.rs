@@ -84,6 +84,31 @@ pub struct Export {
     pub mirror: mpsc::Sender<IoRequest>,
 }
 
+/// A mirror of nothing: writes go straight to `volume` and are confirmed at once. What the
+/// benchmark's physical floor serves (one remote pwrite per write), and what tests use.
+pub fn direct_mirror(volume: Volume) -> mpsc::Sender<IoRequest> {
+    let (tx, mut rx) = mpsc::channel::<IoRequest>(1024);
+    tokio::spawn(async move {
+        while let Some(req) = rx.recv().await {
+            match req {
+                IoRequest::Write {
+                    offset,
+                    data,
+                    reply,
+                    ..
+                } => {
+                    let r = volume.write_at(offset, &data).map_err(|_| errno::EIO);
+                    reply.send(r).ok();
+                }
+                IoRequest::Flush { reply } => {
+                    reply.send(volume.sync().map_err(|_| errno::EIO)).ok();
+                }
+            }
+        }
+    });
+    tx
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NbdError {
     #[error("client does not speak fixed newstyle NBD")]
@@ -446,33 +471,12 @@ fn spawn_writes(
 mod tests {
     use super::*;
 
-    /// A mirror that applies writes to the volume at once.
     fn export(dir: &std::path::Path) -> Arc<Export> {
         let volume = Volume::open(&dir.join("v"), Some(1 << 20)).unwrap();
-        let (tx, mut rx) = mpsc::channel(16);
-        let v = volume.clone();
-        tokio::spawn(async move {
-            while let Some(req) = rx.recv().await {
-                match req {
-                    IoRequest::Write {
-                        offset,
-                        data,
-                        reply,
-                        ..
-                    } => {
-                        v.write_at(offset, &data).unwrap();
-                        reply.send(Ok(())).ok();
-                    }
-                    IoRequest::Flush { reply } => {
-                        reply.send(Ok(())).ok();
-                    }
-                }
-            }
-        });
         Arc::new(Export {
             name: "vol".into(),
+            mirror: direct_mirror(volume.clone()),
             volume,
-            mirror: tx,
         })
     }
 

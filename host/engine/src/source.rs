@@ -272,16 +272,7 @@ async fn connect(opts: &SourceOptions, within: Duration) -> Result<TcpStream, So
 /// The probe handshake (generation 0): is the target's volume the one this pair expects?
 async fn probe(opts: &SourceOptions, size: u64) -> Result<TcpStream, SourceError> {
     let mut s = connect(opts, opts.link_timeout).await?;
-    let hello = Hello {
-        volume_size: size,
-        region_size: opts.region_size,
-        pair_id: opts.pair_id,
-        node_id: 1,
-        min_version: specmirror_abi::VERSION as u16,
-        max_version: specmirror_abi::VERSION as u16,
-        status: HelloStatus::Ok,
-        capabilities: 0,
-    };
+    let hello = Hello::for_pair(size, opts.region_size, opts.pair_id, 1, HelloStatus::Ok);
     let f = Frame::new(Header::new(FrameType::Hello), hello.to_bytes().to_vec());
     let unreachable = |e: String| SourceError::Unreachable {
         target: opts.target.clone(),

@@ -25,17 +25,7 @@ fn verilated_sender_emits_the_golden_frames() {
             })
             .collect();
         m.set(Port::DescValid, 1);
-        m.set(Port::DescSeq, c.seq);
-        m.set(Port::DescLockId, c.lock_id);
-        m.set(Port::DescOffset, c.offset);
-        m.set(Port::DescLength, c.length as u64);
-        m.set(Port::DescMode, c.mode as u64);
-        m.set(Port::DescFlags, c.flags as u64);
-        m.set(Port::DescGeneration, c.generation as u64);
-        m.set(Port::DescFirstRegion, c.first_region());
-        m.set(Port::DescRegionCount, c.region_count());
-        m.set(Port::AckLock, c.ack_lock);
-        m.set(Port::AckSeq, c.ack_seq);
+        common::set_descriptor(&mut m, c);
         m.set(Port::TxReady, 1);
         m.set(Port::Granted, 1);
         let (mut out, mut next, mut frames) = (Vec::new(), 0usize, 0);

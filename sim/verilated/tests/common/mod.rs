@@ -31,6 +31,21 @@ impl Model for specmirror_verilated::VerilatedSender {
     }
 }
 
+/// Puts descriptor `c` on the descriptor inputs.
+pub fn set_descriptor<M: Model>(m: &mut M, c: &Case) {
+    m.set(Port::DescSeq, c.seq);
+    m.set(Port::DescLockId, c.lock_id);
+    m.set(Port::DescOffset, c.offset);
+    m.set(Port::DescLength, c.length as u64);
+    m.set(Port::DescMode, c.mode as u64);
+    m.set(Port::DescFlags, c.flags as u64);
+    m.set(Port::DescGeneration, c.generation as u64);
+    m.set(Port::DescFirstRegion, c.first_region());
+    m.set(Port::DescRegionCount, c.region_count());
+    m.set(Port::AckLock, c.ack_lock);
+    m.set(Port::AckSeq, c.ack_seq);
+}
+
 pub struct Rng(pub u64);
 
 impl Rng {
@@ -127,17 +142,7 @@ impl Driver {
         }
         let c = self.case.expect("case");
         m.set(Port::DescValid, (!self.offered) as u64);
-        m.set(Port::DescSeq, c.seq);
-        m.set(Port::DescLockId, c.lock_id);
-        m.set(Port::DescOffset, c.offset);
-        m.set(Port::DescLength, c.length as u64);
-        m.set(Port::DescMode, c.mode as u64);
-        m.set(Port::DescFlags, c.flags as u64);
-        m.set(Port::DescGeneration, c.generation as u64);
-        m.set(Port::DescFirstRegion, c.first_region());
-        m.set(Port::DescRegionCount, c.region_count());
-        m.set(Port::AckLock, c.ack_lock);
-        m.set(Port::AckSeq, c.ack_seq);
+        set_descriptor(m, &c);
         let late = self.rng.below(100) < self.stall_pct;
         m.set(
             Port::DataValid,
