@@ -125,6 +125,8 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
     cfg.write_timeout = opts.link_timeout.as_nanos() as u64;
     let (core, recovery) = Source::recover(cfg, replayed.generation, replayed.records);
     let (tx, rx) = mpsc::channel::<Msg>(4096);
+    // The front end's requests reach the core task on a channel of their own: no hop between.
+    let (io_tx, io_rx) = mpsc::channel::<IoRequest>(4096);
     let (ready_tx, mut ready_rx) = watch::channel(false);
     let mut task = CoreTask {
         core,
@@ -142,7 +144,7 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
     };
     task.run(recovery)?;
     tokio::spawn(link_task(Some(stream), opts.clone(), tx.clone()));
-    let core = tokio::spawn(task.serve(rx));
+    let core = tokio::spawn(task.serve(rx, io_rx));
     // Clients are let in only once the session is up.
     loop {
         if *ready_rx.borrow() {
@@ -157,7 +159,7 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
     let export = Arc::new(Export {
         name: opts.export_name.clone(),
         volume,
-        mirror: mpsc_io(tx),
+        mirror: io_tx,
     });
     let nbd_addr = listen_nbd(&opts.nbd, export).await?;
     info!(nbd = %nbd_addr, "accepting NBD clients");
@@ -165,19 +167,6 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
         nbd_addr,
         task: core,
     })
-}
-
-/// Adapts the front end's request channel to the core task's inbox.
-fn mpsc_io(core: mpsc::Sender<Msg>) -> mpsc::Sender<IoRequest> {
-    let (tx, mut rx) = mpsc::channel::<IoRequest>(1024);
-    tokio::spawn(async move {
-        while let Some(r) = rx.recv().await {
-            if core.send(Msg::Io(r)).await.is_err() {
-                break;
-            }
-        }
-    });
-    tx
 }
 
 async fn listen_nbd(l: &NbdListen, export: Arc<Export>) -> Result<String, SourceError> {
@@ -322,18 +311,12 @@ async fn link_task(first: Option<TcpStream>, opts: SourceOptions, core: mpsc::Se
             },
         };
         info!(target = %opts.target, "link to target up");
-        let (mut rd, mut wr) = stream.into_split();
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(8192);
+        let (mut rd, wr) = stream.into_split();
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(8192);
         if core.send(Msg::LinkUp(tx)).await.is_err() {
             return;
         }
-        let writer = tokio::spawn(async move {
-            while let Some(b) = rx.recv().await {
-                if wr.write_all(&b).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let writer = tokio::spawn(write_batches(rx, wr));
         let mut buf = Vec::new();
         let cause = loop {
             match tokio::time::timeout(opts.peer_timeout, read_frame(&mut rd, &mut buf)).await {
@@ -353,6 +336,21 @@ async fn link_task(first: Option<TcpStream>, opts: SourceOptions, core: mpsc::Se
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes queued buffers to the socket, everything queued at once in one write.
+pub(crate) async fn write_batches<W: tokio::io::AsyncWrite + Unpin>(
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut w: W,
+) {
+    while let Some(mut b) = rx.recv().await {
+        while let Ok(more) = rx.try_recv() {
+            b.extend_from_slice(&more);
+        }
+        if w.write_all(&b).await.is_err() {
+            break;
+        }
     }
 }
 
@@ -376,21 +374,25 @@ impl CoreTask {
         self.start.elapsed().as_nanos() as Nanos
     }
 
-    async fn serve(mut self, mut rx: mpsc::Receiver<Msg>) -> Result<(), SourceError> {
+    async fn serve(
+        mut self,
+        mut rx: mpsc::Receiver<Msg>,
+        mut io_rx: mpsc::Receiver<IoRequest>,
+    ) -> Result<(), SourceError> {
         loop {
-            let msg = match self.core.poll_timeout() {
-                Some(d) => {
-                    let wait = Duration::from_nanos(d.saturating_sub(self.now()));
-                    tokio::select! {
-                        m = rx.recv() => m,
-                        _ = tokio::time::sleep(wait) => {
-                            let a = self.core.handle_timeout(self.now());
-                            self.run(a)?;
-                            continue;
-                        }
-                    }
+            let wait = self
+                .core
+                .poll_timeout()
+                .map(|d| Duration::from_nanos(d.saturating_sub(self.now())))
+                .unwrap_or(Duration::from_secs(3600));
+            let msg = tokio::select! {
+                m = rx.recv() => m,
+                Some(r) = io_rx.recv() => Some(Msg::Io(r)),
+                _ = tokio::time::sleep(wait) => {
+                    let a = self.core.handle_timeout(self.now());
+                    self.run(a)?;
+                    continue;
                 }
-                None => rx.recv().await,
             };
             let Some(msg) = msg else { return Ok(()) };
             let ev = match msg {
@@ -442,18 +444,30 @@ impl CoreTask {
         }
     }
 
-    /// Carries out actions in order; immediate completions are fed straight back.
+    /// Carries out actions in order; immediate completions are fed straight back. Frames are
+    /// gathered and leave together (LOCK and DATA in one write) when the batch is done.
     fn run(&mut self, actions: Vec<SourceAction>) -> Result<(), SourceError> {
+        let mut frames = Vec::new();
+        let r = self.run_gathering(actions, &mut frames);
+        if !frames.is_empty() {
+            if let Some(tx) = &self.link {
+                if tx.try_send(frames).is_err() {
+                    debug!("link queue full, frames dropped (retransmitted later)");
+                }
+            }
+        }
+        r
+    }
+
+    fn run_gathering(
+        &mut self,
+        actions: Vec<SourceAction>,
+        frames: &mut Vec<u8>,
+    ) -> Result<(), SourceError> {
         let mut queue = std::collections::VecDeque::from(actions);
         while let Some(a) = queue.pop_front() {
             match a {
-                SourceAction::Send(f) => {
-                    if let Some(tx) = &self.link {
-                        if tx.try_send(f.encode()).is_err() {
-                            debug!("link queue full, frame dropped (retransmitted later)");
-                        }
-                    }
-                }
+                SourceAction::Send(f) => f.encode_into(frames),
                 SourceAction::WriteLocal {
                     seq,
                     offset,

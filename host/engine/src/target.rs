@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use specmirror_core::target::{Target, TargetAction, TargetConfig, TargetEvent};
 use specmirror_core::{Frame, Nanos};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -95,19 +94,15 @@ async fn connection(
         return;
     }
     info!(%peer, conn = id, "source connected");
-    let (mut rd, mut wr) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(4096);
+    let (mut rd, wr) = stream.into_split();
+    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(4096);
     if core.send(Msg::Attach(id, out_tx)).await.is_err() {
         return;
     }
     let cut = Arc::new(tokio::sync::Notify::new());
     let cut2 = cut.clone();
     let writer = tokio::spawn(async move {
-        while let Some(b) = out_rx.recv().await {
-            if wr.write_all(&b).await.is_err() {
-                break;
-            }
-        }
+        crate::source::write_batches(out_rx, wr).await;
         // The core dropped this connection (a protocol violation) or the socket broke.
         cut2.notify_one();
     });
@@ -217,17 +212,27 @@ impl CoreTask {
     /// Carries out actions in order; answers go to the connection whose frame caused them
     /// (`reply_to`), or to the session's connection. Immediate completions are fed straight back.
     fn run(&mut self, actions: Vec<TargetAction>, reply_to: Option<u64>) {
+        let mut frames = Vec::new();
+        self.run_gathering(actions, reply_to, &mut frames);
+        let to = reply_to.or(self.session_conn);
+        if let (false, Some(tx)) = (frames.is_empty(), to.and_then(|c| self.conns.get(&c))) {
+            if tx.try_send(frames).is_err() {
+                debug!("send queue full, frames dropped (the source retransmits)");
+            }
+        }
+    }
+
+    /// Carries out actions, gathering the frames they send so they leave in one write.
+    fn run_gathering(
+        &mut self,
+        actions: Vec<TargetAction>,
+        reply_to: Option<u64>,
+        frames: &mut Vec<u8>,
+    ) {
         let mut queue = std::collections::VecDeque::from(actions);
         while let Some(a) = queue.pop_front() {
             match a {
-                TargetAction::Send(f) => {
-                    let to = reply_to.or(self.session_conn);
-                    if let Some(tx) = to.and_then(|c| self.conns.get(&c)) {
-                        if tx.try_send(f.encode()).is_err() {
-                            debug!("send queue full, frame dropped (the source retransmits)");
-                        }
-                    }
-                }
+                TargetAction::Send(f) => f.encode_into(frames),
                 TargetAction::WriteVolume {
                     token,
                     offset,
