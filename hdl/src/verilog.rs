@@ -33,6 +33,13 @@ pub fn spec_sender() -> String {
     generate_verilog(&u)
 }
 
+/// The receive-side frame parser as Verilog (top module `top`).
+pub fn frame_parser() -> String {
+    let mut u = crate::frame_parser::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The CRC step as Verilog (top module `top`).
 pub fn crc32c_word() -> String {
     let mut u = Crc32cWord::default();

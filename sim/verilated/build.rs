@@ -7,7 +7,7 @@ use std::process::Command;
 const INCLUDE: &str = "/usr/share/verilator/include";
 
 /// Ports of the send path, in the order the shim numbers them.
-const PORTS: &[&str] = &[
+const SENDER_PORTS: &[&str] = &[
     "clock",
     "desc_valid",
     "desc_ready",
@@ -33,42 +33,53 @@ const PORTS: &[&str] = &[
     "busy",
 ];
 
+/// Ports of the frame parser, in the order the shim numbers them.
+const PARSER_PORTS: &[&str] = &[
+    "clock",
+    "rx_data",
+    "rx_valid",
+    "rx_last",
+    "ty",
+    "flags",
+    "payload_len",
+    "generation",
+    "seq",
+    "lock_id",
+    "offset",
+    "arg",
+    "ack_lock",
+    "ack_seq",
+    "hdr_valid",
+    "pay_data",
+    "pay_valid",
+    "frame_ok",
+    "frame_bad",
+    "bad_count",
+];
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=../../hdl/src");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    let mdir = out.join("vsender");
-    std::fs::create_dir_all(&mdir).expect("create build folder");
-    let v = mdir.join("top.v");
-    std::fs::write(&v, specmirror_hdl::verilog::spec_sender()).expect("write Verilog");
-    let status = Command::new("verilator")
-        .args(["--cc", "--top-module", "top", "--prefix", "Vsender", "-O3"])
-        .args([
-            "--x-assign",
-            "fast",
-            "--x-initial",
-            "fast",
-            "-Wno-fatal",
-            "-Wno-WIDTH",
-        ])
-        .arg("--Mdir")
-        .arg(&mdir)
-        .arg(&v)
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => panic!("verilator failed ({s}) on the generated send path"),
-        Err(e) => panic!(
-            "verilator is not installed ({e}): install the Debian package verilator (./test.sh does)"
+    let models: [(&str, &str, String, &[&str]); 2] = [
+        (
+            "vsender",
+            "Vsender",
+            specmirror_hdl::verilog::spec_sender(),
+            SENDER_PORTS,
         ),
-    }
-    write_shim(&mdir);
+        (
+            "vparser",
+            "Vparser",
+            specmirror_hdl::verilog::frame_parser(),
+            PARSER_PORTS,
+        ),
+    ];
     let mut b = cc::Build::new();
     b.cpp(true)
         .std("c++17")
         .include(INCLUDE)
         .include(format!("{INCLUDE}/vltstd"))
-        .include(&mdir)
         .define("VM_COVERAGE", "0")
         .define("VM_SC", "0")
         .define("VM_TRACE", "0")
@@ -77,47 +88,77 @@ fn main() {
         .opt_level(2)
         .warnings(false)
         .file(format!("{INCLUDE}/verilated.cpp"))
-        .file(format!("{INCLUDE}/verilated_threads.cpp"))
-        .file(mdir.join("shim.cpp"));
-    for e in std::fs::read_dir(&mdir).expect("read build folder") {
-        let p = e.expect("entry").path();
-        if p.extension().is_some_and(|x| x == "cpp")
-            && p.file_name().is_some_and(|n| n != "shim.cpp")
-        {
-            b.file(p);
+        .file(format!("{INCLUDE}/verilated_threads.cpp"));
+    for (name, class, verilog, ports) in &models {
+        let mdir = out.join(name);
+        std::fs::create_dir_all(&mdir).expect("create build folder");
+        let v = mdir.join("top.v");
+        std::fs::write(&v, verilog).expect("write Verilog");
+        let status = Command::new("verilator")
+            .args(["--cc", "--top-module", "top", "--prefix", class, "-O3"])
+            .args([
+                "--x-assign",
+                "fast",
+                "--x-initial",
+                "fast",
+                "-Wno-fatal",
+                "-Wno-WIDTH",
+            ])
+            .arg("--Mdir")
+            .arg(&mdir)
+            .arg(&v)
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => panic!("verilator failed ({s}) on {name}"),
+            Err(e) => panic!(
+                "verilator is not installed ({e}): install the Debian package verilator (./test.sh does)"
+            ),
+        }
+        write_shim(&mdir, name, class, ports);
+        b.include(&mdir);
+        for e in std::fs::read_dir(&mdir).expect("read build folder") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "cpp") {
+                b.file(p);
+            }
         }
     }
-    b.compile("vsender");
+    b.compile("verilated_models");
     println!("cargo:rustc-link-lib=pthread");
     println!("cargo:rustc-link-lib=atomic");
 }
 
-fn write_shim(mdir: &Path) {
+fn write_shim(mdir: &Path, name: &str, class: &str, ports: &[&str]) {
     let mut set = String::new();
     let mut get = String::new();
-    for (i, p) in PORTS.iter().enumerate() {
+    for (i, p) in ports.iter().enumerate() {
         set.push_str(&format!("    case {i}: m->{p} = v; break;\n"));
         get.push_str(&format!("    case {i}: return (uint64_t)m->{p};\n"));
     }
+    let stamp = if name == "vsender" {
+        "double sc_time_stamp() { return 0; }\n"
+    } else {
+        ""
+    };
     let shim = format!(
-        r#"#include "Vsender.h"
+        r#"#include "{class}.h"
 #include "verilated.h"
 #include <cstdint>
 
-double sc_time_stamp() {{ return 0; }}
-
+{stamp}
 extern "C" {{
-void* vsender_new() {{ return new Vsender; }}
-void vsender_free(void* p) {{ delete static_cast<Vsender*>(p); }}
-void vsender_eval(void* p) {{ static_cast<Vsender*>(p)->eval(); }}
-void vsender_set(void* p, int port, uint64_t v) {{
-  Vsender* m = static_cast<Vsender*>(p);
+void* {name}_new() {{ return new {class}; }}
+void {name}_free(void* p) {{ delete static_cast<{class}*>(p); }}
+void {name}_eval(void* p) {{ static_cast<{class}*>(p)->eval(); }}
+void {name}_set(void* p, int port, uint64_t v) {{
+  {class}* m = static_cast<{class}*>(p);
   switch (port) {{
 {set}  default: break;
   }}
 }}
-uint64_t vsender_get(void* p, int port) {{
-  Vsender* m = static_cast<Vsender*>(p);
+uint64_t {name}_get(void* p, int port) {{
+  {class}* m = static_cast<{class}*>(p);
   switch (port) {{
 {get}  default: return 0;
   }}
@@ -125,5 +166,5 @@ uint64_t vsender_get(void* p, int port) {{
 }}
 "#
     );
-    std::fs::write(mdir.join("shim.cpp"), shim).expect("write shim");
+    std::fs::write(mdir.join(format!("{name}_shim.cpp")), shim).expect("write shim");
 }

@@ -1,18 +1,86 @@
-//! The send path as Verilator compiled it, driven from Rust one clock at a time. This is the model
-//! the long random runs use (rust-hdl's own simulator is for unit tests); the tests check the two
-//! agree cycle by cycle and that both emit the software encoder's bytes.
+//! The HDL blocks as Verilator compiled them, driven from Rust one clock at a time. These are the
+//! models the long random runs use (rust-hdl's own simulator is for unit tests); the tests check
+//! the two simulators agree cycle by cycle and that the hardware matches the software byte for byte.
 
 use std::ffi::c_void;
 
-extern "C" {
-    fn vsender_new() -> *mut c_void;
-    fn vsender_free(p: *mut c_void);
-    fn vsender_eval(p: *mut c_void);
-    fn vsender_set(p: *mut c_void, port: i32, v: u64);
-    fn vsender_get(p: *mut c_void, port: i32) -> u64;
+/// Defines a safe wrapper around one verilated model's C shim.
+macro_rules! verilated_model {
+    ($(#[$doc:meta])* $name:ident, $port:ident, $new:ident, $free:ident, $eval:ident, $set:ident, $get:ident) => {
+        extern "C" {
+            fn $new() -> *mut c_void;
+            fn $free(p: *mut c_void);
+            fn $eval(p: *mut c_void);
+            fn $set(p: *mut c_void, port: i32, v: u64);
+            fn $get(p: *mut c_void, port: i32) -> u64;
+        }
+
+        $(#[$doc])*
+        /// Not `Send`: a Verilator model lives on the thread that made it.
+        pub struct $name {
+            model: *mut c_void,
+            cycles: u64,
+        }
+
+        impl $name {
+            pub fn new() -> $name {
+                // SAFETY: the shim allocates a fresh model with `new` (which aborts rather than
+                // return null on failure); we own it until `Drop`.
+                let model = unsafe { $new() };
+                assert!(!model.is_null(), "Verilator model allocation failed");
+                let mut s = $name { model, cycles: 0 };
+                s.set($port::Clock, 0);
+                s.eval();
+                s
+            }
+
+            pub fn set(&mut self, port: $port, value: u64) {
+                // SAFETY: `self.model` is a live model we own; the shim ignores unknown port
+                // numbers and the model truncates the value to the port's width.
+                unsafe { $set(self.model, port as i32, value) }
+            }
+
+            pub fn get(&self, port: $port) -> u64 {
+                // SAFETY: `self.model` is a live model we own; reading a port has no side effect.
+                unsafe { $get(self.model, port as i32) }
+            }
+
+            /// Settles combinational logic after inputs changed.
+            pub fn eval(&mut self) {
+                // SAFETY: `self.model` is a live model we own and only this thread touches it.
+                unsafe { $eval(self.model) }
+            }
+
+            /// One clock: rising edge, then falling edge.
+            pub fn tick(&mut self) {
+                self.set($port::Clock, 1);
+                self.eval();
+                self.set($port::Clock, 0);
+                self.eval();
+                self.cycles += 1;
+            }
+
+            pub fn cycles(&self) -> u64 {
+                self.cycles
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                // SAFETY: the model came from the shim's `new` and is freed exactly once, here.
+                unsafe { $free(self.model) }
+            }
+        }
+    };
 }
 
-/// Ports, numbered as the shim numbers them (see build.rs).
+/// Ports of the send path, numbered as the shim numbers them (see build.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
 pub enum Port {
@@ -41,64 +109,50 @@ pub enum Port {
     Busy,
 }
 
-/// One verilated send path. Not `Send`: a Verilator model lives on the thread that made it.
-pub struct VerilatedSender {
-    model: *mut c_void,
-    cycles: u64,
+/// Ports of the frame parser, numbered as the shim numbers them (see build.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum ParserPort {
+    Clock = 0,
+    RxData,
+    RxValid,
+    RxLast,
+    Ty,
+    Flags,
+    PayloadLen,
+    Generation,
+    Seq,
+    LockId,
+    Offset,
+    Arg,
+    AckLock,
+    AckSeq,
+    HdrValid,
+    PayData,
+    PayValid,
+    FrameOk,
+    FrameBad,
+    BadCount,
 }
 
-impl VerilatedSender {
-    pub fn new() -> VerilatedSender {
-        // SAFETY: `vsender_new` allocates a fresh model with `new` and never returns null (it
-        // throws on allocation failure, which aborts); we own it until `Drop`.
-        let model = unsafe { vsender_new() };
-        assert!(!model.is_null(), "Verilator model allocation failed");
-        let mut s = VerilatedSender { model, cycles: 0 };
-        s.set(Port::Clock, 0);
-        s.eval();
-        s
-    }
+verilated_model!(
+    /// The verilated send path (`hdl::SpecSender`).
+    VerilatedSender,
+    Port,
+    vsender_new,
+    vsender_free,
+    vsender_eval,
+    vsender_set,
+    vsender_get
+);
 
-    pub fn set(&mut self, port: Port, value: u64) {
-        // SAFETY: `self.model` is a live model we own; the shim ignores unknown port numbers and
-        // the model truncates the value to the port's width.
-        unsafe { vsender_set(self.model, port as i32, value) }
-    }
-
-    pub fn get(&self, port: Port) -> u64 {
-        // SAFETY: `self.model` is a live model we own; reading a port has no side effect.
-        unsafe { vsender_get(self.model, port as i32) }
-    }
-
-    /// Settles combinational logic after inputs changed.
-    pub fn eval(&mut self) {
-        // SAFETY: `self.model` is a live model we own and only this thread touches it.
-        unsafe { vsender_eval(self.model) }
-    }
-
-    /// One clock: rising edge, then falling edge.
-    pub fn tick(&mut self) {
-        self.set(Port::Clock, 1);
-        self.eval();
-        self.set(Port::Clock, 0);
-        self.eval();
-        self.cycles += 1;
-    }
-
-    pub fn cycles(&self) -> u64 {
-        self.cycles
-    }
-}
-
-impl Default for VerilatedSender {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for VerilatedSender {
-    fn drop(&mut self) {
-        // SAFETY: the model came from `vsender_new` and is freed exactly once, here.
-        unsafe { vsender_free(self.model) }
-    }
-}
+verilated_model!(
+    /// The verilated frame parser (`hdl::FrameParser`).
+    VerilatedParser,
+    ParserPort,
+    vparser_new,
+    vparser_free,
+    vparser_eval,
+    vparser_set,
+    vparser_get
+);
