@@ -56,7 +56,7 @@ fn stream(r: &mut Rng, frames: usize) -> (Vec<(u64, bool)>, Vec<Option<Header>>)
     let mut expect = Vec::new();
     for _ in 0..frames {
         let (mut f, h) = random_frame(r);
-        let corrupt = r.next() % 8 == 0;
+        let corrupt = r.next().is_multiple_of(8);
         if corrupt {
             let w = (r.next() % f.len() as u64) as usize;
             f[w] ^= 1 << (r.next() % 64);
@@ -81,7 +81,7 @@ fn rust_hdl_and_verilator_agree_on_the_parser() {
     let mut i = 0;
     let mut t = 0u64;
     while i < words.len() {
-        let idle = r.next() % 5 == 0;
+        let idle = r.next().is_multiple_of(5);
         let (w, last) = words[i];
         hdl.rx_valid.next = !idle;
         hdl.rx_data.next = w.to_bits();
@@ -136,7 +136,7 @@ fn a_million_cycles_of_frames_good_and_corrupted() {
         let mut current = next.next();
         let mut i = 0;
         while i < words.len() {
-            let idle = r.next() % 9 == 0;
+            let idle = r.next().is_multiple_of(9);
             ver.set(P::RxValid, !idle as u64);
             ver.set(P::RxData, words[i].0);
             ver.set(P::RxLast, words[i].1 as u64);
