@@ -18,29 +18,40 @@ started=$(date +%s)
 echo "== generating Verilog from hdl/"
 (cd "$root" && cargo run -q -p specmirror-hdl --bin specmirror-verilog -- "$out/verilog" >/dev/null)
 sed 's/^module top(/module spec_sender(/' "$out/verilog/spec_sender.v" > "$out/spec_sender.v"
+sed 's/^module top(/module frame_parser(/' "$out/verilog/frame_parser.v" > "$out/frame_parser.v"
 
 count() { # count CELL-regex LOG: sums the "CELL  N" lines of the last statistics in a yosys log
   awk -v re="$1" '/Printing statistics/ {s = 0} $1 ~ re && $2 ~ /^[0-9]+$/ {s += $2} END {print s+0}' "$2"
 }
 
-echo "== iCE40: synthesis of the core alone"
-yosys -q -l "$out/ice40_core.log" -p "read_verilog $out/spec_sender.v; synth_ice40 -top spec_sender; stat" >/dev/null
-core_lut=$(count '^SB_LUT4$' "$out/ice40_core.log")
-core_ff=$(count '^SB_DFF' "$out/ice40_core.log")
-core_carry=$(count '^SB_CARRY$' "$out/ice40_core.log")
-core_bram=$(count '^SB_RAM40' "$out/ice40_core.log")
+echo "== iCE40: synthesis of each core alone"
+ice40_core() { # ice40_core MODULE FILE -> "LUT FF CARRY BRAM"
+  yosys -q -l "$out/ice40_$1.log" -p "read_verilog $2; synth_ice40 -top $1; stat" >/dev/null
+  echo "$(count '^SB_LUT4$' "$out/ice40_$1.log") $(count '^SB_DFF' "$out/ice40_$1.log") $(count '^SB_CARRY$' "$out/ice40_$1.log") $(count '^SB_RAM40' "$out/ice40_$1.log")"
+}
+read -r core_lut core_ff core_carry core_bram <<< "$(ice40_core spec_sender "$out/spec_sender.v")"
+read -r rx_lut rx_ff rx_carry rx_bram <<< "$(ice40_core frame_parser "$out/frame_parser.v")"
 
-echo "== iCE40 HX8K: synthesis, place and route at ${target_mhz} MHz, bitstream"
-yosys -q -l "$out/ice40_top.log" -p "read_verilog $out/spec_sender.v $here/ice40_top.v; synth_ice40 -top ice40_top -json $out/ice40_top.json" >/dev/null
-nextpnr-ice40 --hx8k --package ct256 --json "$out/ice40_top.json" --asc "$out/ice40_top.asc" \
-  --pcf-allow-unconstrained --freq "$target_mhz" --seed 1 --log "$out/nextpnr.log" >/dev/null 2>&1 \
-  || { tail -20 "$out/nextpnr.log" >&2; echo "error: nextpnr-ice40 failed" >&2; exit 1; }
-icepack "$out/ice40_top.asc" "$out/specmirror_spec_sender_hx8k.bin"
-fmax_line=$(grep -E "Max frequency for clock" "$out/nextpnr.log" | tail -1)
-fmax=$(echo "$fmax_line" | sed -E 's/.*: ([0-9.]+) MHz.*/\1/')
-lc_used=$(grep -E "ICESTORM_LC:" "$out/nextpnr.log" | tail -1 | sed -E 's/.*ICESTORM_LC: *([0-9]+)\/ *([0-9]+).*/\1 of \2/')
-ram_used=$(grep -E "ICESTORM_RAM:" "$out/nextpnr.log" | tail -1 | sed -E 's/.*ICESTORM_RAM: *([0-9]+)\/ *([0-9]+).*/\1 of \2/')
+pnr() { # pnr NAME TOP VERILOG... : synthesis, place and route, bitstream; sets pnr_fmax pnr_lc pnr_ram
+  local name=$1 top=$2; shift 2
+  yosys -q -l "$out/$name.yosys.log" -p "read_verilog $*; synth_ice40 -top $top -json $out/$name.json" >/dev/null
+  nextpnr-ice40 --hx8k --package ct256 --json "$out/$name.json" --asc "$out/$name.asc" \
+    --pcf-allow-unconstrained --freq "$target_mhz" --seed 1 --log "$out/$name.nextpnr.log" >/dev/null 2>&1 || true
+  grep -q "Max frequency" "$out/$name.nextpnr.log" \
+    || { tail -20 "$out/$name.nextpnr.log" >&2; echo "error: nextpnr-ice40 failed on $name" >&2; exit 1; }
+  icepack "$out/$name.asc" "$out/specmirror_${name}_hx8k.bin"
+  pnr_line=$(grep -E "Max frequency for clock" "$out/$name.nextpnr.log" | tail -1)
+  pnr_fmax=$(echo "$pnr_line" | sed -E 's/.*: ([0-9.]+) MHz.*/\1/')
+  pnr_lc=$(grep -E "ICESTORM_LC:" "$out/$name.nextpnr.log" | tail -1 | sed -E 's/.*ICESTORM_LC: *([0-9]+)\/ *([0-9]+).*/\1 of \2/')
+  pnr_ram=$(grep -E "ICESTORM_RAM:" "$out/$name.nextpnr.log" | tail -1 | sed -E 's/.*ICESTORM_RAM: *([0-9]+)\/ *([0-9]+).*/\1 of \2/')
+}
+
+echo "== iCE40 HX8K: each core placed and routed at ${target_mhz} MHz, bitstreams"
+pnr spec_sender ice40_top "$out/spec_sender.v" "$here/ice40_top.v"
+fmax=$pnr_fmax; fmax_line=$pnr_line; lc_used=$pnr_lc; ram_used=$pnr_ram
 bin_bytes=$(stat -c %s "$out/specmirror_spec_sender_hx8k.bin")
+pnr frame_parser ice40_rx_top "$out/frame_parser.v" "$here/ice40_rx_top.v"
+rx_fmax=$pnr_fmax; rx_fmax_line=$pnr_line; rx_lc_used=$pnr_lc
 
 echo "== UltraScale+: utilization estimate (no timing)"
 yosys -q -l "$out/xcup.log" -p "read_verilog $out/spec_sender.v; synth_xilinx -family xcup -flatten -noiopad -top spec_sender; stat" >/dev/null
@@ -57,12 +68,14 @@ cat > "$here/REPORT.md" <<REPORT
 Built by \`bitstreams/build.sh\` from the Verilog that \`hdl/\` generates. Do not edit: rerun the
 script. Build time ${elapsed} s.
 
-## Send path (\`SpecSender\`)
+## Send path (\`SpecSender\`) and receive parser (\`FrameParser\`)
 
 | target | LUTs | FFs | carry | BRAM | Fmax |
 |---|---:|---:|---:|---:|---|
-| iCE40 HX8K, core alone (yosys \`synth_ice40\`) | ${core_lut} | ${core_ff} | ${core_carry} | ${core_bram} | — |
-| iCE40 HX8K ct256, placed and routed with board glue | ${lc_used} logic cells | | | ${ram_used} | ${fmax} MHz (target ${target_mhz} MHz) |
+| iCE40 HX8K, send path alone (yosys \`synth_ice40\`) | ${core_lut} | ${core_ff} | ${core_carry} | ${core_bram} | — |
+| iCE40 HX8K, frame parser alone (yosys \`synth_ice40\`) | ${rx_lut} | ${rx_ff} | ${rx_carry} | ${rx_bram} | — |
+| iCE40 HX8K ct256, send path placed and routed with board glue | ${lc_used} logic cells | | | ${ram_used} | ${fmax} MHz (target ${target_mhz} MHz) |
+| iCE40 HX8K ct256, frame parser placed and routed with board glue | ${rx_lc_used} logic cells | | | | ${rx_fmax} MHz (target ${target_mhz} MHz) |
 | UltraScale+ (yosys \`synth_xilinx -family xcup\`, estimate) | ${xc_lut} | ${xc_ff} | ${xc_carry} | ${xc_bram} | not estimated |
 
 At ${fmax} MHz one 64-bit word per clock is ${line_rate} Gbit/s on the transmit stream.
@@ -70,7 +83,13 @@ The placed design includes the board glue (a 598-bit input shift register and an
 fold), so its logic-cell count is larger than the core's. Bitstream: \`specmirror_spec_sender_hx8k.bin\`
 (${bin_bytes} bytes, in the build folder, not committed).
 
-nextpnr: \`${fmax_line}\`
+nextpnr, send path: \`${fmax_line}\`
+nextpnr, frame parser: \`${rx_fmax_line}\`
+
+Each core is placed and routed on its own. Placed together (the send path looped into the parser)
+they reached 84 MHz: the send path's header multiplexer drives its transmit output combinationally,
+and in a fuller chip the routes get longer. A registered transmit stage closes that; the target's
+lock table, which the 100 MHz goal is stated for together with the send path, is not built yet.
 
 ## Tools
 
@@ -78,5 +97,7 @@ nextpnr: \`${fmax_line}\`
 - $(nextpnr-ice40 --version 2>&1 | head -1)
 - icepack from fpga-icestorm $(dpkg-query -W -f='${Version}' fpga-icestorm 2>/dev/null || echo unknown)
 REPORT
-echo "== report written: bitstreams/REPORT.md (Fmax ${fmax} MHz, ${elapsed} s)"
-awk -v f="$fmax" -v t="$target_mhz" 'BEGIN {exit !(f >= t)}' || { echo "error: Fmax ${fmax} MHz misses the ${target_mhz} MHz target" >&2; exit 1; }
+echo "== report written: bitstreams/REPORT.md (send path ${fmax} MHz, frame parser ${rx_fmax} MHz, ${elapsed} s)"
+for f in "$fmax" "$rx_fmax"; do
+  awk -v f="$f" -v t="$target_mhz" 'BEGIN {exit !(f >= t)}' || { echo "error: Fmax ${f} MHz misses the ${target_mhz} MHz target" >&2; exit 1; }
+done

@@ -3,7 +3,10 @@
 //! type, flags and length from the header words, checks the CRC32C trailer, streams the payload
 //! out as it arrives, and gives a verdict at the trailer. A bad frame is dropped and counted; the
 //! parser finds the next frame at the word after `last`. Consumers hold the payload until the
-//! verdict (the CRC is only known at the end).
+//! verdict (the CRC is only known at the end). Every frame's verdict comes exactly one clock after
+//! its last word, whatever was wrong with it: frames end at most one per clock, so verdicts never
+//! collide, and the CRC comparison is between registers (the CRC's XOR tree and the 32-bit compare
+//! never share a clock). The next frame may start in the verdict's clock.
 
 use rust_hdl::prelude::*;
 use specmirror_abi::frame::field;
@@ -11,7 +14,18 @@ use specmirror_abi::{Flags, FrameType, MAGIC, MAX_PAYLOAD, VERSION};
 
 use crate::crc32c_word::Crc32cWord;
 
+/// log2 of the payload bound: `len > MAX_PAYLOAD` is then two equality tests, no carry chain.
+const MAX_PAYLOAD_LOG2: usize = MAX_PAYLOAD.trailing_zeros() as usize;
+
 const _: () = {
+    assert!(MAX_PAYLOAD.is_power_of_two() && MAX_PAYLOAD_LOG2 == 22);
+    // Frame types are exactly 1..=12, so "known type" is a 4-bit pattern test (below).
+    let mut i = 0;
+    while i < FrameType::ALL.len() {
+        assert!(FrameType::ALL[i] as usize == i + 1);
+        i += 1;
+    }
+    assert!(FrameType::ALL.len() == 12);
     assert!(field::MAGIC == 0 && field::VERSION == 4 && field::TYPE == 5 && field::FLAGS == 6);
     assert!(field::PAYLOAD_LEN == 8 && field::GENERATION == 12 && field::SEQ == 16);
     assert!(field::ACK_SEQ == 56);
@@ -59,6 +73,11 @@ pub struct FrameParser {
     crc: DFF<Bits<32>>,
     pend: DFF<Bits<64>>,
     pend_valid: DFF<Bit>,
+    /// The trailer's CRC, waiting for its comparison the clock after the trailer.
+    check: DFF<Bit>,
+    trailer_crc: DFF<Bits<32>>,
+    /// The frame that just ended was broken (header, length, truncation, trailer).
+    fail: DFF<Bit>,
     bad: DFF<Bits<32>>,
     ty_r: DFF<Bits<8>>,
     flags_r: DFF<Bits<16>>,
@@ -71,19 +90,15 @@ pub struct FrameParser {
     ack_lock_r: DFF<Bits<64>>,
     ack_seq_r: DFF<Bits<64>>,
     crc_step: Crc32cWord,
-    crc_now: Signal<Local, Bits<32>>,
     word0_bad: Signal<Local, Bit>,
     len_bad: Signal<Local, Bit>,
     magic_version: Constant<Bits<40>>,
-    max_type: Constant<Bits<8>>,
     unknown_flags: Constant<Bits<16>>,
-    max_payload: Constant<Bits<32>>,
     crc_init: Constant<Bits<32>>,
 }
 
 impl Default for FrameParser {
     fn default() -> Self {
-        let max_type = FrameType::ALL.iter().map(|t| *t as u64).max().unwrap_or(0);
         Self {
             clock: Default::default(),
             rx_data: Default::default(),
@@ -111,6 +126,9 @@ impl Default for FrameParser {
             crc: Default::default(),
             pend: Default::default(),
             pend_valid: Default::default(),
+            check: Default::default(),
+            trailer_crc: Default::default(),
+            fail: Default::default(),
             bad: Default::default(),
             ty_r: Default::default(),
             flags_r: Default::default(),
@@ -123,13 +141,10 @@ impl Default for FrameParser {
             ack_lock_r: Default::default(),
             ack_seq_r: Default::default(),
             crc_step: Default::default(),
-            crc_now: Default::default(),
             word0_bad: Default::default(),
             len_bad: Default::default(),
             magic_version: Constant::new((MAGIC as u64 | (VERSION as u64) << 32).to_bits()),
-            max_type: Constant::new(max_type.to_bits()),
             unknown_flags: Constant::new(((!Flags::KNOWN) as u64).to_bits()),
-            max_payload: Constant::new((MAX_PAYLOAD as u64).to_bits()),
             crc_init: Constant::new(0xFFFF_FFFFu64.to_bits()),
         }
     }
@@ -147,6 +162,9 @@ impl Logic for FrameParser {
             crc,
             pend,
             pend_valid,
+            check,
+            trailer_crc,
+            fail,
             bad,
             ty_r,
             flags_r,
@@ -175,22 +193,40 @@ impl Logic for FrameParser {
         self.pay_data.next = self.rx_data.val();
         self.frame_ok.next = false;
         self.frame_bad.next = false;
-        // The CRC runs one word behind, as in the send path; `crc_now` covers every word so far.
+        // The CRC runs one word behind, as in the send path.
         self.crc_step.crc_in.next = self.crc.q.val();
         self.crc_step.data.next = self.pend.q.val();
         if self.pend_valid.q.val() {
             self.crc.d.next = self.crc_step.crc_out.val();
             self.pend_valid.d.next = false;
-            self.crc_now.next = self.crc_step.crc_out.val();
-        } else {
-            self.crc_now.next = self.crc.q.val();
+        }
+        // The CRC verdict of the frame whose trailer came last clock. `crc` holds every word of it
+        // by now (the last one was folded in at the trailer).
+        self.check.d.next = false;
+        self.fail.d.next = false;
+        if self.fail.q.val() {
+            self.frame_bad.next = true;
+            self.bad.d.next = self.bad.q.val() + 1;
+        } else if self.check.q.val() {
+            if self.trailer_crc.q.val() == (self.crc.q.val() ^ self.crc_init.val()) {
+                self.frame_ok.next = true;
+            } else {
+                self.frame_bad.next = true;
+                self.bad.d.next = self.bad.q.val() + 1;
+            }
         }
         // What makes a first or second header word unacceptable.
+        // Known types are 1..=12: high nibble zero, low nibble neither 0 nor 13..15.
         self.word0_bad.next = (self.rx_data.val().get_bits::<40>(0) != self.magic_version.val())
-            | (self.rx_data.val().get_bits::<8>(40) == 0)
-            | (self.rx_data.val().get_bits::<8>(40) > self.max_type.val())
+            | (self.rx_data.val().get_bits::<4>(44) != 0)
+            | (self.rx_data.val().get_bits::<4>(40) == 0)
+            | (self.rx_data.val().get_bit(43)
+                & self.rx_data.val().get_bit(42)
+                & (self.rx_data.val().get_bit(41) | self.rx_data.val().get_bit(40)))
             | ((self.rx_data.val().get_bits::<16>(48) & self.unknown_flags.val()) != 0);
-        self.len_bad.next = self.rx_data.val().get_bits::<32>(0) > self.max_payload.val();
+        // len > 2^22  <=>  some bit above 22 is set, or bit 22 is set with any bit below it.
+        self.len_bad.next = (self.rx_data.val().get_bits::<9>(23) != 0)
+            | (self.rx_data.val().get_bit(22) & (self.rx_data.val().get_bits::<22>(0) != 0));
         if self.rx_valid.val() {
             match self.state.q.val() {
                 ParseState::Header => {
@@ -232,15 +268,9 @@ impl Logic for FrameParser {
                     }
                     if self.rx_last.val() {
                         // A frame cannot end inside its header.
-                        self.frame_bad.next = true;
-                        self.bad.d.next = self.bad.q.val() + 1;
+                        self.fail.d.next = true;
                         self.index.d.next = 0.into();
                         self.state.d.next = ParseState::Header;
-                    } else if ((self.index.q.val() == 0) & self.word0_bad.val())
-                        | ((self.index.q.val() == 1) & self.len_bad.val())
-                    {
-                        self.frame_bad.next = true;
-                        self.bad.d.next = self.bad.q.val() + 1;
                     }
                 }
                 ParseState::Payload => {
@@ -249,8 +279,7 @@ impl Logic for FrameParser {
                     self.pay_valid.next = true;
                     self.words_left.d.next = self.words_left.q.val() - 1;
                     if self.rx_last.val() {
-                        self.frame_bad.next = true;
-                        self.bad.d.next = self.bad.q.val() + 1;
+                        self.fail.d.next = true;
                         self.index.d.next = 0.into();
                         self.state.d.next = ParseState::Header;
                     } else if self.words_left.q.val() == 1 {
@@ -259,27 +288,22 @@ impl Logic for FrameParser {
                 }
                 ParseState::Trailer => {
                     self.index.d.next = 0.into();
-                    if self.rx_last.val()
-                        & (self.rx_data.val().get_bits::<32>(0)
-                            == (self.crc_now.val() ^ self.crc_init.val()))
-                        & (self.rx_data.val().get_bits::<32>(32) == 0)
-                    {
-                        self.frame_ok.next = true;
+                    if self.rx_last.val() & (self.rx_data.val().get_bits::<32>(32) == 0) {
+                        self.check.d.next = true;
+                        self.trailer_crc.d.next = self.rx_data.val().get_bits::<32>(0);
+                        self.state.d.next = ParseState::Header;
+                    } else if self.rx_last.val() {
+                        self.fail.d.next = true;
                         self.state.d.next = ParseState::Header;
                     } else {
-                        self.frame_bad.next = true;
-                        self.bad.d.next = self.bad.q.val() + 1;
-                        if self.rx_last.val() {
-                            self.state.d.next = ParseState::Header;
-                        } else {
-                            self.state.d.next = ParseState::Discard;
-                        }
+                        self.state.d.next = ParseState::Discard;
                     }
                 }
                 _ => {
-                    // Discard until the end of the broken frame.
+                    // Discard until the end of the broken frame, then judge it.
                     self.index.d.next = 0.into();
                     if self.rx_last.val() {
+                        self.fail.d.next = true;
                         self.state.d.next = ParseState::Header;
                     }
                 }

@@ -35,7 +35,12 @@ fn feed(frames: &[Vec<u64>], gap: impl Fn(u64) -> bool) -> Seen {
         })
         .collect();
     let mut i = 0;
-    while i < words.len() || t < 4 {
+    let mut drain = 0;
+    // A few idle clocks after the last word: the last verdict comes a clock after its trailer.
+    while i < words.len() || drain < 3 {
+        if i >= words.len() {
+            drain += 1;
+        }
         let idle = i >= words.len() || gap(t);
         u.rx_valid.next = !idle;
         u.rx_data.next = words.get(i).map(|w| w.0).unwrap_or(0).to_bits();
@@ -141,4 +146,25 @@ fn a_truncated_frame_is_dropped() {
     short.truncate(5);
     let seen = feed(&[short, frames[2].clone()], |_| false);
     assert_eq!((seen.bad, seen.ok), (1, 1));
+}
+
+#[test]
+fn unknown_types_and_flags_are_refused_even_with_a_good_crc() {
+    let good = golden_frames()[0].clone();
+    let reseal = |mut words: Vec<u64>| {
+        let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let end = bytes.len() - 8;
+        let crc = crc32c::crc32c(&bytes[..end]);
+        bytes[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+        words = words_of(&bytes);
+        words
+    };
+    for (byte, value) in [(5usize, 0u8), (5, 13), (5, 15), (5, 0x20), (7, 0x80)] {
+        let mut w = good.clone();
+        let mut b = w[0].to_le_bytes();
+        b[byte] = value;
+        w[0] = u64::from_le_bytes(b);
+        let seen = feed(&[reseal(w), good.clone()], |_| false);
+        assert_eq!((seen.bad, seen.ok), (1, 1), "byte {byte} = {value:#x}");
+    }
 }
