@@ -149,6 +149,10 @@ pub struct SourceArgs {
     /// Export name offered to NBD clients (the empty name is accepted too).
     #[arg(long, default_value = "specmirror", value_name = "NAME")]
     export: String,
+    /// Client writes in flight at most, across all NBD connections; more wait until earlier ones
+    /// are answered. Bounds memory and the rollback log (about twice this) when the target is away.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
+    max_inflight: u64,
     #[command(flatten)]
     pair: PairArgs,
 }
@@ -174,6 +178,7 @@ pub async fn run_source(a: SourceArgs) -> Result<()> {
         log_sync: a.log_sync,
         peer_timeout: a.pair.peer_timeout,
         export_name: a.export.clone(),
+        max_inflight: a.max_inflight,
     };
     let running = source::start(opts).await?;
     println!("ready nbd={} target={}", running.nbd_addr, a.target);

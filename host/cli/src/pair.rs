@@ -76,6 +76,7 @@ impl Pair {
             log_sync: false,
             peer_timeout: Duration::from_secs(10),
             export_name: "specmirror".into(),
+            max_inflight: 256 << 20,
         };
         let running = rt_source.spawn(source::start(opts)).await??;
         Ok(Pair {
@@ -112,6 +113,7 @@ impl Floor {
             name: "floor".into(),
             volume,
             mirror,
+            inflight: nbd::inflight_budget(256 << 20),
         });
         let lst = rt
             .spawn(tokio::net::TcpListener::bind("127.0.0.1:0"))

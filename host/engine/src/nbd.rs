@@ -82,6 +82,39 @@ pub struct Export {
     pub name: String,
     pub volume: Volume,
     pub mirror: mpsc::Sender<IoRequest>,
+    /// Bytes of writes in flight across all clients, in KiB permits: a write waits for its share
+    /// before it reaches the mirror and gives it back when answered. This bounds the rollback log
+    /// and memory however many requests clients pipeline (and while the target is away).
+    pub inflight: Arc<Budget>,
+}
+
+/// A budget of bytes in flight, kept in KiB. One request never asks for more than the whole
+/// budget, so a request larger than the budget runs alone instead of waiting forever.
+#[derive(Debug)]
+pub struct Budget {
+    sem: tokio::sync::Semaphore,
+    cap_kib: u32,
+}
+
+impl Budget {
+    pub fn take_share(
+        &self,
+        bytes: u64,
+    ) -> impl std::future::Future<
+        Output = Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError>,
+    > {
+        let want = bytes.div_ceil(1024).clamp(1, self.cap_kib as u64) as u32;
+        self.sem.acquire_many(want)
+    }
+}
+
+/// An in-flight budget of `bytes` (at least 1 MiB).
+pub fn inflight_budget(bytes: u64) -> Arc<Budget> {
+    let cap_kib = (bytes / 1024).clamp(1024, u32::MAX as u64 / 2) as u32;
+    Arc::new(Budget {
+        sem: tokio::sync::Semaphore::new(cap_kib as usize),
+        cap_kib,
+    })
 }
 
 /// A mirror of nothing: writes go straight to `volume` and are confirmed at once. What the
@@ -414,11 +447,15 @@ fn spawn_writes(
     fua: bool,
 ) {
     let mirror = export.mirror.clone();
+    let budget = export.inflight.clone();
     let tx = tx.clone();
     tokio::spawn(async move {
         let len = match &payload {
             Payload::Data(d) => d.len() as u64,
             Payload::Zeroes(n) => *n,
+        };
+        let Ok(_held) = budget.take_share(len).await else {
+            return;
         };
         let mut pending = Vec::new();
         let mut error = 0;
@@ -477,6 +514,7 @@ mod tests {
             name: "vol".into(),
             mirror: direct_mirror(volume.clone()),
             volume,
+            inflight: inflight_budget(64 << 20),
         })
     }
 

@@ -53,6 +53,8 @@ pub struct SourceOptions {
     /// A link silent for this long is dropped and re-established.
     pub peer_timeout: Duration,
     pub export_name: String,
+    /// Bytes of client writes in flight at most; beyond it requests wait at the front end.
+    pub max_inflight: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +162,7 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
         name: opts.export_name.clone(),
         volume,
         mirror: io_tx,
+        inflight: nbd::inflight_budget(opts.max_inflight),
     });
     let nbd_addr = listen_nbd(&opts.nbd, export).await?;
     info!(nbd = %nbd_addr, "accepting NBD clients");
