@@ -86,3 +86,23 @@ fn linkem_delays_and_forwards() {
         t.elapsed()
     );
 }
+
+#[test]
+fn quick_scale_run_covers_every_size_and_depth() {
+    let o = run(&["bench", "--scale", "--quick"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .filter(|r: &Vec<&str>| r.len() == 7)
+        .collect();
+    assert_eq!(rows.len(), 9, "{out}");
+    for r in &rows {
+        assert!(["1GiB", "100GiB", "1TiB"].contains(&r[0]), "{r:?}");
+        for v in &r[2..] {
+            assert!(v.parse::<f64>().unwrap() > 0.0, "{r:?}");
+        }
+    }
+}

@@ -46,6 +46,13 @@ pub struct BenchArgs {
     /// Also write the JSON lines to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Instead: how the source's CPU per write and memory grow with writes in flight (1, 32, 256)
+    /// and volume size (1 GiB, 100 GiB, 1 TiB sparse), with daemons as real processes.
+    #[arg(long)]
+    scale: bool,
+    /// Writes per scale measurement.
+    #[arg(long, default_value_t = 20000)]
+    scale_writes: u64,
 }
 
 /// One measured configuration.
@@ -109,6 +116,10 @@ async fn measure(
 }
 
 pub async fn bench(mut a: BenchArgs) -> Result<bool> {
+    if a.scale {
+        crate::scale::scale(if a.quick { 500 } else { a.scale_writes }).await?;
+        return Ok(true);
+    }
     if a.quick {
         a.rtt = vec![Duration::ZERO];
         a.qd1_ops = a.qd1_ops.min(200);

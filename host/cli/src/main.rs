@@ -7,6 +7,7 @@ mod linkem;
 mod load;
 mod pair;
 mod qemu_mirror;
+mod scale;
 mod simulate;
 mod units;
 
