@@ -91,7 +91,11 @@ fn linkem_delays_and_forwards() {
 fn quick_scale_run_covers_every_size_and_depth() {
     let o = run(&["bench", "--scale", "--quick"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let rows: Vec<Vec<&str>> = out
         .lines()
         .skip(1)

@@ -64,6 +64,9 @@ pub struct Row {
     pub qd: u64,
     pub bs: u64,
     pub r: LoadResult,
+    /// For the software engine at QD1: mean microseconds queued, in the source's core task, and
+    /// waiting for the target.
+    pub stages: Option<(f64, f64, f64)>,
 }
 
 impl Row {
@@ -90,6 +93,7 @@ async fn measure(
     mode: &str,
     rtt: Duration,
     a: &BenchArgs,
+    stages: Option<&specmirror_engine::source::StageStats>,
 ) -> Result<Vec<Row>> {
     // `host:port#export` names an export; otherwise the default one.
     let (host, export) = addr.split_once('#').unwrap_or((addr, ""));
@@ -102,6 +106,9 @@ async fn measure(
         (32, 4096, a.qd32_ops),
         (32, 65536, a.qd32_ops / 4),
     ] {
+        if let Some(s) = stages {
+            s.reset();
+        }
         let r = random_writes(&client, qd, bs, ops.max(qd), SIZE).await?;
         rows.push(Row {
             engine,
@@ -110,6 +117,7 @@ async fn measure(
             qd,
             bs,
             r,
+            stages: stages.filter(|_| qd == 1).map(|s| s.means_us()),
         });
     }
     Ok(rows)
@@ -158,11 +166,11 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
             let got = match engine {
                 "floor" => {
                     let f = Floor::start(dir.path(), SIZE, delay).await?;
-                    measure(&f.nbd_addr, engine, &mode, rtt, &a).await?
+                    measure(&f.nbd_addr, engine, &mode, rtt, &a, None).await?
                 }
                 "qemu" => {
                     let q = crate::qemu_mirror::QemuMirror::start(dir.path(), SIZE, delay).await?;
-                    measure(&q.nbd_addr, engine, &mode, rtt, &a).await?
+                    measure(&q.nbd_addr, engine, &mode, rtt, &a, None).await?
                 }
                 _ => {
                     let m = match mode.as_str() {
@@ -171,7 +179,7 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
                         _ => Mode::Speculative,
                     };
                     let p = Pair::start(dir.path(), m, SIZE, delay).await?;
-                    measure(&p.nbd_addr, engine, &mode, rtt, &a).await?
+                    measure(&p.nbd_addr, engine, &mode, rtt, &a, Some(&p.stages)).await?
                 }
             };
             eprintln!("done");
@@ -186,7 +194,42 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
     }
     print_table(&rows);
     print_ratios(&rows, &a.rtt);
+    print_stages(&rows);
     Ok(true)
+}
+
+/// Where a QD1 write's time goes in the software engine, next to the floor at the same RTT.
+fn print_stages(rows: &[Row]) {
+    println!();
+    println!(
+        "where a QD1 write's time goes (means, µs): client-observed total = front end and client"
+    );
+    println!("+ queued for the source's core task + in it (local write, log append, frames out) + waiting");
+    println!("for the target (link both ways, target's tasks and write); the floor is one trip and a pwrite.");
+    println!(
+        "{:>8} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "rtt_us", "mode", "total", "front", "queued", "core", "target", "floor"
+    );
+    for r in rows.iter().filter(|r| r.stages.is_some()) {
+        let (q, p, m) = r.stages.expect("filtered");
+        let total = r.r.mean_us();
+        let floor = rows
+            .iter()
+            .find(|f| f.engine == "floor" && f.qd == 1 && (f.rtt_us - r.rtt_us).abs() < 0.5)
+            .map(|f| f.r.mean_us())
+            .unwrap_or(0.0);
+        println!(
+            "{:>8.0} {:<14} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            r.rtt_us,
+            r.mode,
+            total,
+            (total - q - p - m).max(0.0),
+            q,
+            p,
+            m,
+            floor
+        );
+    }
 }
 
 fn print_table(rows: &[Row]) {

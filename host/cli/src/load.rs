@@ -26,6 +26,10 @@ impl LoadResult {
         self.lat_us[i.min(self.lat_us.len() - 1)]
     }
 
+    pub fn mean_us(&self) -> f64 {
+        self.lat_us.iter().sum::<f64>() / self.lat_us.len().max(1) as f64
+    }
+
     pub fn iops(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }

@@ -24,6 +24,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// A running pair; `nbd_addr` is where clients connect.
 pub struct Pair {
     pub nbd_addr: String,
+    /// Where the source's acknowledged writes spent their time.
+    pub stages: std::sync::Arc<specmirror_engine::source::StageStats>,
     _link: Link,
     rts: Vec<tokio::runtime::Runtime>,
 }
@@ -80,6 +82,7 @@ impl Pair {
         };
         let running = rt_source.spawn(source::start(opts)).await??;
         Ok(Pair {
+            stages: running.stages.clone(),
             nbd_addr: running.nbd_addr,
             _link: link,
             rts: vec![rt_source, rt_target],

@@ -69,6 +69,8 @@ pub enum IoRequest {
         offset: u64,
         data: Vec<u8>,
         fua: bool,
+        /// When the front end had the whole request (for the stage breakdown).
+        received: std::time::Instant,
         reply: oneshot::Sender<Result<(), i32>>,
     },
     Flush {
@@ -471,6 +473,7 @@ fn spawn_writes(
                 offset: offset + at,
                 data,
                 fua,
+                received: std::time::Instant::now(),
                 reply: rtx,
             };
             if mirror.send(req).await.is_err() {

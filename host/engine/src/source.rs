@@ -82,10 +82,52 @@ pub enum SourceError {
     },
 }
 
-/// A started source: where clients connect, and the task to await.
+/// A started source: where clients connect, the task to await, and where its time goes.
 pub struct Running {
     pub nbd_addr: String,
     pub task: tokio::task::JoinHandle<Result<(), SourceError>>,
+    pub stages: Arc<StageStats>,
+}
+
+/// Where acknowledged writes spent their time, summed (nanoseconds): waiting for the core task,
+/// in the core task (local write, log append, frames handed to the link), and waiting for the
+/// target (the link both ways and the target's work).
+#[derive(Debug, Default)]
+pub struct StageStats {
+    pub writes: std::sync::atomic::AtomicU64,
+    pub queue_ns: std::sync::atomic::AtomicU64,
+    pub process_ns: std::sync::atomic::AtomicU64,
+    pub mirror_ns: std::sync::atomic::AtomicU64,
+}
+
+impl StageStats {
+    pub fn reset(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for a in [
+            &self.writes,
+            &self.queue_ns,
+            &self.process_ns,
+            &self.mirror_ns,
+        ] {
+            a.store(0, Relaxed);
+        }
+    }
+
+    /// Mean microseconds per write: (queue, processing, mirror).
+    pub fn means_us(&self) -> (f64, f64, f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.writes.load(Relaxed).max(1) as f64;
+        let us = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64 / n / 1e3;
+        (
+            us(&self.queue_ns),
+            us(&self.process_ns),
+            us(&self.mirror_ns),
+        )
+    }
+
+    fn add(&self, a: &std::sync::atomic::AtomicU64, d: Duration) {
+        a.fetch_add(d.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 enum Msg {
@@ -143,7 +185,10 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
         me: tx.clone(),
         start: Instant::now(),
         ready: ready_tx,
+        stages: Arc::new(StageStats::default()),
+        handed: BTreeMap::new(),
     };
+    let stages = task.stages.clone();
     task.run(recovery)?;
     tokio::spawn(link_task(Some(stream), opts.clone(), tx.clone()));
     let core = tokio::spawn(task.serve(rx, io_rx));
@@ -169,6 +214,7 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
     Ok(Running {
         nbd_addr,
         task: core,
+        stages,
     })
 }
 
@@ -370,6 +416,9 @@ struct CoreTask {
     me: mpsc::Sender<Msg>,
     start: Instant,
     ready: watch::Sender<bool>,
+    stages: Arc<StageStats>,
+    /// When each client write left the core task (for the mirror stage).
+    handed: BTreeMap<u64, Instant>,
 }
 
 impl CoreTask {
@@ -398,14 +447,22 @@ impl CoreTask {
                 }
             };
             let Some(msg) = msg else { return Ok(()) };
+            let picked = Instant::now();
+            let mut write_handle = None;
             let ev = match msg {
                 Msg::Io(IoRequest::Write {
                     offset,
                     data,
                     fua,
+                    received,
                     reply,
                 }) => {
+                    self.stages.add(
+                        &self.stages.queue_ns,
+                        picked.saturating_duration_since(received),
+                    );
                     let handle = self.next_handle;
+                    write_handle = Some(handle);
                     self.next_handle += 1;
                     let end = offset.saturating_add(data.len() as u64);
                     let mut before = vec![0u8; data.len()];
@@ -444,6 +501,13 @@ impl CoreTask {
             };
             let a = self.core.handle(ev, self.now());
             self.run(a)?;
+            if let Some(h) = write_handle {
+                let handed = Instant::now();
+                self.stages.add(&self.stages.process_ns, handed - picked);
+                if self.clients.contains_key(&h) {
+                    self.handed.insert(h, handed);
+                }
+            }
         }
     }
 
@@ -529,6 +593,14 @@ impl CoreTask {
                     self.log.sync().map_err(SourceError::LogWrite)?;
                 }
                 SourceAction::AckWrite { handle, result } => {
+                    if let Some(t) = self.handed.remove(&handle) {
+                        if result.is_ok() {
+                            self.stages.add(&self.stages.mirror_ns, t.elapsed());
+                            self.stages
+                                .writes
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
                     if let Some(r) = self.clients.remove(&handle) {
                         r.send(result).ok();
                     }
