@@ -191,3 +191,26 @@ fn help_explains_every_command() {
         assert!(text.contains(flag), "source --help lacks {flag}");
     }
 }
+
+#[test]
+fn sigterm_stops_both_daemons_cleanly() {
+    let mut p = Pair::start("speculative", "8MiB", &[]);
+    qemu_ok(&p.nbd_port(), &["write -P 7 0 1M"]);
+    for d in [&mut p.source, &mut p.target] {
+        let pid = d.child.id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let status = d.child.wait().unwrap();
+        assert!(status.success(), "exit after SIGTERM: {status:?}");
+        assert!(
+            d.log_text().contains("stopping on a signal"),
+            "{}",
+            d.log_text()
+        );
+    }
+    assert!(same_files(&p.src_img(), &p.tgt_img()));
+}

@@ -14,6 +14,21 @@ use tracing::warn;
 use crate::simulate::ModeArg;
 use crate::units::{parse_duration, parse_size};
 
+/// Resolves on Ctrl-C or SIGTERM (how service managers stop daemons).
+pub async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            warn!("cannot watch SIGTERM: {e}");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 #[derive(Args)]
 pub struct PairArgs {
     /// Name of the volume pair; source and target must use the same one. A rollback log belongs to
@@ -112,7 +127,7 @@ pub async fn run_target(a: TargetArgs) -> Result<()> {
     };
     tokio::select! {
         _ = target::serve(listener, opts) => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        _ = stop_signal() => tracing::info!("stopping on a signal"),
     }
     Ok(())
 }
@@ -186,7 +201,7 @@ pub async fn run_source(a: SourceArgs) -> Result<()> {
         r = running.task => {
             r.context("mirror task panicked")??;
         }
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; unconfirmed writes stay in the rollback log"),
+        _ = stop_signal() => tracing::info!("stopping on a signal; unconfirmed writes stay in the rollback log"),
     }
     Ok(())
 }

@@ -42,7 +42,7 @@ pub async fn linkem(a: LinkemArgs) -> Result<()> {
         },
     )?;
     println!("ready listen={} forward={}", link.addr, a.forward);
-    tokio::signal::ctrl_c().await?;
+    crate::daemons::stop_signal().await;
     tracing::info!(bytes = link.bytes(), "stopping");
     Ok(())
 }
