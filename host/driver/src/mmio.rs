@@ -108,37 +108,32 @@ impl Mmio {
         unsafe { self.base.as_ref() }
     }
 
-    /// Reads a register by ABI offset (for probing and dumps).
-    pub fn read(&self, offset: u32) -> u32 {
+    /// The address of the register at `offset`, checked against the block.
+    fn reg(&self, offset: u32) -> *mut u32 {
         assert!(
             offset as u64 + 4 <= regs::BAR0_LEN && offset.is_multiple_of(4),
             "bad register offset {offset:#x}"
         );
-        // SAFETY: in bounds and aligned per the assert and `new`'s contract; volatile read.
+        // SAFETY: `offset` is within BAR0_LEN per the assert, and `new`'s contract guarantees a
+        // live mapping at least that long; computing the address reads nothing.
         unsafe {
             self.base
                 .cast::<u8>()
                 .as_ptr()
                 .add(offset as usize)
                 .cast::<u32>()
-                .read_volatile()
         }
+    }
+
+    /// Reads a register by ABI offset (for probing and dumps).
+    pub fn read(&self, offset: u32) -> u32 {
+        // SAFETY: `reg` returns an in-bounds, 4-byte aligned register address; volatile read.
+        unsafe { self.reg(offset).read_volatile() }
     }
 
     /// Writes a register by ABI offset.
     pub fn write(&self, offset: u32, value: u32) {
-        assert!(
-            offset as u64 + 4 <= regs::BAR0_LEN && offset.is_multiple_of(4),
-            "bad register offset {offset:#x}"
-        );
-        // SAFETY: in bounds and aligned per the assert and `new`'s contract; volatile write.
-        unsafe {
-            self.base
-                .cast::<u8>()
-                .as_ptr()
-                .add(offset as usize)
-                .cast::<u32>()
-                .write_volatile(value)
-        }
+        // SAFETY: `reg` returns an in-bounds, 4-byte aligned register address; volatile write.
+        unsafe { self.reg(offset).write_volatile(value) }
     }
 }
