@@ -40,6 +40,13 @@ pub fn frame_parser() -> String {
     generate_verilog(&u)
 }
 
+/// The register block as Verilog (top module `top`).
+pub fn register_file() -> String {
+    let mut u = crate::register_file::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The CRC step as Verilog (top module `top`).
 pub fn crc32c_word() -> String {
     let mut u = Crc32cWord::default();
@@ -105,6 +112,8 @@ mod tests {
         for (name, v) in [
             ("crc32c_word", crc32c_word()),
             ("spec_sender", spec_sender()),
+            ("frame_parser", frame_parser()),
+            ("register_file", register_file()),
         ] {
             assert!(v.contains("module top"), "{name}");
             if let Err(e) = lint(name, &v) {

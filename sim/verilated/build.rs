@@ -61,7 +61,19 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=../../hdl/src");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    let models: [(&str, &str, String, &[&str]); 2] = [
+    // The register file's ports: scalars, then each per-register array in turn (Verilator spells
+    // rust-hdl's `value$3` as `value__0243`).
+    let mut reg_ports: Vec<String> = ["clock", "addr", "wdata", "write", "rdata"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for group in ["value", "hw_in", "hw_inc", "written"] {
+        for i in 0..specmirror_hdl::register_file::NREGS {
+            reg_ports.push(format!("{group}__024{i}"));
+        }
+    }
+    let reg_refs: Vec<&str> = reg_ports.iter().map(|s| s.as_str()).collect();
+    let models: [(&str, &str, String, &[&str]); 3] = [
         (
             "vsender",
             "Vsender",
@@ -73,6 +85,12 @@ fn main() {
             "Vparser",
             specmirror_hdl::verilog::frame_parser(),
             PARSER_PORTS,
+        ),
+        (
+            "vregs",
+            "Vregs",
+            specmirror_hdl::verilog::register_file(),
+            &reg_refs,
         ),
     ];
     let mut b = cc::Build::new();

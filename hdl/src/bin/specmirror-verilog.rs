@@ -15,6 +15,7 @@ fn main() {
         ("spec_sender", specmirror_hdl::verilog::spec_sender()),
         ("crc32c_word", specmirror_hdl::verilog::crc32c_word()),
         ("frame_parser", specmirror_hdl::verilog::frame_parser()),
+        ("register_file", specmirror_hdl::verilog::register_file()),
     ] {
         let path = out.join(format!("{name}.v"));
         if let Err(e) = std::fs::write(&path, v) {

@@ -45,6 +45,18 @@ macro_rules! verilated_model {
                 unsafe { $get(self.model, port as i32) }
             }
 
+            /// Sets a port by its number in the shim (for arrays of ports).
+            pub fn set_raw(&mut self, port: i32, value: u64) {
+                // SAFETY: as `set`; unknown numbers are ignored by the shim.
+                unsafe { $set(self.model, port, value) }
+            }
+
+            /// Reads a port by its number in the shim (for arrays of ports).
+            pub fn get_raw(&self, port: i32) -> u64 {
+                // SAFETY: as `get`; unknown numbers read zero.
+                unsafe { $get(self.model, port) }
+            }
+
             /// Settles combinational logic after inputs changed.
             pub fn eval(&mut self) {
                 // SAFETY: `self.model` is a live model we own and only this thread touches it.
@@ -155,4 +167,40 @@ verilated_model!(
     vparser_eval,
     vparser_set,
     vparser_get
+);
+
+/// Scalar ports of the register file; the per-register arrays follow (see [`reg_port`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum RegPort {
+    Clock = 0,
+    Addr,
+    Wdata,
+    Write,
+    Rdata,
+}
+
+/// The per-register port arrays of the register file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegArray {
+    Value = 0,
+    HwIn = 1,
+    HwInc = 2,
+    Written = 3,
+}
+
+/// Shim number of `array[i]` of the register file.
+pub fn reg_port(array: RegArray, i: usize) -> i32 {
+    5 + (array as i32) * specmirror_abi::regs::REGISTERS.len() as i32 + i as i32
+}
+
+verilated_model!(
+    /// The verilated register block (`hdl::RegisterFile`).
+    VerilatedRegisters,
+    RegPort,
+    vregs_new,
+    vregs_free,
+    vregs_eval,
+    vregs_set,
+    vregs_get
 );
