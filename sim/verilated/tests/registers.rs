@@ -23,13 +23,13 @@ fn rust_hdl_and_verilator_agree_on_the_register_block() {
         x
     };
     for t in 0..5000u64 {
-        let addr = if next() % 4 == 0 {
+        let addr = if next().is_multiple_of(4) {
             (next() % 2048) as u32 * 4
         } else {
             REGISTERS[(next() % NREGS as u64) as usize].offset
         };
         let wdata = next() as u32;
-        let write = next() % 2 == 0;
+        let write = next().is_multiple_of(2);
         hdl.addr.next = (addr as u64).to_bits();
         hdl.wdata.next = (wdata as u64).to_bits();
         hdl.write.next = write;
@@ -37,8 +37,12 @@ fn rust_hdl_and_verilator_agree_on_the_register_block() {
         ver.set(RegPort::Wdata, wdata as u64);
         ver.set(RegPort::Write, write as u64);
         for i in 0..NREGS {
-            let hw = if next() % 8 == 0 { next() as u32 } else { 0 };
-            let inc = next() % 3 == 0;
+            let hw = if next().is_multiple_of(8) {
+                next() as u32
+            } else {
+                0
+            };
+            let inc = next().is_multiple_of(3);
             hdl.hw_in[i].next = (hw as u64).to_bits();
             hdl.hw_inc[i].next = inc;
             ver.set_raw(reg_port(RegArray::HwIn, i), hw as u64);
@@ -51,18 +55,18 @@ fn rust_hdl_and_verilator_agree_on_the_register_block() {
             hdl.rdata.val().to_u64(),
             "cycle {t}: read of {addr:#x}"
         );
-        for i in 0..NREGS {
+        for (i, r) in REGISTERS.iter().enumerate() {
             assert_eq!(
                 ver.get_raw(reg_port(RegArray::Value, i)),
                 hdl.value[i].val().to_u64(),
                 "cycle {t}: value of {}",
-                REGISTERS[i].name
+                r.name
             );
             assert_eq!(
                 ver.get_raw(reg_port(RegArray::Written, i)),
                 hdl.written[i].val() as u64,
                 "cycle {t}: written {}",
-                REGISTERS[i].name
+                r.name
             );
         }
         cycle(&mut hdl, |u| &mut u.clock);
