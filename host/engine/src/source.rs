@@ -132,7 +132,7 @@ impl StageStats {
 
 enum Msg {
     Io(IoRequest),
-    LinkUp(mpsc::Sender<Vec<u8>>),
+    LinkUp(LinkQueue),
     LinkDown,
     Frame(Frame),
     LocalDone(u64, Result<(), i32>),
@@ -361,7 +361,7 @@ async fn link_task(first: Option<TcpStream>, opts: SourceOptions, core: mpsc::Se
         };
         info!(target = %opts.target, "link to target up");
         let (mut rd, wr) = stream.into_split();
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(8192);
+        let (tx, rx) = LinkQueue::new(8192);
         if core.send(Msg::LinkUp(tx)).await.is_err() {
             return;
         }
@@ -388,13 +388,62 @@ async fn link_task(first: Option<TcpStream>, opts: SourceOptions, core: mpsc::Se
     }
 }
 
-/// Writes queued buffers to the socket, everything queued at once in one write.
-pub(crate) async fn write_batches<W: tokio::io::AsyncWrite + Unpin>(
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    mut w: W,
-) {
-    while let Some(mut b) = rx.recv().await {
-        while let Ok(more) = rx.try_recv() {
+/// Bytes a link's send queue may hold; frames offered beyond it are dropped (the protocol
+/// retransmits them), so a slow or stalled link cannot grow memory without bound.
+const LINK_QUEUE_BYTES: u64 = 64 << 20;
+/// A write to the socket gathers queued frames up to about this many bytes.
+const COALESCE_BYTES: usize = 1 << 20;
+
+/// A link's send queue, bounded in frames and in bytes.
+#[derive(Clone, Debug)]
+pub(crate) struct LinkQueue {
+    tx: mpsc::Sender<Vec<u8>>,
+    queued: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl LinkQueue {
+    pub(crate) fn new(frames: usize) -> (LinkQueue, LinkReceiver) {
+        let (tx, rx) = mpsc::channel(frames);
+        let queued = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        (
+            LinkQueue {
+                tx,
+                queued: queued.clone(),
+            },
+            LinkReceiver { rx, queued },
+        )
+    }
+
+    /// Queues `b` unless the queue is full; false when it was dropped.
+    pub(crate) fn offer(&self, b: Vec<u8>) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = b.len() as u64;
+        if self.queued.load(Relaxed) + n > LINK_QUEUE_BYTES {
+            return false;
+        }
+        self.queued.fetch_add(n, Relaxed);
+        if self.tx.try_send(b).is_err() {
+            self.queued.fetch_sub(n, Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
+pub(crate) struct LinkReceiver {
+    rx: mpsc::Receiver<Vec<u8>>,
+    queued: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Writes queued frames to the socket, gathering what is queued (up to about a megabyte) into
+/// one write.
+pub(crate) async fn write_batches<W: tokio::io::AsyncWrite + Unpin>(mut q: LinkReceiver, mut w: W) {
+    use std::sync::atomic::Ordering::Relaxed;
+    while let Some(mut b) = q.rx.recv().await {
+        q.queued.fetch_sub(b.len() as u64, Relaxed);
+        while b.len() < COALESCE_BYTES {
+            let Ok(more) = q.rx.try_recv() else { break };
+            q.queued.fetch_sub(more.len() as u64, Relaxed);
             b.extend_from_slice(&more);
         }
         if w.write_all(&b).await.is_err() {
@@ -409,7 +458,7 @@ struct CoreTask {
     log: LogFile,
     log_sync: bool,
     log_dirty: bool,
-    link: Option<mpsc::Sender<Vec<u8>>>,
+    link: Option<LinkQueue>,
     clients: BTreeMap<u64, oneshot::Sender<Result<(), i32>>>,
     flushes: BTreeMap<u64, oneshot::Sender<Result<(), i32>>>,
     next_handle: u64,
@@ -518,7 +567,7 @@ impl CoreTask {
         let r = self.run_gathering(actions, &mut frames);
         if !frames.is_empty() {
             if let Some(tx) = &self.link {
-                if tx.try_send(frames).is_err() {
+                if !tx.offer(frames) {
                     debug!("link queue full, frames dropped (retransmitted later)");
                 }
             }
@@ -626,5 +675,38 @@ impl CoreTask {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn the_link_queue_is_bounded_in_bytes_and_delivers_in_order() {
+        let (q, rx) = LinkQueue::new(1 << 20);
+        let frame = vec![7u8; 4 << 20];
+        let mut accepted = 0u64;
+        while q.offer(frame.clone()) {
+            accepted += 1;
+        }
+        assert_eq!(
+            accepted * (4 << 20),
+            LINK_QUEUE_BYTES,
+            "fills to the byte bound"
+        );
+        assert!(!q.offer(vec![1]), "full");
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let writer = tokio::spawn(write_batches(rx, b));
+        let mut got = vec![0u8; (accepted * (4 << 20)) as usize];
+        a.read_exact(&mut got).await.unwrap();
+        assert!(got.iter().all(|&x| x == 7));
+        assert!(q.offer(vec![1, 2, 3]), "room again once written");
+        let mut tail = [0u8; 3];
+        a.read_exact(&mut tail).await.unwrap();
+        assert_eq!(tail, [1, 2, 3]);
+        drop(q);
+        writer.await.unwrap();
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::auth;
+use crate::source::LinkQueue;
 use crate::volume::Volume;
 use crate::wire::read_frame;
 
@@ -40,7 +41,7 @@ pub enum TargetError {
 }
 
 enum Msg {
-    Attach(u64, mpsc::Sender<Vec<u8>>),
+    Attach(u64, LinkQueue),
     Frame(u64, Frame),
     Detach(u64),
     WriteDone(u64, Result<(), i32>),
@@ -95,7 +96,7 @@ async fn connection(
     }
     info!(%peer, conn = id, "source connected");
     let (mut rd, wr) = stream.into_split();
-    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(4096);
+    let (out_tx, out_rx) = LinkQueue::new(4096);
     if core.send(Msg::Attach(id, out_tx)).await.is_err() {
         return;
     }
@@ -133,7 +134,7 @@ async fn connection(
 struct CoreTask {
     core: Target,
     volume: Volume,
-    conns: BTreeMap<u64, mpsc::Sender<Vec<u8>>>,
+    conns: BTreeMap<u64, LinkQueue>,
     session_conn: Option<u64>,
     me: mpsc::Sender<Msg>,
     start: Instant,
@@ -216,7 +217,7 @@ impl CoreTask {
         self.run_gathering(actions, reply_to, &mut frames);
         let to = reply_to.or(self.session_conn);
         if let (false, Some(tx)) = (frames.is_empty(), to.and_then(|c| self.conns.get(&c))) {
-            if tx.try_send(frames).is_err() {
+            if !tx.offer(frames) {
                 debug!("send queue full, frames dropped (the source retransmits)");
             }
         }
