@@ -89,7 +89,9 @@ pub struct LogFile {
     live: BTreeMap<u64, LogRecord>,
     generation: u32,
     len: u64,
-    buf: Vec<u8>,
+    /// Records appended but not yet written: they go out together at the next `flush` (the
+    /// source flushes before every local write and after every batch of actions).
+    pending: Vec<u8>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
@@ -200,7 +202,7 @@ impl LogFile {
                 live,
                 generation,
                 len: good,
-                buf: Vec::new(),
+                pending: Vec::new(),
             },
             replayed,
         ))
@@ -241,21 +243,31 @@ impl LogFile {
         self.append(Rec::Generation(g))
     }
 
+    /// Writes the records appended so far to the file, in one write (a crash keeps a prefix).
+    pub fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.file.write_all(&self.pending)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
     /// Makes every appended record durable (power-loss safety).
     pub fn sync(&mut self) -> io::Result<()> {
+        self.flush()?;
         self.file.sync_data()
     }
 
     fn append(&mut self, rec: Rec) -> io::Result<()> {
-        self.buf.clear();
-        encode_record(&rec, &mut self.buf);
-        self.file.write_all(&self.buf)?;
-        self.len += self.buf.len() as u64;
+        let before = self.pending.len();
+        encode_record(&rec, &mut self.pending);
+        self.len += (self.pending.len() - before) as u64;
         apply(&mut self.live, &mut self.generation, rec);
         Ok(())
     }
 
     fn maybe_compact(&mut self) -> io::Result<()> {
+        self.flush()?;
         if self.live.is_empty() && self.len > HEADER_LEN + (1 << 20) {
             // Nothing unconfirmed: start the file over, keeping only the generation.
             self.file.set_len(HEADER_LEN)?;
@@ -301,6 +313,13 @@ impl LogFile {
         self.file.seek(SeekFrom::End(0))?;
         self.len = out.len() as u64;
         Ok(())
+    }
+}
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        // Best effort: an orderly stop leaves nothing unwritten.
+        let _ = self.flush();
     }
 }
 

@@ -565,6 +565,8 @@ impl CoreTask {
     fn run(&mut self, actions: Vec<SourceAction>) -> Result<(), SourceError> {
         let mut frames = Vec::new();
         let r = self.run_gathering(actions, &mut frames);
+        // The batch's remaining log records (grants, confirmations, removals) in one write.
+        self.log.flush().map_err(SourceError::LogWrite)?;
         if !frames.is_empty() {
             if let Some(tx) = &self.link {
                 if !tx.offer(frames) {
@@ -590,8 +592,13 @@ impl CoreTask {
                     data,
                     fua,
                 } => {
-                    if self.log_dirty && self.log_sync {
-                        self.log.sync().map_err(SourceError::LogWrite)?;
+                    // The log record of this write reaches the file before the write does.
+                    if self.log_dirty {
+                        if self.log_sync {
+                            self.log.sync().map_err(SourceError::LogWrite)?;
+                        } else {
+                            self.log.flush().map_err(SourceError::LogWrite)?;
+                        }
                     }
                     self.log_dirty = false;
                     let result = self.volume.write_at(offset, &data).map_err(|e| {
