@@ -46,19 +46,49 @@ impl Volume {
     /// Opens `path` read-write. With `size`, a missing file is created and a smaller one extended;
     /// without it the file must exist and is used as it is.
     pub fn open(path: &Path, size: Option<u64>) -> Result<Volume, VolumeError> {
+        let (existing, size) = Self::inspect(path, size)?;
+        // Every check has passed: only now may the disk change.
+        let file = match existing {
+            Some((file, actual)) => {
+                if actual < size {
+                    file.set_len(size).map_err(io_err(path))?;
+                }
+                file
+            }
+            None => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                    .map_err(io_err(path))?;
+                file.set_len(size).map_err(io_err(path))?;
+                file
+            }
+        };
+        Ok(Volume {
+            file: Arc::new(file),
+            size,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The size the volume has or would have, without creating or changing anything.
+    pub fn probe_size(path: &Path, size: Option<u64>) -> Result<u64, VolumeError> {
+        Self::inspect(path, size).map(|(_, s)| s)
+    }
+
+    /// Every check `open` makes, changing nothing: the existing file opened read-write (which proves
+    /// we may write) with its current size, if there is one, and the size the volume will have.
+    fn inspect(path: &Path, size: Option<u64>) -> Result<(Option<(File, u64)>, u64), VolumeError> {
         if let Some(s) = size {
             if s == 0 || s % 512 != 0 {
                 return Err(VolumeError::BadSize(s));
             }
         }
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_err(path)(e)),
-        };
-        let (file, actual) = match meta {
-            Some(m) if m.is_dir() => return Err(VolumeError::IsDirectory(path.to_path_buf())),
-            Some(m) => {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => Err(VolumeError::IsDirectory(path.to_path_buf())),
+            Ok(m) => {
                 let file = OpenOptions::new()
                     .read(true)
                     .write(true)
@@ -70,94 +100,40 @@ impl Volume {
                 } else {
                     m.len()
                 };
-                (file, actual)
-            }
-            None => {
-                if size.is_none() {
-                    return Err(VolumeError::Missing(path.to_path_buf()));
-                }
-                // Fails here, before anything is created, if the folder is missing or read-only.
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .open(path)
-                    .map_err(io_err(path))?;
-                (file, 0)
-            }
-        };
-        let size = match size {
-            Some(wanted) if actual > wanted => {
-                return Err(VolumeError::WouldShrink {
-                    path: path.to_path_buf(),
-                    actual,
-                    wanted,
-                })
-            }
-            Some(wanted) => {
-                if actual < wanted {
-                    file.set_len(wanted).map_err(io_err(path))?;
-                }
-                wanted
-            }
-            None => {
-                if actual == 0 || actual % 512 != 0 {
-                    return Err(VolumeError::BadSize(actual));
-                }
-                actual
-            }
-        };
-        Ok(Volume {
-            file: Arc::new(file),
-            size,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// The size the volume has or would have, without opening it for writing or creating it.
-    pub fn probe_size(path: &Path, size: Option<u64>) -> Result<u64, VolumeError> {
-        match std::fs::metadata(path) {
-            Ok(m) if m.is_dir() => Err(VolumeError::IsDirectory(path.to_path_buf())),
-            Ok(m) => {
-                // Opening read-write proves we may write before we promise anything.
-                let f = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(path)
-                    .map_err(io_err(path))?;
-                let actual = if m.file_type().is_block_device() {
-                    use std::io::Seek;
-                    (&f).seek(io::SeekFrom::End(0)).map_err(io_err(path))?
-                } else {
-                    m.len()
-                };
-                match size {
-                    Some(w) if actual > w => Err(VolumeError::WouldShrink {
-                        path: path.to_path_buf(),
-                        actual,
-                        wanted: w,
-                    }),
-                    Some(w) if w == 0 || w % 512 != 0 => Err(VolumeError::BadSize(w)),
-                    Some(w) => Ok(w),
-                    None if actual == 0 || actual % 512 != 0 => Err(VolumeError::BadSize(actual)),
-                    None => Ok(actual),
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match size {
-                None => Err(VolumeError::Missing(path.to_path_buf())),
-                Some(w) if w == 0 || w % 512 != 0 => Err(VolumeError::BadSize(w)),
-                Some(w) => {
-                    let dir = path
-                        .parent()
-                        .filter(|d| !d.as_os_str().is_empty())
-                        .unwrap_or(Path::new("."));
-                    let md = std::fs::metadata(dir).map_err(io_err(dir))?;
-                    if !md.is_dir() {
-                        return Err(io_err(dir)(io::Error::other("not a directory")));
+                let size = match size {
+                    Some(wanted) if actual > wanted => {
+                        return Err(VolumeError::WouldShrink {
+                            path: path.to_path_buf(),
+                            actual,
+                            wanted,
+                        })
                     }
-                    Ok(w)
+                    Some(wanted) => wanted,
+                    None if actual == 0 || actual % 512 != 0 => {
+                        return Err(VolumeError::BadSize(actual))
+                    }
+                    None => actual,
+                };
+                Ok((Some((file, actual)), size))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let Some(wanted) = size else {
+                    return Err(VolumeError::Missing(path.to_path_buf()));
+                };
+                // It will be created: its folder must exist.
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let md = std::fs::metadata(dir).map_err(io_err(path))?;
+                if !md.is_dir() {
+                    return Err(io_err(path)(io::Error::other(format!(
+                        "{} is not a directory",
+                        dir.display()
+                    ))));
                 }
-            },
+                Ok((None, wanted))
+            }
             Err(e) => Err(io_err(path)(e)),
         }
     }
