@@ -445,7 +445,7 @@ fn spawn_writes(
     tx: &mpsc::Sender<Reply>,
     cookie: u64,
     offset: u64,
-    payload: Payload,
+    mut payload: Payload,
     fua: bool,
 ) {
     let mirror = export.mirror.clone();
@@ -464,7 +464,9 @@ fn spawn_writes(
         let mut at = 0u64;
         while at < len {
             let n = (len - at).min(CHUNK as u64) as usize;
-            let data = match &payload {
+            let data = match &mut payload {
+                // A write of one piece (nearly all of them) hands its buffer over, uncopied.
+                Payload::Data(d) if at == 0 && n == d.len() => std::mem::take(d),
                 Payload::Data(d) => d[at as usize..at as usize + n].to_vec(),
                 Payload::Zeroes(_) => vec![0u8; n],
             };
