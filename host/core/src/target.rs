@@ -186,6 +186,8 @@ pub struct Target {
     instances: BTreeMap<u64, Instance>,
     /// Locks of a previous session whose volume write is still in flight: they keep their regions.
     orphans: BTreeMap<u64, Instance>,
+    /// Volume writes in flight in this session: token to lock id.
+    writing: BTreeMap<u64, u64>,
     reorder: BTreeMap<u64, Pending>,
     early_data: BTreeMap<u64, Pending>,
     buffered: u64,
@@ -208,6 +210,7 @@ impl Target {
             ack_seq: 0,
             instances: BTreeMap::new(),
             orphans: BTreeMap::new(),
+            writing: BTreeMap::new(),
             reorder: BTreeMap::new(),
             early_data: BTreeMap::new(),
             buffered: 0,
@@ -433,6 +436,8 @@ impl Target {
         self.early_data.clear();
         self.buffered = 0;
         self.barriers.clear();
+        // Writes still in flight are orphans now, found by their token.
+        self.writing.clear();
         self.out.push(TargetAction::SessionStarted { generation });
     }
 
@@ -726,6 +731,7 @@ impl Target {
             i.state = State::Writing;
         }
         self.stats.writes += 1;
+        self.writing.insert(i.token, lock_id);
         self.out.push(TargetAction::WriteVolume {
             token: i.token,
             seq: i.seq,
@@ -835,13 +841,16 @@ impl Target {
     }
 
     fn on_write_done(&mut self, token: u64, result: Result<(), i32>, now: Nanos) {
-        if let Some(o) = self.orphans.remove(&token) {
+        if self.orphans.remove(&token).is_some() {
             // Its session is gone: release the regions, answer nobody.
-            let _ = o;
             self.out.push(TargetAction::LockReleased { token });
             return self.try_waiters(now);
         }
-        let Some((&lock_id, i)) = self.instances.iter().find(|(_, i)| i.token == token) else {
+        let Some(&lock_id) = self.writing.get(&token) else {
+            return;
+        };
+        let Some(i) = self.instances.get(&lock_id) else {
+            self.writing.remove(&token);
             return;
         };
         let seq = i.seq;
@@ -849,6 +858,7 @@ impl Target {
             // Only a broken target writes outside Writing; keep the books straight anyway.
             return;
         }
+        self.writing.remove(&token);
         match result {
             Ok(()) => {
                 self.finish(lock_id, State::Done);
