@@ -104,6 +104,8 @@ fn fio_nbd_engine_writes_and_verifies() {
             "--iodepth=16",
             "--verify=crc32c",
             "--do_verify=1",
+            // fio would otherwise leave a verify-state file in the working directory.
+            "--verify_state_save=0",
             "--output-format=terse",
         ])
         .output()
