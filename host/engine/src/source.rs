@@ -24,7 +24,7 @@ use tracing::{debug, error, info, warn};
 use crate::auth::{self, AuthError};
 use crate::logfile::{LogError, LogFile, PairIdentity};
 use crate::nbd::{self, Export, IoRequest};
-use crate::volume::{Volume, VolumeError};
+use crate::volume::{errno_of, Volume, VolumeError};
 use crate::wire::{read_frame, WireError};
 
 /// Where the NBD front end listens.
@@ -603,14 +603,12 @@ impl CoreTask {
                     self.log_dirty = false;
                     let result = self.volume.write_at(offset, &data).map_err(|e| {
                         warn!("local write at {offset} failed: {e}");
-                        e.raw_os_error().unwrap_or(errno::EIO)
+                        errno_of(&e)
                     });
                     let Some(seq) = seq else { continue };
                     if fua && result.is_ok() {
-                        let v = self.volume.clone();
                         let me = self.me.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let r = v.sync().map_err(|e| e.raw_os_error().unwrap_or(errno::EIO));
+                        self.volume.sync_in_background(move |r| {
                             me.blocking_send(Msg::LocalDone(seq, r)).ok();
                         });
                     } else {
@@ -622,11 +620,10 @@ impl CoreTask {
                     }
                 }
                 SourceAction::SyncLocal { flush } => {
-                    let v = self.volume.clone();
                     let me = self.me.clone();
-                    tokio::task::spawn_blocking(move || {
-                        if let Err(e) = v.sync() {
-                            warn!("local volume sync failed: {e}");
+                    self.volume.sync_in_background(move |r| {
+                        if let Err(e) = r {
+                            warn!("local volume sync failed: errno {e}");
                         }
                         me.blocking_send(Msg::LocalSynced(flush)).ok();
                     });

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth;
 use crate::source::LinkQueue;
-use crate::volume::Volume;
+use crate::volume::{errno_of, Volume};
 use crate::wire::read_frame;
 
 #[derive(Clone, Debug)]
@@ -243,15 +243,11 @@ impl CoreTask {
                 } => {
                     let result = self.volume.write_at(offset, &data).map_err(|e| {
                         warn!("volume write at {offset} failed: {e}");
-                        e.raw_os_error().unwrap_or(specmirror_core::errno::EIO)
+                        errno_of(&e)
                     });
                     if fua && result.is_ok() {
-                        let v = self.volume.clone();
                         let me = self.me.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let r = v.sync().map_err(|e| {
-                                e.raw_os_error().unwrap_or(specmirror_core::errno::EIO)
-                            });
+                        self.volume.sync_in_background(move |r| {
                             me.blocking_send(Msg::WriteDone(token, r)).ok();
                         });
                     } else {
@@ -263,11 +259,10 @@ impl CoreTask {
                     }
                 }
                 TargetAction::SyncVolume { token } => {
-                    let v = self.volume.clone();
                     let me = self.me.clone();
-                    tokio::task::spawn_blocking(move || {
-                        if let Err(e) = v.sync() {
-                            warn!("volume sync failed: {e}");
+                    self.volume.sync_in_background(move |r| {
+                        if let Err(e) = r {
+                            warn!("volume sync failed: errno {e}");
                         }
                         me.blocking_send(Msg::SyncDone(token)).ok();
                     });

@@ -157,6 +157,18 @@ impl Volume {
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
+
+    /// Makes the volume durable on a blocking thread and hands the outcome, as an errno, to
+    /// `done`; the caller's task never waits on the disk.
+    pub fn sync_in_background(&self, done: impl FnOnce(Result<(), i32>) + Send + 'static) {
+        let v = self.clone();
+        tokio::task::spawn_blocking(move || done(v.sync().map_err(|e| errno_of(&e))));
+    }
+}
+
+/// The errno a failed volume operation reports through the protocol (EIO when the OS gave none).
+pub fn errno_of(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(specmirror_core::errno::EIO)
 }
 
 #[cfg(test)]
