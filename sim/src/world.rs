@@ -344,13 +344,19 @@ impl World {
                 })
             }
             Ev::LocalSyncDone { inc, flush } if inc == self.src_inc => {
-                self.source_event(SourceEvent::LocalSyncDone { flush })
+                self.source_event(SourceEvent::LocalSyncDone {
+                    flush,
+                    result: Ok(()),
+                })
             }
             Ev::TargetWriteDone { inc, token, result } if inc == self.tgt_inc => {
                 self.target_event(TargetEvent::VolumeWriteDone { token, result })
             }
             Ev::TargetSyncDone { inc, token } if inc == self.tgt_inc => {
-                self.target_event(TargetEvent::VolumeSyncDone { token })
+                self.target_event(TargetEvent::VolumeSyncDone {
+                    token,
+                    result: Ok(()),
+                })
             }
             Ev::Client => self.client_step(),
             Ev::Cut => self.cut(),

@@ -76,6 +76,7 @@ pub enum FrameType {
     /// Drop everything held for `lock_id` (and the ordering barrier of write `seq`).
     Abort = 9,
     Flush = 10,
+    /// `arg` is 0 when the target's volume is durable, else the errno of the failed sync.
     FlushDone = 11,
     Heartbeat = 12,
 }

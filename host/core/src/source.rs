@@ -78,8 +78,10 @@ pub enum SourceEvent {
         seq: u64,
         result: Result<(), i32>,
     },
+    /// A [`SourceAction::SyncLocal`] finished; an error fails the client's flush.
     LocalSyncDone {
         flush: u64,
+        result: Result<(), i32>,
     },
     Frame(Frame),
     /// A transport to the target exists (again): open a new session.
@@ -316,12 +318,15 @@ impl Source {
                 }
                 self.retire();
             }
-            SourceEvent::LocalSyncDone { flush } => {
-                if let Some(f) = self.flushes.get_mut(&flush) {
-                    f.local_done = true;
+            SourceEvent::LocalSyncDone { flush, result } => match result {
+                Ok(()) => {
+                    if let Some(f) = self.flushes.get_mut(&flush) {
+                        f.local_done = true;
+                    }
+                    self.finish_flushes();
                 }
-                self.finish_flushes();
-            }
+                Err(e) => self.fail_flush(flush, e),
+            },
             SourceEvent::Frame(f) => self.on_frame(f, now),
             SourceEvent::Connected => self.start_handshake(now),
             SourceEvent::Disconnected => self.session = Session::Down,
@@ -514,6 +519,17 @@ impl Source {
         }
     }
 
+    /// Answers a flush with `errno` at once: a volume that could not be made durable must not be
+    /// reported durable. A later answer for the same flush finds nothing and is ignored.
+    fn fail_flush(&mut self, id: u64, errno: i32) {
+        if let Some(f) = self.flushes.remove(&id) {
+            self.out.push(SourceAction::AckFlush {
+                handle: f.handle,
+                result: Err(errno),
+            });
+        }
+    }
+
     fn generation(&self) -> u32 {
         match self.session {
             Session::Up { generation } | Session::Handshaking { generation, .. } => generation,
@@ -578,10 +594,16 @@ impl Source {
         }
         let Some(&seq) = self.by_lock.get(&h.lock_id) else {
             if h.ty == FrameType::FlushDone {
-                if let Some(fl) = self.flushes.get_mut(&h.seq) {
-                    fl.remote_done = true;
+                if h.arg != 0 {
+                    // The target could not make its volume durable: the flush fails.
+                    let e = i32::try_from(h.arg).unwrap_or(errno::EIO);
+                    self.fail_flush(h.seq, e);
+                } else {
+                    if let Some(fl) = self.flushes.get_mut(&h.seq) {
+                        fl.remote_done = true;
+                    }
+                    self.finish_flushes();
                 }
-                self.finish_flushes();
             }
             return;
         };

@@ -73,6 +73,7 @@ pub enum TargetEvent {
     /// A [`TargetAction::SyncVolume`] finished.
     VolumeSyncDone {
         token: u64,
+        result: Result<(), i32>,
     },
 }
 
@@ -300,9 +301,13 @@ impl Target {
             TargetEvent::VolumeWriteDone { token, result } => {
                 self.on_write_done(token, result, now)
             }
-            TargetEvent::VolumeSyncDone { token } => {
+            TargetEvent::VolumeSyncDone { token, result } => {
                 let mut h = self.header(FrameType::FlushDone);
                 h.seq = token;
+                // FLUSH_DONE's arg is 0 when the volume is durable, else the errno of the failure.
+                h.arg = result
+                    .err()
+                    .map_or(0, |e| u64::from(e.unsigned_abs().max(1)));
                 self.send(h, Vec::new());
             }
         }

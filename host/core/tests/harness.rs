@@ -200,6 +200,18 @@ impl Pair {
         }
     }
 
+    /// The token of the volume sync the target asked for last.
+    pub fn target_sync_token(&self) -> u64 {
+        self.tgt_log
+            .iter()
+            .rev()
+            .find_map(|a| match a {
+                TargetAction::SyncVolume { token } => Some(*token),
+                _ => None,
+            })
+            .expect("target syncs its volume")
+    }
+
     /// Runs everything to completion (no faults).
     pub fn settle(&mut self) {
         for _ in 0..1000 {

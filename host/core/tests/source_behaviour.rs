@@ -267,23 +267,87 @@ fn flush_reaches_the_target_before_it_is_acknowledged() {
     let a = p.src_event(SourceEvent::ClientFlush { handle: 5 });
     assert!(a.contains(&SourceAction::SyncLocal { flush: 1 }));
     assert_eq!(Pair::sent_types(&a), vec![FrameType::Flush]);
-    p.src_event(SourceEvent::LocalSyncDone { flush: 1 });
+    p.src_event(SourceEvent::LocalSyncDone {
+        flush: 1,
+        result: Ok(()),
+    });
     assert!(p
         .src_log
         .iter()
         .all(|a| !matches!(a, SourceAction::AckFlush { .. })));
     p.deliver_to_target();
-    let sync = p
-        .tgt_log
-        .iter()
-        .find_map(|a| match a {
-            specmirror_core::target::TargetAction::SyncVolume { token } => Some(*token),
-            _ => None,
-        })
-        .expect("target syncs its volume");
-    p.tgt_event(TargetEvent::VolumeSyncDone { token: sync });
+    let sync = p.target_sync_token();
+    p.tgt_event(TargetEvent::VolumeSyncDone {
+        token: sync,
+        result: Ok(()),
+    });
     p.deliver_to_source();
     assert!(p.src_log.contains(&SourceAction::AckFlush {
+        handle: 5,
+        result: Ok(())
+    }));
+}
+
+#[test]
+fn a_local_sync_failure_fails_the_flush() {
+    let mut p = Pair::new(Mode::Speculative);
+    p.src_event(SourceEvent::ClientFlush { handle: 5 });
+    let a = p.src_event(SourceEvent::LocalSyncDone {
+        flush: 1,
+        result: Err(specmirror_core::errno::EIO),
+    });
+    assert!(a.contains(&SourceAction::AckFlush {
+        handle: 5,
+        result: Err(specmirror_core::errno::EIO)
+    }));
+    // The target's answer arrives later and must not answer the flush a second time.
+    p.deliver_to_target();
+    let sync = p.target_sync_token();
+    p.tgt_event(TargetEvent::VolumeSyncDone {
+        token: sync,
+        result: Ok(()),
+    });
+    p.deliver_to_source();
+    let acks = p
+        .src_log
+        .iter()
+        .filter(|a| matches!(a, SourceAction::AckFlush { .. }))
+        .count();
+    assert_eq!(acks, 1);
+}
+
+#[test]
+fn a_target_sync_failure_fails_the_flush() {
+    let mut p = Pair::new(Mode::Speculative);
+    p.src_event(SourceEvent::ClientFlush { handle: 5 });
+    p.src_event(SourceEvent::LocalSyncDone {
+        flush: 1,
+        result: Ok(()),
+    });
+    p.deliver_to_target();
+    let sync = p.target_sync_token();
+    let a = p.tgt_event(TargetEvent::VolumeSyncDone {
+        token: sync,
+        result: Err(28),
+    });
+    let done = a
+        .iter()
+        .find_map(|a| match a {
+            specmirror_core::target::TargetAction::Send(f)
+                if f.header.ty == FrameType::FlushDone =>
+            {
+                Some(f.header.arg)
+            }
+            _ => None,
+        })
+        .expect("the target answers the flush");
+    assert_eq!(done, 28, "FLUSH_DONE carries the errno");
+    p.deliver_to_source();
+    assert!(p.src_log.contains(&SourceAction::AckFlush {
+        handle: 5,
+        result: Err(28)
+    }));
+    assert!(!p.src_log.contains(&SourceAction::AckFlush {
         handle: 5,
         result: Ok(())
     }));

@@ -136,7 +136,7 @@ enum Msg {
     LinkDown,
     Frame(Frame),
     LocalDone(u64, Result<(), i32>),
-    LocalSynced(u64),
+    LocalSynced(u64, Result<(), i32>),
 }
 
 /// Checks, probes the target, recovers, opens the session and the NBD listener.
@@ -546,7 +546,7 @@ impl CoreTask {
                 }
                 Msg::Frame(f) => SourceEvent::Frame(f),
                 Msg::LocalDone(seq, result) => SourceEvent::LocalWriteDone { seq, result },
-                Msg::LocalSynced(flush) => SourceEvent::LocalSyncDone { flush },
+                Msg::LocalSynced(flush, result) => SourceEvent::LocalSyncDone { flush, result },
             };
             let a = self.core.handle(ev, self.now());
             self.run(a)?;
@@ -625,7 +625,7 @@ impl CoreTask {
                         if let Err(e) = r {
                             warn!("local volume sync failed: errno {e}");
                         }
-                        me.blocking_send(Msg::LocalSynced(flush)).ok();
+                        me.blocking_send(Msg::LocalSynced(flush, r)).ok();
                     });
                 }
                 SourceAction::LogAppend(r) | SourceAction::LogUpdate(r) => {

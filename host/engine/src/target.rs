@@ -45,7 +45,7 @@ enum Msg {
     Frame(u64, Frame),
     Detach(u64),
     WriteDone(u64, Result<(), i32>),
-    SyncDone(u64),
+    SyncDone(u64, Result<(), i32>),
 }
 
 /// Binds the listener (so the caller can report the address) and returns the serving future.
@@ -195,10 +195,10 @@ async fn core_task(opts: TargetOptions, mut rx: mpsc::Receiver<Msg>, me: mpsc::S
                     .handle(TargetEvent::VolumeWriteDone { token, result }, t.now());
                 t.run(a, None);
             }
-            Msg::SyncDone(token) => {
+            Msg::SyncDone(token, result) => {
                 let a = t
                     .core
-                    .handle(TargetEvent::VolumeSyncDone { token }, t.now());
+                    .handle(TargetEvent::VolumeSyncDone { token, result }, t.now());
                 t.run(a, None);
             }
         }
@@ -264,7 +264,7 @@ impl CoreTask {
                         if let Err(e) = r {
                             warn!("volume sync failed: errno {e}");
                         }
-                        me.blocking_send(Msg::SyncDone(token)).ok();
+                        me.blocking_send(Msg::SyncDone(token, r)).ok();
                     });
                 }
                 TargetAction::SessionStarted { generation } => {
