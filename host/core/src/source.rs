@@ -397,11 +397,7 @@ impl Source {
             .map(|(k, _)| *k)
             .collect();
         for k in expired {
-            let f = self.flushes.remove(&k).expect("present");
-            self.out.push(SourceAction::AckFlush {
-                handle: f.handle,
-                result: Err(errno::EIO),
-            });
+            self.fail_flush(k, errno::EIO);
         }
         if self.is_up() {
             self.retransmit_due(now);
@@ -519,13 +515,14 @@ impl Source {
         }
     }
 
-    /// Answers a flush with `errno` at once: a volume that could not be made durable must not be
-    /// reported durable. A later answer for the same flush finds nothing and is ignored.
-    fn fail_flush(&mut self, id: u64, errno: i32) {
+    /// Answers a flush with the errno `e` at once: a volume that could not be made durable (or a
+    /// flush past its deadline) must not be reported durable. A later answer for the same flush
+    /// finds nothing and is ignored.
+    fn fail_flush(&mut self, id: u64, e: i32) {
         if let Some(f) = self.flushes.remove(&id) {
             self.out.push(SourceAction::AckFlush {
                 handle: f.handle,
-                result: Err(errno),
+                result: Err(e),
             });
         }
     }
