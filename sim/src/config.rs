@@ -23,7 +23,8 @@ pub struct Faults {
     /// Mean time between crashes of either node (0: none), and the longest downtime.
     pub crash_every: Nanos,
     pub down_max: Nanos,
-    /// Probability that a target volume write fails (atomically: nothing is written).
+    /// Probability that a target volume write fails (atomically: nothing is written), and that a
+    /// target volume sync fails.
     pub target_write_error: f64,
     /// Mean time between local holders taking target regions (0: none), and the longest hold.
     pub hold_every: Nanos,

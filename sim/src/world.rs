@@ -46,6 +46,7 @@ enum Ev {
     TargetSyncDone {
         inc: u32,
         token: u64,
+        result: Result<(), i32>,
     },
     Client,
     Cut,
@@ -352,11 +353,8 @@ impl World {
             Ev::TargetWriteDone { inc, token, result } if inc == self.tgt_inc => {
                 self.target_event(TargetEvent::VolumeWriteDone { token, result })
             }
-            Ev::TargetSyncDone { inc, token } if inc == self.tgt_inc => {
-                self.target_event(TargetEvent::VolumeSyncDone {
-                    token,
-                    result: Ok(()),
-                })
+            Ev::TargetSyncDone { inc, token, result } if inc == self.tgt_inc => {
+                self.target_event(TargetEvent::VolumeSyncDone { token, result })
             }
             Ev::Client => self.client_step(),
             Ev::Cut => self.cut(),
@@ -709,7 +707,18 @@ impl World {
                 }
                 TargetAction::SyncVolume { token } => {
                     let inc = self.tgt_inc;
-                    self.after(self.cfg.target_write, Ev::TargetSyncDone { inc, token });
+                    let fail = !self.calm && self.rng.chance(self.cfg.faults.target_write_error);
+                    let result = if fail {
+                        self.report.faults.write_errors += 1;
+                        self.trace(format!("target sync {token} fails (EIO)"));
+                        Err(errno::EIO)
+                    } else {
+                        Ok(())
+                    };
+                    self.after(
+                        self.cfg.target_write,
+                        Ev::TargetSyncDone { inc, token, result },
+                    );
                 }
                 TargetAction::LockAcquired {
                     token,
