@@ -235,14 +235,14 @@ fn only_a_source_with_the_secret_gets_in() {
     let o = run(&no_secret.iter().map(|s| s.as_str()).collect::<Vec<_>>());
     assert!(!o.status.success());
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("peer requires a secret"),
+        stderr(&o).contains("peer requires a secret"),
         "{}",
-        String::from_utf8_lossy(&o.stderr)
+        stderr(&o)
     );
     let wrong_secret = base(&["--secret-file", wrong.to_str().unwrap()]);
     let o = run(&wrong_secret.iter().map(|s| s.as_str()).collect::<Vec<_>>());
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("refused our authentication"));
+    assert!(stderr(&o).contains("refused our authentication"));
     assert!(target.wait_log("wrong secret", Duration::from_secs(5)));
     assert!(target.wait_log("peer has no secret", Duration::from_secs(5)));
     assert!(

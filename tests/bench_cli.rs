@@ -23,11 +23,7 @@ fn field<'a>(json: &'a str, key: &str) -> &'a str {
 fn quick_bench_runs_and_its_output_parses() {
     let o = run(&["bench", "--quick", "--qd1-ops", "50", "--qd32-ops", "400"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with('{')).collect();
     // floor + three modes, three measurements each.
     assert_eq!(lines.len(), 12, "{out}");
@@ -91,11 +87,7 @@ fn linkem_delays_and_forwards() {
 fn quick_scale_run_covers_every_size_and_depth() {
     let o = run(&["bench", "--scale", "--quick"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
     let rows: Vec<Vec<&str>> = out
         .lines()
         .skip(1)

@@ -22,7 +22,7 @@ fn qemu_img_convert_and_bench_through_the_source() {
         .arg(&url)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read(p.src_img()).unwrap(), data);
     assert!(wait_identical(
         &p.src_img(),
@@ -36,11 +36,7 @@ fn qemu_img_convert_and_bench_through_the_source() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{text}{}", stderr(&o));
     assert!(text.contains("Run completed"), "{text}");
     assert!(same_files(&p.src_img(), &p.tgt_img()));
 }
@@ -111,11 +107,7 @@ fn fio_nbd_engine_writes_and_verifies() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{text}{}", stderr(&o));
     assert!(!text.contains("verify: bad"), "{text}");
     assert!(same_files(&p.src_img(), &p.tgt_img()));
 }

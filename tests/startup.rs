@@ -4,10 +4,6 @@ mod common;
 
 use common::*;
 
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 #[test]
 fn a_volume_size_mismatch_is_refused_before_anything_is_created() {
     let dir = tempfile::tempdir().unwrap();

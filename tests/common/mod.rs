@@ -116,6 +116,11 @@ pub fn run(args: &[&str]) -> Output {
         .expect("run specmirror")
 }
 
+/// What a finished run said on stderr.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 pub fn need(tool: &str, package: &str) {
     let ok = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
