@@ -8,9 +8,17 @@ use crate::mmio::Mmio;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
-    #[error("not a specmirror device: block id {found:#010x}")]
+    #[error(
+        "not a specmirror device: the register block at BAR0 has id {found:#010x}, a specmirror \
+         device {:#010x} (\"SMRE\")",
+        specmirror_abi::regs::BLOCK_ID_MIRROR
+    )]
     NotSpecmirror { found: u32 },
-    #[error("device speaks register block version {found:#x}, this driver {wanted:#x}")]
+    #[error(
+        "the device's register block is version {}.{}, this driver speaks {}.x: update the driver \
+         or load a matching bitstream",
+        found >> 16, found & 0xffff, wanted >> 16
+    )]
     Version { found: u32, wanted: u32 },
     #[error("DMA allocation failed: {0}")]
     Dma(#[from] std::io::Error),
@@ -26,18 +34,23 @@ pub trait Device {
 
     /// Checks the block id and major version before anything else touches the device.
     fn check_identity(&self) -> Result<(), DeviceError> {
-        use specmirror_abi::regs;
-        let id = self.mmio().read(regs::BLOCK_ID);
-        if id != regs::BLOCK_ID_MIRROR {
-            return Err(DeviceError::NotSpecmirror { found: id });
-        }
-        let v = self.mmio().read(regs::BLOCK_VERSION);
-        if v >> 16 != regs::BLOCK_VERSION_MIRROR >> 16 {
-            return Err(DeviceError::Version {
-                found: v,
-                wanted: regs::BLOCK_VERSION_MIRROR,
-            });
-        }
-        Ok(())
+        check_identity(self.mmio())
     }
+}
+
+/// The identity check on a register block alone, before a backend wraps it into a `Device`.
+pub fn check_identity(mmio: &Mmio) -> Result<(), DeviceError> {
+    use specmirror_abi::regs;
+    let id = mmio.read(regs::BLOCK_ID);
+    if id != regs::BLOCK_ID_MIRROR {
+        return Err(DeviceError::NotSpecmirror { found: id });
+    }
+    let v = mmio.read(regs::BLOCK_VERSION);
+    if v >> 16 != regs::BLOCK_VERSION_MIRROR >> 16 {
+        return Err(DeviceError::Version {
+            found: v,
+            wanted: regs::BLOCK_VERSION_MIRROR,
+        });
+    }
+    Ok(())
 }

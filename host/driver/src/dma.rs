@@ -11,6 +11,16 @@ use memmap2::MmapMut;
 pub struct DmaMemory {
     map: MmapMut,
     bus_addr: u64,
+    /// Undoes the backend's mapping (an IOMMU unmap) before the memory goes back to the system.
+    unmap: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl Drop for DmaMemory {
+    fn drop(&mut self) {
+        if let Some(unmap) = self.unmap.take() {
+            unmap();
+        }
+    }
 }
 
 impl DmaMemory {
@@ -20,12 +30,22 @@ impl DmaMemory {
         let len = len.div_ceil(4096).max(1) * 4096;
         let map = MmapMut::map_anon(len)?;
         let bus_addr = map.as_ptr() as u64;
-        Ok(DmaMemory { map, bus_addr })
+        Ok(DmaMemory {
+            map,
+            bus_addr,
+            unmap: None,
+        })
     }
 
     /// The same memory, known to the device under another bus address (after an IOMMU mapping).
     pub fn with_bus_addr(mut self, bus_addr: u64) -> DmaMemory {
         self.bus_addr = bus_addr;
+        self
+    }
+
+    /// Runs `unmap` when the memory is dropped, before it is unmapped from the process.
+    pub fn on_drop(mut self, unmap: impl FnOnce() + Send + Sync + 'static) -> DmaMemory {
+        self.unmap = Some(Box::new(unmap));
         self
     }
 
