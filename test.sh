@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): installs the Debian packages the tests need when they
-# are missing, then checks formatting, runs clippy with warnings as errors, runs every test, and
-# builds the FPGA bitstream (which fails if the design misses its clock target).
+# are missing, then checks formatting, runs clippy with warnings as errors, runs every test, proves
+# the VFIO backend in a QEMU guest, and builds the FPGA bitstream (which fails if the design misses its clock target).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -27,5 +27,7 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== tests/vfio/run.sh (the VFIO backend on QEMU's edu device in a guest with an IOMMU)"
+./tests/vfio/run.sh
 echo "== bitstreams/build.sh (iCE40 HX8K bitstream, UltraScale+ estimate, timing check)"
 ./bitstreams/build.sh

@@ -6,6 +6,7 @@ mod demo;
 mod linkem;
 mod load;
 mod pair;
+mod probe;
 mod qemu_mirror;
 mod scale;
 mod simulate;
@@ -43,6 +44,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Forward TCP connections with a one-way delay in each direction, and cut the link on demand.
     Linkem(linkem::LinkemArgs),
+    /// Inspect a device for the hardware engine: kernel binding, IOMMU group, BARs, register
+    /// blocks, DMA mapping and interrupts, each checked and reported; exits non-zero unless it is
+    /// a usable specmirror device.
+    Probe(probe::ProbeArgs),
     /// Run the deterministic simulator over many seeded schedules with faults and check every
     /// invariant; exits non-zero on any violation.
     Simulate(simulate::SimulateArgs),
@@ -52,10 +57,11 @@ enum Command {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     // The demo prints its own report; daemons log what they do.
-    let default = if matches!(cli.command, Command::Demo(_)) {
-        "warn"
-    } else {
-        "info"
+    let default = match cli.command {
+        Command::Demo(_) => "warn",
+        // vfio-ioctls warns about interrupt indexes a PCI device does not have.
+        Command::Probe(_) => "warn,vfio_ioctls=error",
+        _ => "info",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -68,6 +74,7 @@ async fn main() -> Result<()> {
     let ok = match cli.command {
         Command::Demo(a) => demo::demo(a).await?,
         Command::Simulate(a) => simulate::simulate(a)?,
+        Command::Probe(a) => probe::probe(a)?,
         Command::Bench(a) => bench::bench(a).await?,
         Command::Linkem(a) => linkem::linkem(a).await.map(|_| true)?,
         Command::Target(a) => daemons::run_target(a).await.map(|_| true)?,

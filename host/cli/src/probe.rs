@@ -1,0 +1,34 @@
+//! `specmirror probe --device vfio:0000:01:00.0`.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use specmirror_driver::vfio::{probe as run_probe, PciAddress, Sysfs};
+
+#[derive(Args)]
+pub struct ProbeArgs {
+    /// The device: a PCI address bound to vfio-pci, `vfio:DDDD:BB:DD.F` or `DDDD:BB:DD.F`.
+    #[arg(long, value_name = "DEVICE")]
+    device: String,
+}
+
+/// Parses `vfio:ADDR` or a bare PCI address.
+pub fn vfio_address(spec: &str) -> Result<PciAddress> {
+    let addr = match spec.split_once(':') {
+        Some(("vfio", rest)) => rest,
+        Some(("sim", _)) | None if spec == "sim" || spec.starts_with("sim:") => {
+            bail!(
+                "--device {spec}: probe inspects VFIO devices; the simulated device needs no probe"
+            )
+        }
+        _ => spec,
+    };
+    addr.parse::<PciAddress>()
+        .with_context(|| format!("--device {spec}"))
+}
+
+pub fn probe(a: ProbeArgs) -> Result<bool> {
+    let addr = vfio_address(&a.device)?;
+    let report = run_probe(&Sysfs::default(), addr);
+    println!("{report}");
+    Ok(report.passed())
+}
