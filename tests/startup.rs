@@ -169,7 +169,7 @@ fn an_unreachable_target_is_reported() {
 
 #[test]
 fn help_explains_every_command() {
-    for cmd in ["source", "target", "simulate", "demo"] {
+    for cmd in ["source", "target", "simulate", "demo", "probe"] {
         let o = run(&[cmd, "--help"]);
         assert!(o.status.success());
         let text = String::from_utf8_lossy(&o.stdout);
@@ -209,4 +209,19 @@ fn sigterm_stops_both_daemons_cleanly() {
         );
     }
     assert!(same_files(&p.src_img(), &p.tgt_img()));
+}
+
+#[test]
+fn probe_names_a_bad_or_missing_device() {
+    let o = run(&["probe", "--device", "vfio:00:1f"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("bad PCI address"), "{}", stderr(&o));
+    let o = run(&["probe", "--device", "vfio:fffe:ff:1f.7"]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("FAIL kernel") && out.contains("no PCI device fffe:ff:1f.7"),
+        "{out}"
+    );
+    assert!(out.contains("result: not usable"), "{out}");
 }

@@ -6,7 +6,10 @@ use specmirror_driver::vfio::{probe as run_probe, PciAddress, Sysfs};
 
 #[derive(Args)]
 pub struct ProbeArgs {
-    /// The device: a PCI address bound to vfio-pci, `vfio:DDDD:BB:DD.F` or `DDDD:BB:DD.F`.
+    /// The device: its PCI address, `vfio:DDDD:BB:DD.F` or `DDDD:BB:DD.F` (`lspci -D` lists
+    /// them). It must be bound to vfio-pci, in a viable IOMMU group, with /dev/vfio/N open to
+    /// this user; when it is not, the report says what to run. Read-only apart from a device
+    /// reset and a transient DMA mapping.
     #[arg(long, value_name = "DEVICE")]
     device: String,
 }

@@ -61,12 +61,17 @@ impl fmt::Display for ProbeReport {
 /// Walks the chain of register blocks in BAR0 (id, version, next-block offset), as long as the
 /// ids are known and the offsets move forward inside the BAR.
 pub fn walk_blocks(bar: &Bar) -> (Vec<String>, bool) {
+    walk(|at| bar.read32(at), bar.len())
+}
+
+/// `walk_blocks` over any 32-bit register reader of a BAR `len` bytes long.
+fn walk(read32: impl Fn(usize) -> u32, len: usize) -> (Vec<String>, bool) {
     let mut out = Vec::new();
     let mut found = false;
     let mut at = 0usize;
     for _ in 0..16 {
-        let id = bar.read32(at + regs::BLOCK_ID as usize);
-        let version = bar.read32(at + regs::BLOCK_VERSION as usize);
+        let id = read32(at + regs::BLOCK_ID as usize);
+        let version = read32(at + regs::BLOCK_VERSION as usize);
         if id != regs::BLOCK_ID_MIRROR {
             out.push(format!(
                 "at {at:#x}: unknown block id {id:#010x} (a specmirror block is {:#010x})",
@@ -86,11 +91,11 @@ pub fn walk_blocks(bar: &Bar) -> (Vec<String>, bool) {
             } else {
                 " (this driver speaks another major version)"
             },
-            bar.read32(at + regs::CAPABILITIES as usize),
-            bar.read32(at + regs::LOCK_TABLE_ENTRIES as usize),
+            read32(at + regs::CAPABILITIES as usize),
+            read32(at + regs::LOCK_TABLE_ENTRIES as usize),
         ));
-        let next = bar.read32(at + regs::NEXT_BLOCK as usize) as usize;
-        if next == 0 || next <= at || next + regs::BAR0_LEN as usize > bar.len() {
+        let next = read32(at + regs::NEXT_BLOCK as usize) as usize;
+        if next == 0 || next <= at || next + regs::BAR0_LEN as usize > len {
             break;
         }
         at = next;
@@ -205,4 +210,67 @@ pub fn probe(sysfs: &Sysfs, addr: PciAddress) -> ProbeReport {
         .map_err(|e| e.to_string());
     r.step("reset", reset);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn bar(words: &[(usize, u32)]) -> impl Fn(usize) -> u32 {
+        let m: HashMap<usize, u32> = words.iter().copied().collect();
+        move |at| m.get(&at).copied().unwrap_or(0)
+    }
+
+    #[test]
+    fn the_block_chain_is_followed_and_foreign_blocks_stop_it() {
+        let b = regs::BAR0_LEN as usize;
+        let read = bar(&[
+            (regs::BLOCK_ID as usize, regs::BLOCK_ID_MIRROR),
+            (regs::BLOCK_VERSION as usize, regs::BLOCK_VERSION_MIRROR),
+            (regs::NEXT_BLOCK as usize, b as u32),
+            (b, 0x0100_00ed),
+        ]);
+        let (lines, found) = walk(&read, 4 * b);
+        assert!(found);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("at 0x0: specmirror mirror engine v1.0"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].contains("unknown block id 0x010000ed"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_loop_or_an_offset_past_the_bar_ends_the_walk() {
+        let looped = bar(&[
+            (regs::BLOCK_ID as usize, regs::BLOCK_ID_MIRROR),
+            (regs::BLOCK_VERSION as usize, regs::BLOCK_VERSION_MIRROR),
+            (regs::NEXT_BLOCK as usize, 0),
+        ]);
+        assert_eq!(walk(&looped, 1 << 20).0.len(), 1);
+        let past = bar(&[
+            (regs::BLOCK_ID as usize, regs::BLOCK_ID_MIRROR),
+            (regs::BLOCK_VERSION as usize, regs::BLOCK_VERSION_MIRROR),
+            (regs::NEXT_BLOCK as usize, 1 << 20),
+        ]);
+        assert_eq!(walk(&past, 1 << 20).0.len(), 1);
+    }
+
+    #[test]
+    fn another_major_version_is_listed_but_not_usable() {
+        let read = bar(&[
+            (regs::BLOCK_ID as usize, regs::BLOCK_ID_MIRROR),
+            (regs::BLOCK_VERSION as usize, 2 << 16),
+        ]);
+        let (lines, found) = walk(&read, regs::BAR0_LEN as usize);
+        assert!(!found);
+        assert!(
+            lines[0].contains("v2.0 (this driver speaks another major version)"),
+            "{lines:?}"
+        );
+    }
 }
