@@ -23,8 +23,8 @@ scenario=$(sed -n 's/.*specmirror\.scenario=\([a-z]*\).*/\1/p' /proc/cmdline)
 scenario=${scenario:-iommu}
 echo "guest: kernel $(uname -r), scenario $scenario"
 
-for m in irqbypass vfio vfio_iommu_type1 vfio_virqfd vfio-pci-core vfio-pci \
-         virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci; do
+# The modules in dependency order (run.sh wrote it from each module's depends=).
+for m in $(cat /lib/modules/load-order); do
   if err=$(insmod /lib/modules/$m.ko 2>&1); then :; else fail insmod "$m: $err"; fi
 done
 
@@ -64,6 +64,9 @@ if [ -z "$a" ] || [ -z "$b" ]; then
   fail devices "edu devices: '$edus', RNG: '$rng'"; finish
 fi
 ok devices "edu $a (group $(group_of $a)), edu $b with the RNG $rng (group $(group_of $b))"
+rng_drv=$(basename "$(readlink /sys/bus/pci/devices/$rng/driver)" 2>/dev/null)
+[ "$rng_drv" = virtio-pci ] && ok rng-bound "the RNG is bound to virtio-pci, so group $(group_of $b) is not viable" \
+  || fail rng-bound "the RNG is bound to '$rng_drv', not virtio-pci (did virtio_pci load?)"
 
 # 1. Not bound to vfio-pci: the error prints the commands; run exactly those.
 probe $a

@@ -61,12 +61,26 @@ for b in specmirror vfio-edu-check; do
     mkdir -p "$initrd$(dirname "$lib")" && cp -L "$lib" "$initrd$lib"
   done
 done
-for m in virt/lib/irqbypass drivers/vfio/vfio drivers/vfio/vfio_iommu_type1 drivers/vfio/vfio_virqfd \
-         drivers/vfio/pci/vfio-pci-core drivers/vfio/pci/vfio-pci drivers/virtio/virtio \
-         drivers/virtio/virtio_ring drivers/virtio/virtio_pci_legacy_dev \
-         drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci; do
-  cp "$modules/kernel/$m.ko" "$initrd/lib/modules/"
-done
+# The modules the guest loads, with their dependencies first (read from each module's
+# `depends=`: the kernel package ships no modules.dep, and the list changes between versions).
+find_ko() { # module name -> its file (names mix - and _)
+  find "$modules/kernel" \( -name "$1.ko" -o -name "$(echo "$1" | tr _ -).ko" -o -name "$(echo "$1" | tr - _).ko" \) | head -1
+}
+order=()
+add_module() {
+  local name=$1 f dep
+  for m in "${order[@]}"; do [ "$m" = "$name" ] && return; done
+  f=$(find_ko "$name")
+  [ -n "$f" ] || { echo "error: module $name not in $(basename "$modules")" >&2; exit 1; }
+  for dep in $(strings "$f" | sed -n 's/^depends=//p' | tr , ' '); do add_module "$dep"; done
+  cp "$f" "$initrd/lib/modules/$name.ko"
+  order+=("$name")
+}
+add_module vfio-pci
+add_module vfio_iommu_type1   # the container's IOMMU backend: nothing links against it
+add_module virtio_pci
+printf '%s\n' "${order[@]}" > "$initrd/lib/modules/load-order"
+say "guest modules: ${order[*]}"
 cp tests/vfio/guest-init.sh "$initrd/init"
 chmod +x "$initrd/init"
 ( cd "$initrd" && find . | "$work/pkg/busybox-static/bin/busybox" cpio -o -H newc 2>/dev/null ) | gzip -1 > "$work/initrd.cpio.gz"
