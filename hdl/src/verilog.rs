@@ -40,6 +40,21 @@ pub fn frame_parser() -> String {
     generate_verilog(&u)
 }
 
+/// The target's lock table and lock-retry state machine as Verilog (top module `top`), with the
+/// product's 16 entries.
+pub fn lock_table() -> String {
+    let mut u = crate::lock_table::tests_support::connected::<16, 4>();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
+/// The lock table with 8 entries, the size that fits an iCE40 HX8K beside its board glue.
+pub fn lock_table_8() -> String {
+    let mut u = crate::lock_table::tests_support::connected::<8, 3>();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The register block as Verilog (top module `top`).
 pub fn register_file() -> String {
     let mut u = crate::register_file::tests_support::connected();
@@ -114,6 +129,8 @@ mod tests {
             ("spec_sender", spec_sender()),
             ("frame_parser", frame_parser()),
             ("register_file", register_file()),
+            ("lock_table", lock_table()),
+            ("lock_table_8", lock_table_8()),
         ] {
             assert!(v.contains("module top"), "{name}");
             if let Err(e) = lint(name, &v) {

@@ -16,6 +16,8 @@ fn main() {
         ("crc32c_word", specmirror_hdl::verilog::crc32c_word()),
         ("frame_parser", specmirror_hdl::verilog::frame_parser()),
         ("register_file", specmirror_hdl::verilog::register_file()),
+        ("lock_table", specmirror_hdl::verilog::lock_table()),
+        ("lock_table_8", specmirror_hdl::verilog::lock_table_8()),
     ] {
         let path = out.join(format!("{name}.v"));
         if let Err(e) = std::fs::write(&path, v) {
