@@ -828,5 +828,7 @@ pub mod tests_support {
     }
 }
 
+pub mod workload;
+
 #[cfg(test)]
 mod tests;

@@ -57,6 +57,35 @@ const PARSER_PORTS: &[&str] = &[
     "bad_count",
 ];
 
+/// Ports of the lock table, in the order the shim numbers them.
+const LOCK_PORTS: &[&str] = &[
+    "clock",
+    "req_valid",
+    "req_ready",
+    "req_lock_id",
+    "req_seq",
+    "req_first",
+    "req_count",
+    "region_count",
+    "local_hold",
+    "local_first",
+    "local_end",
+    "retry_backoff",
+    "retry_limit",
+    "rel_valid",
+    "rel_slot",
+    "clear_barriers",
+    "dec_valid",
+    "dec_granted",
+    "dec_reason",
+    "dec_lock_id",
+    "dec_seq",
+    "dec_slot",
+    "retried",
+    "held",
+    "overflow",
+];
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=../../hdl/src");
@@ -73,7 +102,7 @@ fn main() {
         }
     }
     let reg_refs: Vec<&str> = reg_ports.iter().map(|s| s.as_str()).collect();
-    let models: [(&str, &str, String, &[&str]); 3] = [
+    let models: [(&str, &str, String, &[&str]); 4] = [
         (
             "vsender",
             "Vsender",
@@ -91,6 +120,12 @@ fn main() {
             "Vregs",
             specmirror_hdl::verilog::register_file(),
             &reg_refs,
+        ),
+        (
+            "vlock",
+            "Vlock",
+            specmirror_hdl::verilog::lock_table(),
+            LOCK_PORTS,
         ),
     ];
     let mut b = cc::Build::new();

@@ -1,12 +1,10 @@
 //! The lock table: grants, ordering, retry timing, barriers, range checks, a full table, and a
 //! random workload checked every clock against the rules the software target keeps.
 
-use std::collections::{BTreeMap, HashSet};
-
 use rust_hdl::prelude::*;
 use specmirror_abi::RejectReason;
 
-use super::{LockTable, ENTRIES};
+use super::{workload, LockTable, ENTRIES};
 use crate::bench::{cycle, settle};
 
 /// The most clocks from a request (or a change that unblocks it) to its decision.
@@ -256,33 +254,28 @@ fn a_full_table_holds_requests_back_until_a_slot_frees() {
     assert_eq!(d.slot, 3);
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// Random requests, releases, local holds, re-issues and session resets; at every decision the
+/// rules hold (see `workload`). `SPECMIRROR_HDL_CYCLES` and `SPECMIRROR_HDL_SEED` change the run,
+/// `SPECMIRROR_HDL_TRACE=seq,seq` prints those writes' events.
+fn random_workload<const N: usize, const S: usize>() {
+    let env = |k: &str| std::env::var(k).ok();
+    let cycles = env("SPECMIRROR_HDL_CYCLES")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let seed = env("SPECMIRROR_HDL_SEED")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x9e37_79b9_7f4a_7c15);
+    let trace: Vec<u64> = env("SPECMIRROR_HDL_TRACE")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let mut u = super::tests_support::connected::<N, S>();
+    u.connect_all();
+    let st = workload::run(&mut u, N, cycles, seed, &trace);
+    eprintln!("{N} entries: {st:?}");
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Req {
-    lock_id: u64,
-    seq: u64,
-    first: u64,
-    end: u64,
-    arrived: u64,
-}
-
-fn overlap(a: &Req, b: &Req) -> bool {
-    a.first < b.end && b.first < a.end
-}
-
-/// Random requests, releases, local holds and re-issues; at every decision the rules hold.
 #[test]
 fn random_workload_keeps_every_rule() {
     random_workload::<16, 4>();
@@ -292,227 +285,4 @@ fn random_workload_keeps_every_rule() {
 #[test]
 fn random_workload_keeps_every_rule_on_eight_entries() {
     random_workload::<8, 3>();
-}
-
-fn random_workload<const N: usize, const S: usize>() {
-    let cycles = std::env::var("SPECMIRROR_HDL_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000u64);
-    let mut t = Tb::<N, S>::new(8, 4, 48);
-    let seed = std::env::var("SPECMIRROR_HDL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x9e37_79b9_7f4a_7c15u64);
-    let mut rng = Rng(seed | 1);
-    let dump: std::ops::Range<u64> = std::env::var("SPECMIRROR_HDL_DUMP")
-        .ok()
-        .and_then(|v| {
-            let (a, b) = v.split_once('-')?;
-            Some(a.parse().ok()?..b.parse().ok()?)
-        })
-        .unwrap_or(0..0);
-    let trace: Vec<u64> = std::env::var("SPECMIRROR_HDL_TRACE")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let mut next_id = 1u64;
-    let mut next_seq = 1u64;
-    let mut order: Vec<Req> = Vec::new(); // every accepted request, in arrival order
-    let mut pending: BTreeMap<u64, Req> = BTreeMap::new();
-    let mut held: BTreeMap<usize, (Req, u64)> = BTreeMap::new(); // slot -> (lock, release at)
-    let mut barriers: Vec<Req> = Vec::new();
-    let mut rejected: Vec<Req> = Vec::new();
-    let mut local: Option<(u64, u64, u64)> = None; // first, end, since
-                                                   // Rejected writes whose barrier a session reset dropped: their re-issues are not ordered.
-    let mut unordered: HashSet<u64> = HashSet::new();
-    let (mut grants, mut rejects, mut overflows) = (0u64, 0u64, 0u64);
-    while t.now < cycles {
-        // Local hold: taken over regions no lock holds, kept a while, dropped.
-        if rng.below(500) == 0 {
-            local = match local {
-                Some(_) => None,
-                None => {
-                    let first = rng.below(44);
-                    let probe = Req {
-                        lock_id: 0,
-                        seq: 0,
-                        first,
-                        end: first + 4,
-                        arrived: 0,
-                    };
-                    (!held.values().any(|(h, _)| overlap(h, &probe))).then_some((
-                        first,
-                        first + 4,
-                        t.now,
-                    ))
-                }
-            };
-            match local {
-                Some((f, e, _)) => t.local(true, f, e),
-                None => t.local(false, 0, 0),
-            }
-        }
-        // Releases whose write is done.
-        if let Some((&slot, _)) = held.iter().find(|(_, (_, at))| *at <= t.now) {
-            held.remove(&slot);
-            t.u.rel_valid.next = true;
-            t.u.rel_slot.next = (slot as u64).to_bits();
-        }
-        // A new write, or the re-issue of a rejected one (same sequence number).
-        let mut offered = None;
-        if rng.below(4) == 0 {
-            let reissue = !rejected.is_empty() && rng.below(3) == 0;
-            let r = if reissue {
-                let old = rejected.remove(rng.below(rejected.len() as u64) as usize);
-                Req {
-                    lock_id: next_id,
-                    arrived: t.now,
-                    ..old
-                }
-            } else {
-                let first = rng.below(46);
-                let seq = next_seq;
-                next_seq += 1;
-                Req {
-                    lock_id: next_id,
-                    seq,
-                    first,
-                    end: first + 1 + rng.below(3),
-                    arrived: t.now,
-                }
-            };
-            t.u.req_valid.next = true;
-            t.u.req_lock_id.next = r.lock_id.to_bits();
-            t.u.req_seq.next = r.seq.to_bits();
-            t.u.req_first.next = r.first.to_bits();
-            t.u.req_count.next = (r.end - r.first).to_bits();
-            settle(&mut t.u);
-            if t.u.req_ready.val() {
-                offered = Some(r);
-                next_id += 1;
-            } else if reissue {
-                rejected.push(r);
-            }
-        }
-        if t.u.overflow.val() {
-            overflows += 1;
-        }
-        if rng.below(3000) == 0 || t.u.overflow.val() {
-            t.u.clear_barriers.next = true;
-            if !trace.is_empty() {
-                eprintln!(
-                    "{}: clear barriers (overflow {})",
-                    t.now,
-                    t.u.overflow.val()
-                );
-            }
-            // A session reset: the writes in flight or rejected are replayed by the source in a
-            // new session, outside the old one's order (a re-issue still in the input register
-            // no longer finds its barrier).
-            unordered.extend(
-                rejected
-                    .iter()
-                    .chain(barriers.iter())
-                    .chain(pending.values())
-                    .map(|r| r.seq),
-            );
-            barriers.clear();
-        }
-        let seen = t.decs.len();
-        t.tick();
-        if dump.contains(&t.now) {
-            let states: String = (0..N)
-                .map(|i| char::from(b'0' + t.u.state[i].q.val().to_u64() as u8))
-                .collect();
-            eprintln!(
-                "{}: r_valid {} r_seq {} r_reissued {:016b} states {states} clear {}",
-                t.now,
-                t.u.r_valid.q.val(),
-                t.u.r_seq.q.val().to_u64(),
-                t.u.r_reissued.q.val().to_u64(),
-                t.u.clear_barriers.val()
-            );
-        }
-        if trace.contains(&0) || offered.is_some_and(|r| trace.contains(&r.seq)) {
-            eprintln!("{}: accepted {offered:?}", t.now);
-        }
-        if let Some(r) = offered {
-            barriers.retain(|b| b.seq != r.seq);
-            order.push(r);
-            pending.insert(r.lock_id, r);
-        }
-        for d in t.decs[seen..].iter().copied() {
-            let r = pending
-                .remove(&d.lock_id)
-                .unwrap_or_else(|| panic!("decision for unknown or decided lock {d:?}"));
-            assert_eq!(d.seq, r.seq);
-            if trace.contains(&r.seq) {
-                eprintln!("{}: {d:?}", t.now);
-            }
-            if d.granted {
-                grants += 1;
-                for (h, _) in held.values() {
-                    assert!(
-                        !overlap(h, &r),
-                        "{r:?} granted while {h:?} holds an overlap"
-                    );
-                }
-                // Sequence order: no overlapping write with a lower sequence number is still
-                // waiting for its lock, or rejected and not yet re-issued.
-                for e in pending.values().chain(barriers.iter()) {
-                    if overlap(e, &r)
-                        && e.seq < r.seq
-                        && !unordered.contains(&e.seq)
-                        && !unordered.contains(&r.seq)
-                    {
-                        panic!("{r:?} granted before the earlier {e:?}");
-                    }
-                }
-                if let Some((f, e, since)) = local {
-                    if t.now - since > N as u64 + 7 {
-                        assert!(
-                            !(r.first < e && f < r.end),
-                            "{r:?} granted inside the local hold"
-                        );
-                    }
-                }
-                held.insert(d.slot, (r, t.now + 1 + rng.below(40)));
-            } else {
-                rejects += 1;
-                if d.reason != RejectReason::OutOfRange as u64 {
-                    barriers.push(r);
-                    rejected.push(r);
-                }
-            }
-        }
-        for r in pending.values() {
-            if t.now - r.arrived >= 3000 {
-                for i in 0..N {
-                    eprintln!(
-                        "slot {i}: state {} seq {} [{}, {}) pred {:016b} timer {} tries {}",
-                        t.u.state[i].q.val().to_u64(),
-                        t.u.seq[i].q.val().to_u64(),
-                        t.u.first[i].q.val().to_u64(),
-                        t.u.end[i].q.val().to_u64(),
-                        t.u.pred[i].q.val().to_u64(),
-                        t.u.timer[i].q.val().to_u64(),
-                        t.u.tries[i].q.val().to_u64()
-                    );
-                }
-                panic!("{r:?} undecided for 3000 clocks");
-            }
-        }
-    }
-    assert!(
-        grants > cycles / 40,
-        "only {grants} grants in {cycles} clocks"
-    );
-    assert!(rejects > 0, "no contention reached the retry limit");
-    eprintln!(
-        "{cycles} clocks: {grants} grants, {rejects} rejections, {} retries, {overflows} clocks \
-         of overflow",
-        t.retries.len()
-    );
 }

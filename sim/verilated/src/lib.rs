@@ -204,3 +204,45 @@ verilated_model!(
     vregs_set,
     vregs_get
 );
+
+/// Ports of the lock table, numbered as the shim numbers them (see build.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum LockPort {
+    Clock = 0,
+    ReqValid,
+    ReqReady,
+    ReqLockId,
+    ReqSeq,
+    ReqFirst,
+    ReqCount,
+    RegionCount,
+    LocalHold,
+    LocalFirst,
+    LocalEnd,
+    RetryBackoff,
+    RetryLimit,
+    RelValid,
+    RelSlot,
+    ClearBarriers,
+    DecValid,
+    DecGranted,
+    DecReason,
+    DecLockId,
+    DecSeq,
+    DecSlot,
+    Retried,
+    Held,
+    Overflow,
+}
+
+verilated_model!(
+    /// The verilated lock table (`hdl::LockTable`, the product's 16 entries).
+    VerilatedLockTable,
+    LockPort,
+    vlock_new,
+    vlock_free,
+    vlock_eval,
+    vlock_set,
+    vlock_get
+);
