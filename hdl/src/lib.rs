@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod crc32c_word;
 pub mod frame_parser;
+pub mod lock_retry;
 pub mod lock_table;
 pub mod register_file;
 pub mod spec_sender;
@@ -13,6 +14,7 @@ pub mod verilog;
 
 pub use crc32c_word::Crc32cWord;
 pub use frame_parser::FrameParser;
+pub use lock_retry::LockRetry;
 pub use lock_table::{LockTable, LockTable16};
 pub use register_file::RegisterFile;
 pub use spec_sender::SpecSender;

@@ -48,6 +48,13 @@ pub fn lock_table() -> String {
     generate_verilog(&u)
 }
 
+/// The target's receive side for locks (frame parser into the 16-entry lock table) as Verilog.
+pub fn lock_retry() -> String {
+    let mut u = crate::lock_retry::tests_support::connected::<16, 4>();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The lock table with 8 entries, the size that fits an iCE40 HX8K beside its board glue.
 pub fn lock_table_8() -> String {
     let mut u = crate::lock_table::tests_support::connected::<8, 3>();
@@ -131,6 +138,7 @@ mod tests {
             ("register_file", register_file()),
             ("lock_table", lock_table()),
             ("lock_table_8", lock_table_8()),
+            ("lock_retry", lock_retry()),
         ] {
             assert!(v.contains("module top"), "{name}");
             if let Err(e) = lint(name, &v) {

@@ -18,6 +18,7 @@ fn main() {
         ("register_file", specmirror_hdl::verilog::register_file()),
         ("lock_table", specmirror_hdl::verilog::lock_table()),
         ("lock_table_8", specmirror_hdl::verilog::lock_table_8()),
+        ("lock_retry", specmirror_hdl::verilog::lock_retry()),
     ] {
         let path = out.join(format!("{name}.v"));
         if let Err(e) = std::fs::write(&path, v) {
