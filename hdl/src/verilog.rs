@@ -55,6 +55,13 @@ pub fn lock_retry() -> String {
     generate_verilog(&u)
 }
 
+/// The receive side with the 8-entry lock table, for the iCE40.
+pub fn lock_retry_8() -> String {
+    let mut u = crate::lock_retry::tests_support::connected::<8, 3>();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The lock table with 8 entries, the size that fits an iCE40 HX8K beside its board glue.
 pub fn lock_table_8() -> String {
     let mut u = crate::lock_table::tests_support::connected::<8, 3>();
@@ -139,6 +146,7 @@ mod tests {
             ("lock_table", lock_table()),
             ("lock_table_8", lock_table_8()),
             ("lock_retry", lock_retry()),
+            ("lock_retry_8", lock_retry_8()),
         ] {
             assert!(v.contains("module top"), "{name}");
             if let Err(e) = lint(name, &v) {

@@ -19,6 +19,7 @@ fn main() {
         ("lock_table", specmirror_hdl::verilog::lock_table()),
         ("lock_table_8", specmirror_hdl::verilog::lock_table_8()),
         ("lock_retry", specmirror_hdl::verilog::lock_retry()),
+        ("lock_retry_8", specmirror_hdl::verilog::lock_retry_8()),
     ] {
         let path = out.join(format!("{name}.v"));
         if let Err(e) = std::fs::write(&path, v) {
