@@ -7,7 +7,8 @@
 //! A rejected lock leaves an ordering barrier in its entry, as the software target does: a later
 //! lock overlapping it is rejected (Ordering) instead of landing before the retry, until the
 //! source re-issues the rejected write (a request with the barrier's sequence number frees it) or
-//! `clear_barriers` pulses (a new session). The re-issue takes the rejected write's place in the
+//! `clear_barriers` pulses (a new session; a barrier whose re-issue is already being taken in
+//! survives it, so that the re-issue keeps its place). The re-issue takes the rejected write's place in the
 //! order: locks that came after the original wait for the re-issue, which does not wait for them.
 //! A lock outside the volume is rejected (OutOfRange).
 //!
@@ -741,8 +742,11 @@ impl<const N: usize, const S: usize> Logic for LockTable<N, S> {
         // the re-issue, and the re-issue does not wait for them.
         self.followers.next = 0.into();
         for i in 0..N {
+            // Held entries are not followers: one can hold its lock past the barrier only when a
+            // session reset dropped the barrier, and the re-issue must then wait for it.
             if (self.pred[i].q.val() & self.r_reissued.q.val()).any()
-                & (self.state[i].q.val() != self.st_free.val())
+                & ((self.state[i].q.val() == self.st_waiting.val())
+                    | (self.state[i].q.val() == self.st_barrier.val()))
             {
                 self.followers.next = self.followers.val().replace_bit(i, true);
             }
@@ -784,10 +788,18 @@ impl<const N: usize, const S: usize> Logic for LockTable<N, S> {
             {
                 self.state[i].d.next = self.st_free.val();
             }
-            // (A re-issue entering its barrier's slot this clock keeps it.)
+            // A barrier whose re-issue has been in the input register for a clock (its halves
+            // compared) survives: the re-issue takes its slot and its place as it would have.
+            // Otherwise entries that followed the barrier could be granted in the gap and then be
+            // passed by the re-issue. (A re-issue that arrives with the reset, or after it, finds
+            // no barrier and enters as a new write: the new session's order.)
             if self.clear_barriers.val()
                 & (self.state[i].q.val() == self.st_barrier.val())
-                & !(self.inserting.val() & self.free_onehot.val().get_bit(i))
+                & !(self.r_valid.q.val()
+                    & ((self.r_is_reissue.q.val() & self.r_reissued.q.val().get_bit(i))
+                        | (self.r_phase.q.val()
+                            & !self.r_ripe.q.val()
+                            & self.reissued.val().get_bit(i))))
             {
                 self.state[i].d.next = self.st_free.val();
             }

@@ -184,6 +184,9 @@ pub fn run(io: &mut impl LockIo, entries: usize, cycles: u64, seed: u64, trace: 
         }
         if rng.below(3000) == 0 || out.overflow {
             inp.clear_barriers = true;
+            if !trace.is_empty() {
+                eprintln!("{now}: clear barriers (overflow {})", out.overflow);
+            }
             unordered.extend(
                 rejected
                     .iter()
@@ -195,6 +198,9 @@ pub fn run(io: &mut impl LockIo, entries: usize, cycles: u64, seed: u64, trace: 
         }
         io.set(&inp);
         let ready = io.get().req_ready;
+        if inp.rel_valid && trace.contains(&u64::MAX) {
+            eprintln!("{now}: release slot {}", inp.rel_slot);
+        }
         let accepted = match offer {
             Some((r, _)) if ready => {
                 next_id += 1;
