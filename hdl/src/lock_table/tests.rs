@@ -255,24 +255,12 @@ fn a_full_table_holds_requests_back_until_a_slot_frees() {
 }
 
 /// Random requests, releases, local holds, re-issues and session resets; at every decision the
-/// rules hold (see `workload`). `SPECMIRROR_HDL_CYCLES` and `SPECMIRROR_HDL_SEED` change the run,
-/// `SPECMIRROR_HDL_TRACE=seq,seq` prints those writes' events.
+/// rules hold (see `workload`, and `workload::Settings` for the variables that change the run).
 fn random_workload<const N: usize, const S: usize>() {
-    let env = |k: &str| std::env::var(k).ok();
-    let cycles = env("SPECMIRROR_HDL_CYCLES")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let seed = env("SPECMIRROR_HDL_SEED")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x9e37_79b9_7f4a_7c15);
-    let trace: Vec<u64> = env("SPECMIRROR_HDL_TRACE")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let run = workload::Settings::from_env(20_000, 0x9e37_79b9_7f4a_7c15);
     let mut u = super::tests_support::connected::<N, S>();
     u.connect_all();
-    let st = workload::run(&mut u, N, cycles, seed, &trace);
+    let st = workload::run(&mut u, N, run.cycles, run.seed, &run.trace);
     eprintln!("{N} entries: {st:?}");
 }
 

@@ -88,6 +88,34 @@ fn overlap(a: &Req, b: &Req) -> bool {
     a.first < b.end && b.first < a.end
 }
 
+/// How long, which stream and what to print: `SPECMIRROR_HDL_CYCLES`, `SPECMIRROR_HDL_SEED` and
+/// `SPECMIRROR_HDL_TRACE=seq,seq` (those writes' events, with every release and session reset)
+/// override the defaults a test gives.
+pub struct Settings {
+    pub cycles: u64,
+    pub seed: u64,
+    pub trace: Vec<u64>,
+}
+
+impl Settings {
+    pub fn from_env(cycles: u64, seed: u64) -> Settings {
+        let var = |k: &str| std::env::var(k).ok();
+        Settings {
+            cycles: var("SPECMIRROR_HDL_CYCLES")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(cycles),
+            seed: var("SPECMIRROR_HDL_SEED")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(seed),
+            trace: var("SPECMIRROR_HDL_TRACE")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|v| v.parse().ok())
+                .collect(),
+        }
+    }
+}
+
 /// Regions in the workload's volume: few, so that writes collide often.
 pub const REGIONS: u64 = 48;
 
@@ -198,7 +226,7 @@ pub fn run(io: &mut impl LockIo, entries: usize, cycles: u64, seed: u64, trace: 
         }
         io.set(&inp);
         let ready = io.get().req_ready;
-        if inp.rel_valid && trace.contains(&u64::MAX) {
+        if inp.rel_valid && !trace.is_empty() {
             eprintln!("{now}: release slot {}", inp.rel_slot);
         }
         let accepted = match offer {

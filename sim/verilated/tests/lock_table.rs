@@ -89,25 +89,13 @@ fn rust_hdl_and_verilator_agree_cycle_by_cycle() {
     eprintln!("lockstep: {st:?}");
 }
 
-/// 10^6 clocks in CI; `SPECMIRROR_HDL_CYCLES` for more, `SPECMIRROR_HDL_SEED` for another run.
+/// 10^6 clocks in CI; `workload::Settings` names the variables for longer or other runs.
 #[test]
 fn a_million_random_clocks_keep_every_rule() {
-    let cycles = std::env::var("SPECMIRROR_HDL_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let seed = std::env::var("SPECMIRROR_HDL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x10c4_7ab1e);
-    let trace: Vec<u64> = std::env::var("SPECMIRROR_HDL_TRACE")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let run = workload::Settings::from_env(1_000_000, 0x10c4_7ab1e);
     let mut ver = Ver(VerilatedLockTable::new());
-    let st = workload::run(&mut ver, ENTRIES, cycles, seed, &trace);
-    assert_eq!(st.cycles, cycles);
+    let st = workload::run(&mut ver, ENTRIES, run.cycles, run.seed, &run.trace);
+    assert_eq!(st.cycles, run.cycles);
     assert!(
         st.overflow_clocks > 0 && st.retries > 0 && st.rejections > 0,
         "{st:?}"
