@@ -128,9 +128,8 @@ pub struct LockTable<const N: usize, const S: usize> {
     c_rltl: DFF<Bit>,
     b_range: DFF<Bit>,
     // Stage 2b: what blocks it.
-    b_valid: DFF<Bit>,
     b_slot: DFF<Bits<S>>,
-    /// `b_slot` decoded, and only while the entry is to be acted on (`b_valid`).
+    /// `b_slot` decoded, and zero when no entry is to be acted on.
     b_onehot: DFF<Bits<N>>,
     b_blocked: DFF<Bit>,
     b_barrier: DFF<Bit>,
@@ -276,7 +275,6 @@ impl<const N: usize, const S: usize> Default for LockTable<N, S> {
             c_reqh: Default::default(),
             c_rltl: Default::default(),
             b_range: Default::default(),
-            b_valid: Default::default(),
             b_slot: Default::default(),
             b_onehot: Default::default(),
             b_blocked: Default::default(),
@@ -378,7 +376,6 @@ impl<const N: usize, const S: usize> Logic for LockTable<N, S> {
             c_reqh,
             c_rltl,
             b_range,
-            b_valid,
             b_slot,
             b_onehot,
             b_blocked,
@@ -641,7 +638,6 @@ impl<const N: usize, const S: usize> Logic for LockTable<N, S> {
         }
         self.b_range.d.next = (self.c_wlth.q.val() | (self.c_weqh.q.val() & self.c_wltl.q.val()))
             | (self.c_rlth.q.val() | (self.c_reqh.q.val() & self.c_rltl.q.val()));
-        self.b_valid.d.next = self.c_valid.q.val();
         self.b_slot.d.next = self.c_slot.q.val();
         self.c_dec.next = 0.into();
         for i in 0..N {
