@@ -8,8 +8,9 @@ use specmirror_driver::vfio::{probe as run_probe, PciAddress, Sysfs};
 pub struct ProbeArgs {
     /// The device: its PCI address, `vfio:DDDD:BB:DD.F` or `DDDD:BB:DD.F` (`lspci -D` lists
     /// them). It must be bound to vfio-pci, in a viable IOMMU group, with /dev/vfio/N open to
-    /// this user; when it is not, the report says what to run. Read-only apart from a device
-    /// reset and a transient DMA mapping.
+    /// this user; when it is not, the report says what to run. For its checks the probe turns on
+    /// bus mastering, maps and unmaps 64 KiB of DMA memory, routes and releases one interrupt,
+    /// and resets the device at the end; it leaves nothing else changed.
     #[arg(long, value_name = "DEVICE")]
     device: String,
 }
