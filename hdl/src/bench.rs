@@ -18,3 +18,20 @@ pub fn cycle<B: Block>(uut: &mut B, clock: fn(&mut B) -> &mut Signal<In, Clock>)
     clock(uut).next = Clock { clk: false };
     settle(uut);
 }
+
+/// xorshift64, the one random stream of the benches and tests: the same seed gives the same
+/// stream on every model. The seed must not be zero.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}

@@ -4,7 +4,7 @@ use rust_hdl::prelude::*;
 use specmirror_abi::golden::CASES;
 
 use super::FrameParser;
-use crate::bench::{cycle, settle};
+use crate::bench::{cycle, settle, Rng};
 
 fn clock(u: &mut FrameParser) -> &mut Signal<In, Clock> {
     &mut u.clock
@@ -124,11 +124,9 @@ fn the_same_with_idle_gaps() {
 fn any_flipped_bit_drops_the_frame_and_the_next_one_parses() {
     let frames = golden_frames();
     let target = &frames[3];
-    let mut x = 0x1234_5678_9abc_def1u64;
+    let mut r = Rng(0x1234_5678_9abc_def1);
     for _ in 0..60 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = r.next_u64();
         let mut bad = target.clone();
         let w = (x % bad.len() as u64) as usize;
         bad[w] ^= 1 << ((x >> 32) % 64);

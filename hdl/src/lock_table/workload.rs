@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use specmirror_abi::RejectReason;
 
+use crate::bench::Rng;
+
 /// The table's inputs for one clock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LockIn {
@@ -58,21 +60,6 @@ pub struct Stats {
     pub rejections: u64,
     pub retries: u64,
     pub overflow_clocks: u64,
-}
-
-/// xorshift64: the same stream for the same seed on every model.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
 }
 
 #[derive(Clone, Copy, Debug)]

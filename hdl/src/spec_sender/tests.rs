@@ -5,7 +5,7 @@ use specmirror_abi::golden::{from_hex, Case, CASES};
 use specmirror_abi::ring::Mode;
 
 use super::SpecSender;
-use crate::bench::{cycle, settle};
+use crate::bench::{cycle, settle, Rng};
 
 fn clock(u: &mut SpecSender) -> &mut Signal<In, Clock> {
     &mut u.clock
@@ -111,12 +111,10 @@ fn emits_the_golden_frames_byte_for_byte() {
 #[test]
 fn the_same_bytes_under_back_pressure_and_late_data() {
     for c in CASES {
-        let mut x = 0x1234_5678u64 ^ c.seq;
+        let mut r = Rng(0x1234_5678u64 ^ c.seq);
         let pattern: Vec<(bool, bool)> = (0..10_000)
             .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = r.next_u64();
                 (x.is_multiple_of(3), x.is_multiple_of(5))
             })
             .collect();

@@ -3,19 +3,9 @@
 
 use rust_hdl::prelude::*;
 use specmirror_abi::{encode, Flags, FrameType, Header};
-use specmirror_hdl::bench::{cycle, settle};
+use specmirror_hdl::bench::{cycle, settle, Rng};
 use specmirror_hdl::FrameParser;
 use specmirror_verilated::{ParserPort as P, VerilatedParser};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// A random well-formed frame, as words; its header for checking.
 fn random_frame(r: &mut Rng) -> (Vec<u64>, Header) {
@@ -26,19 +16,21 @@ fn random_frame(r: &mut Rng) -> (Vec<u64>, Header) {
         FrameType::WriteDone,
         FrameType::Heartbeat,
     ];
-    let ty = types[(r.next() % types.len() as u64) as usize];
+    let ty = types[(r.next_u64() % types.len() as u64) as usize];
     let mut h = Header::new(ty);
-    h.seq = r.next();
-    h.lock_id = r.next() >> 3;
-    h.offset = r.next() >> 5;
-    h.generation = r.next() as u32;
-    h.ack_lock = r.next();
-    h.ack_seq = r.next();
+    h.seq = r.next_u64();
+    h.lock_id = r.next_u64() >> 3;
+    h.offset = r.next_u64() >> 5;
+    h.generation = r.next_u64() as u32;
+    h.ack_lock = r.next_u64();
+    h.ack_seq = r.next_u64();
     let payload: Vec<u8> = if ty == FrameType::Data {
-        h.flags = Flags((r.next() & 0b111) as u16);
-        (0..1 + r.next() % 300).map(|_| r.next() as u8).collect()
+        h.flags = Flags((r.next_u64() & 0b111) as u16);
+        (0..1 + r.next_u64() % 300)
+            .map(|_| r.next_u64() as u8)
+            .collect()
     } else {
-        h.arg = r.next() & 0xffff;
+        h.arg = r.next_u64() & 0xffff;
         Vec::new()
     };
     let bytes = encode(&h, &payload);
@@ -56,10 +48,10 @@ fn stream(r: &mut Rng, frames: usize) -> (Vec<(u64, bool)>, Vec<Option<Header>>)
     let mut expect = Vec::new();
     for _ in 0..frames {
         let (mut f, h) = random_frame(r);
-        let corrupt = r.next().is_multiple_of(8);
+        let corrupt = r.next_u64().is_multiple_of(8);
         if corrupt {
-            let w = (r.next() % f.len() as u64) as usize;
-            f[w] ^= 1 << (r.next() % 64);
+            let w = (r.next_u64() % f.len() as u64) as usize;
+            f[w] ^= 1 << (r.next_u64() % 64);
         }
         let n = f.len();
         words.extend(f.into_iter().enumerate().map(|(i, w)| (w, i + 1 == n)));
@@ -81,7 +73,7 @@ fn rust_hdl_and_verilator_agree_on_the_parser() {
     let mut i = 0;
     let mut t = 0u64;
     while i < words.len() {
-        let idle = r.next().is_multiple_of(5);
+        let idle = r.next_u64().is_multiple_of(5);
         let (w, last) = words[i];
         hdl.rx_valid.next = !idle;
         hdl.rx_data.next = w.to_bits();
@@ -139,7 +131,7 @@ fn a_million_cycles_of_frames_good_and_corrupted() {
         let mut i = 0;
         let mut drain = 0;
         while i < words.len() || drain < 3 {
-            let idle = i >= words.len() || r.next().is_multiple_of(9);
+            let idle = i >= words.len() || r.next_u64().is_multiple_of(9);
             if i >= words.len() {
                 drain += 1;
             }

@@ -3,7 +3,7 @@
 
 use rust_hdl::prelude::*;
 use specmirror_abi::regs::REGISTERS;
-use specmirror_hdl::bench::{cycle, settle};
+use specmirror_hdl::bench::{cycle, settle, Rng};
 use specmirror_hdl::register_file::NREGS;
 use specmirror_verilated::{reg_port, RegArray, RegPort, VerilatedRegisters};
 
@@ -15,13 +15,8 @@ fn rust_hdl_and_verilator_agree_on_the_register_block() {
         u
     };
     let mut ver = VerilatedRegisters::new();
-    let mut x = 0x0bad_cafe_u64;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut r = Rng(0x0bad_cafe);
+    let mut next = || r.next_u64();
     for t in 0..5000u64 {
         let addr = if next().is_multiple_of(4) {
             (next() % 2048) as u32 * 4

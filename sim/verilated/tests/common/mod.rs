@@ -6,6 +6,7 @@
 
 use specmirror_abi::golden::Case;
 use specmirror_abi::ring::Mode;
+use specmirror_hdl::bench::Rng;
 use specmirror_verilated::Port;
 
 /// What both models offer.
@@ -44,20 +45,6 @@ pub fn set_descriptor<M: Model>(m: &mut M, c: &Case) {
     m.set(Port::DescRegionCount, c.region_count());
     m.set(Port::AckLock, c.ack_lock);
     m.set(Port::AckSeq, c.ack_seq);
-}
-
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Random descriptors, random stalls, random grant delays; checks every frame that leaves.
@@ -102,18 +89,18 @@ impl Driver {
         let region_size = 4096;
         let long = self.rng.below(8) == 0;
         let length = 1 + self.rng.below(if long { 2048 } else { 96 }) as u32;
-        let seq = self.rng.next() >> 8;
+        let seq = self.rng.next_u64() >> 8;
         Case {
             name: "random",
             mode,
             seq,
-            lock_id: self.rng.next() >> 20,
+            lock_id: self.rng.next_u64() >> 20,
             offset: self.rng.below(1 << 30),
             length,
             flags: (self.rng.below(8) as u16) & 0b110,
-            generation: self.rng.next() as u32,
-            ack_lock: self.rng.next() >> 24,
-            ack_seq: self.rng.next() >> 24,
+            generation: self.rng.next_u64() as u32,
+            ack_lock: self.rng.next_u64() >> 24,
+            ack_seq: self.rng.next_u64() >> 24,
             region_size,
         }
     }
