@@ -198,6 +198,56 @@ impl RollbackLog {
         }
     }
 
+    /// Bidirectional mode: a peer's write to `[offset, offset + data.len())` lands on this node's
+    /// volume while entries of this log are not yet applied on the peer, so the peer's write is
+    /// ordered before all of them. The bytes an entry covers keep the entry's data on the volume;
+    /// the peer's bytes go into the before-image of the earliest client entry covering them (what
+    /// lies under that write is now the peer's data; a compensation's content needs no change).
+    ///
+    /// Returns the pieces `(offset, len)` that no entry covers, which are to be written, and the
+    /// entries whose before-image changed, which are to be persisted again.
+    pub fn absorb(&mut self, offset: u64, data: &[u8]) -> (Vec<(u64, u64)>, Vec<u64>) {
+        let len = data.len() as u64;
+        let mut covered = vec![false; data.len()];
+        let mut patched = Vec::new();
+        for (s, e) in self.entries.iter_mut() {
+            if !e.rec.overlaps(offset, len) {
+                continue;
+            }
+            let lo = offset.max(e.rec.offset);
+            let hi = (offset + len).min(e.rec.offset + e.rec.len());
+            let mut changed = false;
+            for b in lo..hi {
+                let i = (b - offset) as usize;
+                if covered[i] {
+                    continue;
+                }
+                covered[i] = true;
+                if let Some(before) = e.rec.before.as_mut() {
+                    before[(b - e.rec.offset) as usize] = data[i];
+                    changed = true;
+                }
+            }
+            if changed {
+                patched.push(*s);
+            }
+        }
+        let mut pieces = Vec::new();
+        let mut i = 0;
+        while i < covered.len() {
+            if covered[i] {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < covered.len() && !covered[i] {
+                i += 1;
+            }
+            pieces.push((offset + start as u64, (i - start) as u64));
+        }
+        (pieces, patched)
+    }
+
     /// Rolls entry `seq` back: computes what the source volume must hold over its bytes once the
     /// write is undone (its before-image, overlaid with every later entry still in the log), fixes
     /// the before-images of later overlapping entries so that they too can be undone correctly,
@@ -352,6 +402,35 @@ mod tests {
                 assert_eq!(m.vol, expect, "mask {mask:04b} order {order:?}");
             }
         }
+    }
+
+    #[test]
+    fn absorb_masks_logged_bytes_and_feeds_the_earliest_before_image() {
+        let mut log = RollbackLog::new();
+        // Volume bytes 0..16 were 0; entry 1 wrote 4..8 with 1s, entry 2 wrote 6..10 with 2s.
+        log.insert(rec(1, 4, &[1; 4], &[0; 4]), Some(1), true);
+        log.insert(rec(2, 6, &[2; 4], &[1, 1, 0, 0]), Some(2), true);
+        // A peer write of 9s over 2..12 is ordered before both.
+        let (pieces, patched) = log.absorb(2, &[9; 10]);
+        assert_eq!(pieces, vec![(2, 2), (10, 2)]);
+        assert_eq!(patched, vec![1, 2]);
+        assert_eq!(log.get(1).unwrap().rec.before, Some(vec![9; 4]));
+        // Bytes 6..8 belong to entry 1's before-image; entry 2 takes only 8..10.
+        assert_eq!(log.get(2).unwrap().rec.before, Some(vec![1, 1, 9, 9]));
+        // Undoing both now leaves the peer's write, as if they had come after it.
+        let rb2 = log.rollback(2).unwrap();
+        assert_eq!(rb2.restore, vec![1, 1, 9, 9]);
+        let rb1 = log.rollback(1).unwrap();
+        assert_eq!(rb1.restore, vec![9; 4]);
+    }
+
+    #[test]
+    fn absorb_outside_the_log_writes_everything() {
+        let mut log = RollbackLog::new();
+        log.insert(rec(1, 100, &[1; 4], &[0; 4]), Some(1), true);
+        let (pieces, patched) = log.absorb(0, &[7; 8]);
+        assert_eq!(pieces, vec![(0, 8)]);
+        assert!(patched.is_empty());
     }
 
     #[test]

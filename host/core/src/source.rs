@@ -40,6 +40,9 @@ pub struct SourceConfig {
     pub write_timeout: Nanos,
     /// Idle time after which a HEARTBEAT is sent.
     pub heartbeat_interval: Nanos,
+    /// Bidirectional mode: announce at once (a HEARTBEAT carrying `ack_seq`) that writes left the
+    /// log, because the peer keeps their regions from its own clients until it hears so.
+    pub announce_retire: bool,
 }
 
 impl SourceConfig {
@@ -55,6 +58,7 @@ impl SourceConfig {
             retry_max: 10 * crate::MS,
             write_timeout: 30_000 * crate::MS,
             heartbeat_interval: 1_000 * crate::MS,
+            announce_retire: false,
         }
     }
 }
@@ -290,6 +294,30 @@ impl Source {
 
     pub fn is_up(&self) -> bool {
         matches!(self.session, Session::Up { .. })
+    }
+
+    /// Bidirectional mode: the peer's write of `data` at `offset` is about to land on this node's
+    /// volume, ordered before every write still in this log (see [`RollbackLog::absorb`]).
+    /// Returns the pieces of it to write (offset and bytes) and the log records to persist again,
+    /// which must be durable before the pieces are written.
+    pub fn absorb_peer_write(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+    ) -> (Vec<(u64, Vec<u8>)>, Vec<SourceAction>) {
+        let (pieces, patched) = self.log.absorb(offset, data);
+        let pieces = pieces
+            .into_iter()
+            .map(|(o, l)| {
+                let i = (o - offset) as usize;
+                (o, data[i..i + l as usize].to_vec())
+            })
+            .collect();
+        let updates = patched
+            .into_iter()
+            .map(|s| SourceAction::LogUpdate(self.log.get(s).expect("patched").rec.clone()))
+            .collect();
+        (pieces, updates)
     }
 
     /// Nothing unconfirmed: the log is empty and no flush is pending.
@@ -716,6 +744,12 @@ impl Source {
         self.by_lock.clear();
         self.live_locks.clear();
         self.out.push(SourceAction::SessionUp { generation });
+        if self.cfg.announce_retire {
+            // The peer may still keep regions for writes that left the log while the link was
+            // down: tell it where the log starts now.
+            let h = self.header(FrameType::Heartbeat);
+            self.send(h, Vec::new(), now);
+        }
         // The whole log goes again, in sequence order, confirmed entries included: an entry
         // still in the log may sit behind an earlier unconfirmed one that touches the same bytes,
         // and replaying only the earlier one would land it over the newer data.
@@ -917,7 +951,12 @@ impl Source {
     }
 
     fn retire(&mut self) {
-        for e in self.log.retire_ready() {
+        let retired = self.log.retire_ready();
+        if self.cfg.announce_retire && !retired.is_empty() && self.is_up() {
+            let h = self.header(FrameType::Heartbeat);
+            self.out.push(SourceAction::Send(Frame::new(h, Vec::new())));
+        }
+        for e in retired {
             let seq = e.rec.seq;
             self.tx.remove(&seq);
             self.out.push(SourceAction::LogRemove { seq });

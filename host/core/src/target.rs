@@ -39,6 +39,10 @@ pub struct TargetConfig {
     pub data_buffer: u64,
     /// Lock commands that may wait for an earlier one to arrive.
     pub reorder_window: usize,
+    /// Bidirectional mode: a peer write stays visible only to the mirror until the peer says it has
+    /// left its rollback log (its `ack_seq` passed it); until then local holds on its regions are
+    /// refused, so local readers never see a write the peer may still roll back or re-apply.
+    pub hold_until_settled: bool,
 }
 
 impl TargetConfig {
@@ -54,6 +58,7 @@ impl TargetConfig {
             data_timeout: 1_000 * crate::MS,
             data_buffer: 64 << 20,
             reorder_window: 4096,
+            hold_until_settled: false,
         }
     }
 
@@ -157,6 +162,14 @@ impl Instance {
     }
 }
 
+/// A local user's hold on target regions. A hold that yields does not stop mirror locks (the
+/// bidirectional rule for the node that orders its own unconfirmed writes after the peer's).
+#[derive(Clone, Copy, Debug)]
+struct LocalHold {
+    regions: Regions,
+    yields: bool,
+}
+
 /// A lock command waiting in the reorder buffer, or data waiting for its lock command.
 #[derive(Clone, Debug)]
 struct Pending {
@@ -193,7 +206,9 @@ pub struct Target {
     early_data: BTreeMap<u64, Pending>,
     buffered: u64,
     barriers: Vec<(u64, Regions)>,
-    local: BTreeMap<u64, Regions>,
+    local: BTreeMap<u64, LocalHold>,
+    /// Bidirectional mode: peer writes handed to the volume that the peer has not yet settled.
+    unsettled: BTreeMap<u64, Regions>,
     next_token: u64,
     out: Vec<TargetAction>,
     stats: TargetStats,
@@ -217,6 +232,7 @@ impl Target {
             buffered: 0,
             barriers: Vec::new(),
             local: BTreeMap::new(),
+            unsettled: BTreeMap::new(),
             next_token: 1,
             out: Vec::new(),
             stats: TargetStats::default(),
@@ -273,18 +289,44 @@ impl Target {
     }
 
     /// A local user of the target volume takes `regions` (a snapshot reader, or in bidirectional
-    /// mode a local client write). Refused while a mirror lock holds any of them.
+    /// mode a local client read or write). Refused while a mirror lock, another local hold or an
+    /// unsettled peer write (see [`TargetConfig::hold_until_settled`]) covers any of them.
     pub fn try_lock_local(&mut self, id: u64, regions: Regions) -> bool {
         let busy = self
             .instances
             .values()
             .chain(self.orphans.values())
             .any(|i| i.holds() && i.regions.overlaps(regions))
-            || self.local.values().any(|r| r.overlaps(regions));
+            || self.local.values().any(|l| l.regions.overlaps(regions))
+            || self.unsettled.values().any(|r| r.overlaps(regions));
         if !busy {
-            self.local.insert(id, regions);
+            self.local.insert(
+                id,
+                LocalHold {
+                    regions,
+                    yields: false,
+                },
+            );
         }
         !busy
+    }
+
+    /// Takes a local hold whatever else holds the regions. For a caller that already excludes
+    /// mirror locks by other means: a bidirectional node moving a write's hold from its admission
+    /// id to its log sequence number, or giving a compensation the regions of the write it undoes.
+    pub fn force_lock_local(&mut self, id: u64, regions: Regions, yields: bool) {
+        self.local.insert(id, LocalHold { regions, yields });
+    }
+
+    /// Whether a local hold lets mirror locks through; waiting locks retry at once.
+    pub fn set_local_yields(&mut self, id: u64, yields: bool, now: Nanos) -> Vec<TargetAction> {
+        if let Some(l) = self.local.get_mut(&id) {
+            l.yields = yields;
+            if yields {
+                self.try_waiters(now);
+            }
+        }
+        std::mem::take(&mut self.out)
     }
 
     /// Releases a local hold; waiting locks retry at once.
@@ -293,6 +335,11 @@ impl Target {
             self.try_waiters(now);
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// Peer writes not yet settled by the peer, by sequence number (bidirectional mode).
+    pub fn unsettled(&self) -> &BTreeMap<u64, Regions> {
+        &self.unsettled
     }
 
     pub fn handle(&mut self, event: TargetEvent, now: Nanos) -> Vec<TargetAction> {
@@ -451,6 +498,8 @@ impl Target {
             self.ack_seq = ack_seq;
             self.barriers.retain(|(s, _)| *s >= ack_seq);
         }
+        // Sequence numbers outlive sessions, so this holds across reconnections too.
+        self.unsettled.retain(|s, _| *s >= ack_seq);
         if ack_lock <= self.ack_lock {
             return;
         }
@@ -736,6 +785,9 @@ impl Target {
             i.state = State::Writing;
         }
         self.stats.writes += 1;
+        if self.cfg.hold_until_settled {
+            self.unsettled.insert(i.seq, i.regions);
+        }
         self.writing.insert(i.token, lock_id);
         self.out.push(TargetAction::WriteVolume {
             token: i.token,
@@ -747,7 +799,9 @@ impl Target {
     }
 
     fn blocked(&self, lock_id: u64, regions: Regions) -> bool {
-        self.local.values().any(|r| r.overlaps(regions))
+        self.local
+            .values()
+            .any(|l| !l.yields && l.regions.overlaps(regions))
             || self.orphans.values().any(|o| o.regions.overlaps(regions))
             || self
                 .instances
