@@ -9,6 +9,7 @@
 
 pub mod errno;
 pub mod frame;
+pub mod node;
 pub mod region;
 pub mod rollback_log;
 pub mod source;
