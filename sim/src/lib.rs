@@ -6,8 +6,10 @@
 //! ([`checker::Checker`]) verifies the invariants at every step; a failing seed replays exactly
 //! with a readable trace.
 
+pub mod bidir;
 pub mod checker;
 pub mod config;
+pub mod linearize;
 pub mod linkem;
 pub mod rng;
 pub mod world;

@@ -1,0 +1,829 @@
+//! The bidirectional world: two nodes, each serving its own clients on its own copy of the
+//! volume and each the other's target, joined by one link that delays, reorders, drops,
+//! duplicates, corrupts and cuts frames; target writes that fail. Clients on both nodes write and
+//! read the same few blocks at once, so conflicts are the rule, not the exception.
+//!
+//! Checked: every client operation completes within a bound once faults stop (no deadlock, no
+//! livelock); the two volumes are byte-identical at quiescence; and the client histories of both
+//! nodes, plus a final read of every block on each node, are linearizable per block
+//! ([`crate::linearize`]). Every write stamps each 512-byte block it covers with its own id, so
+//! a read names the write it saw; a block that mixes two writes is a torn read.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use specmirror_abi::ring::Mode;
+use specmirror_core::node::{Node, NodeAction, NodeConfig, NodeEvent};
+use specmirror_core::source::SourceAction;
+use specmirror_core::target::TargetAction;
+use specmirror_core::{errno, Frame, Nanos, MS, US};
+
+use crate::linearize::{check_register, Kind, Op};
+use crate::rng::Rng;
+
+const PAIR_ID: [u8; 16] = *b"specmirror-bidi0";
+/// The register granule of the checker (and the write granule of the workload).
+pub const BLOCK: u64 = 512;
+const SETTLE_BOUND: Nanos = 60_000 * MS;
+const WORKLOAD_BOUND: Nanos = 20_000 * MS;
+const EVENT_LIMIT: u64 = 3_000_000;
+/// `who` of operations no client issued (client handles count up from 1).
+const COMPENSATION: u64 = u64::MAX;
+const FINAL_READ: u64 = u64::MAX - 10;
+
+#[derive(Clone, Debug)]
+pub struct BidirConfig {
+    pub seed: u64,
+    pub mode: Mode,
+    pub blocks: u64,
+    pub region_size: u64,
+    /// Client operations per node (writes and reads).
+    pub ops: u32,
+    /// Operations in flight per node.
+    pub queue_depth: u32,
+    pub max_blocks: u64,
+    pub read_share: f64,
+    pub think: Nanos,
+    pub one_way: Nanos,
+    pub jitter: Nanos,
+    pub drop: f64,
+    pub dup: f64,
+    pub corrupt: f64,
+    pub cut_every: Nanos,
+    pub cut_max: Nanos,
+    pub write_error: f64,
+    pub local_write: Nanos,
+    pub local_read: Nanos,
+    pub write_timeout: Nanos,
+    pub retry_budget: Nanos,
+    pub trace: bool,
+}
+
+impl BidirConfig {
+    pub fn quiet(seed: u64, mode: Mode) -> BidirConfig {
+        BidirConfig {
+            seed,
+            mode,
+            blocks: 16,
+            region_size: 1024,
+            ops: 60,
+            queue_depth: 4,
+            max_blocks: 3,
+            read_share: 0.4,
+            think: 100 * US,
+            one_way: 100 * US,
+            jitter: 0,
+            drop: 0.0,
+            dup: 0.0,
+            corrupt: 0.0,
+            cut_every: 0,
+            cut_max: 0,
+            write_error: 0.0,
+            local_write: 10 * US,
+            local_read: 5 * US,
+            write_timeout: 300 * MS,
+            retry_budget: 5 * MS,
+            trace: false,
+        }
+    }
+
+    /// The schedule seed `seed` stands for: geometry, workload and fault mix.
+    pub fn for_seed(seed: u64, mode: Mode) -> BidirConfig {
+        let mut r = Rng::new(seed ^ 0xb1d1_cafe);
+        let mut c = BidirConfig::quiet(seed, mode);
+        c.ops = r.range(20, 70) as u32;
+        c.queue_depth = [1, 2, 4, 8][r.below(4) as usize];
+        c.region_size = [512, 1024, 4096][r.below(3) as usize];
+        c.blocks = [4, 8, 16, 32][r.below(4) as usize];
+        c.max_blocks = r.range(1, 4);
+        c.read_share = [0.2, 0.4, 0.6][r.below(3) as usize];
+        c.one_way = r.range(20, 500) * US;
+        c.think = r.range(0, 300) * US;
+        let profile = r.below(6);
+        if profile >= 1 {
+            c.jitter = r.range(0, 400) * US;
+        }
+        if profile >= 2 {
+            c.drop = [0.0, 0.01, 0.05, 0.2][r.below(4) as usize];
+            c.dup = [0.0, 0.01, 0.1][r.below(3) as usize];
+            c.corrupt = [0.0, 0.01][r.below(2) as usize];
+        }
+        if profile >= 3 {
+            c.write_error = [0.0, 0.01, 0.05][r.below(3) as usize];
+        }
+        if profile >= 4 {
+            c.cut_every = r.range(5, 60) * MS;
+            c.cut_max = r.range(1, 400) * MS;
+        }
+        c
+    }
+}
+
+/// What one bidirectional schedule did and found.
+#[derive(Clone, Debug, Default)]
+pub struct BidirReport {
+    pub seed: u64,
+    pub events: u64,
+    pub writes_acked: u64,
+    pub writes_failed: u64,
+    pub reads: u64,
+    pub drops: u64,
+    pub dups: u64,
+    pub corruptions: u64,
+    pub cuts: u64,
+    pub write_errors: u64,
+    pub violations: Vec<String>,
+    pub trace: Vec<String>,
+    /// Latency of every acknowledged write, per node, submission to acknowledgement.
+    pub latencies: Vec<Nanos>,
+}
+
+#[derive(Debug)]
+enum Ev {
+    Deliver {
+        to: usize,
+        bytes: Vec<u8>,
+        epoch: u64,
+    },
+    Before {
+        node: usize,
+        handle: u64,
+        offset: u64,
+        len: u64,
+    },
+    ReadDone {
+        node: usize,
+        handle: u64,
+    },
+    LocalWriteDone {
+        node: usize,
+        seq: u64,
+    },
+    LocalSyncDone {
+        node: usize,
+        flush: u64,
+    },
+    VolumeWriteDone {
+        node: usize,
+        token: u64,
+        result: Result<(), i32>,
+    },
+    VolumeSyncDone {
+        node: usize,
+        token: u64,
+    },
+    Client {
+        node: usize,
+    },
+    Cut,
+    Heal {
+        epoch: u64,
+    },
+    Calm,
+}
+
+#[derive(Debug)]
+struct Pending {
+    node: usize,
+    call: Nanos,
+    write: Option<(u64, u64, u64)>,
+    read: Option<(u64, u64)>,
+}
+
+pub struct BidirWorld {
+    cfg: BidirConfig,
+    rng: Rng,
+    now: Nanos,
+    queue: BinaryHeap<Reverse<(Nanos, u64)>>,
+    events: BTreeMap<u64, Ev>,
+    next_ev: u64,
+    nodes: [Node; 2],
+    vols: [Vec<u8>; 2],
+    link_up: bool,
+    epoch: u64,
+    calm: bool,
+    calm_at: Nanos,
+    issued: [u32; 2],
+    inflight: [u32; 2],
+    next_handle: u64,
+    pending: BTreeMap<u64, Pending>,
+    /// Per block, the operations on it.
+    history: BTreeMap<u64, Vec<Op>>,
+    report: BidirReport,
+}
+
+fn tag_of(block: &[u8]) -> Option<u64> {
+    let first = u64::from_le_bytes(block[..8].try_into().expect("8 bytes"));
+    block
+        .chunks_exact(8)
+        .all(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")) == first)
+        .then_some(first)
+}
+
+impl BidirWorld {
+    pub fn new(cfg: BidirConfig) -> BidirWorld {
+        let size = cfg.blocks * BLOCK;
+        let node = |id: u32| {
+            let mut c = NodeConfig::new(id, size, cfg.region_size, PAIR_ID);
+            c.source.mode = cfg.mode;
+            c.source.rto = (4 * cfg.one_way + 2 * cfg.jitter).max(500 * US);
+            c.source.retry_initial = 50 * US;
+            c.source.retry_max = 2 * MS;
+            c.source.write_timeout = cfg.write_timeout;
+            c.source.heartbeat_interval = 50 * MS;
+            c.target.retry_initial = 20 * US;
+            c.target.retry_max = MS;
+            c.target.retry_budget = cfg.retry_budget;
+            c.target.data_buffer = 64 * cfg.max_blocks * BLOCK;
+            Node::new(c, 0)
+        };
+        let mut w = BidirWorld {
+            rng: Rng::new(cfg.seed),
+            now: 0,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            next_ev: 0,
+            nodes: [node(1), node(2)],
+            vols: [vec![0; size as usize], vec![0; size as usize]],
+            link_up: true,
+            epoch: 0,
+            calm: false,
+            calm_at: 0,
+            issued: [0; 2],
+            inflight: [0; 2],
+            next_handle: 1,
+            pending: BTreeMap::new(),
+            history: BTreeMap::new(),
+            report: BidirReport {
+                seed: cfg.seed,
+                ..BidirReport::default()
+            },
+            cfg,
+        };
+        for n in 0..2 {
+            w.feed(n, NodeEvent::Connected);
+            w.at(0, Ev::Client { node: n });
+        }
+        w.at(WORKLOAD_BOUND, Ev::Calm);
+        if w.cfg.cut_every > 0 {
+            let t = w.rng.range(0, 2 * w.cfg.cut_every);
+            w.at(t, Ev::Cut);
+        }
+        w
+    }
+
+    fn at(&mut self, t: Nanos, ev: Ev) {
+        let id = self.next_ev;
+        self.next_ev += 1;
+        self.queue.push(Reverse((t, id)));
+        self.events.insert(id, ev);
+    }
+
+    fn after(&mut self, d: Nanos, ev: Ev) {
+        self.at(self.now + d, ev);
+    }
+
+    fn trace(&mut self, line: String) {
+        if self.cfg.trace {
+            self.report
+                .trace
+                .push(format!("{:>10.3}ms {}", self.now as f64 / 1e6, line));
+        }
+    }
+
+    fn violation(&mut self, what: String) {
+        self.trace(format!("VIOLATION {what}"));
+        self.report
+            .violations
+            .push(format!("t={:.3}ms {what}", self.now as f64 / 1e6));
+    }
+
+    pub fn run(mut self) -> BidirReport {
+        loop {
+            if self.report.events >= EVENT_LIMIT {
+                self.violation("event limit reached: the protocol is spinning".into());
+                break;
+            }
+            if self.report.violations.len() > 20 {
+                break;
+            }
+            if self.calm && self.settled() {
+                break;
+            }
+            if self.calm && self.now > self.calm_at + SETTLE_BOUND {
+                let waiting: Vec<usize> = self.nodes.iter().map(|n| n.waiting()).collect();
+                self.violation(format!(
+                    "no progress: {} operations pending {}s after the faults stopped (waiting for holds per node {waiting:?}, logs {:?} / {:?}, unsettled {:?} / {:?})",
+                    self.pending.len(),
+                    SETTLE_BOUND / 1_000_000_000,
+                    self.nodes[0].source().log().seqs(),
+                    self.nodes[1].source().log().seqs(),
+                    self.nodes[0].target().unsettled().keys().collect::<Vec<_>>(),
+                    self.nodes[1].target().unsettled().keys().collect::<Vec<_>>(),
+                ));
+                break;
+            }
+            let tq = self.queue.peek().map(|Reverse((t, _))| *t);
+            let t0 = self.nodes[0].poll_timeout();
+            let t1 = self.nodes[1].poll_timeout();
+            let Some(next) = [tq, t0, t1].into_iter().flatten().min() else {
+                if !self.calm {
+                    self.calm_down();
+                    continue;
+                }
+                self.violation("nothing left to do but operations are unsettled".into());
+                break;
+            };
+            self.now = self.now.max(next);
+            self.report.events += 1;
+            if tq == Some(next) {
+                let Reverse((_, id)) = self.queue.pop().expect("peeked");
+                let ev = self.events.remove(&id).expect("event");
+                self.dispatch(ev);
+            } else {
+                let n = if t0 == Some(next) { 0 } else { 1 };
+                let a = self.nodes[n].handle_timeout(self.now);
+                self.actions(n, a);
+            }
+        }
+        self.finish()
+    }
+
+    fn settled(&self) -> bool {
+        self.pending.is_empty()
+            && self.nodes.iter().all(|n| n.is_idle())
+            && !self.events.values().any(|e| {
+                matches!(
+                    e,
+                    Ev::LocalWriteDone { .. }
+                        | Ev::VolumeWriteDone { .. }
+                        | Ev::ReadDone { .. }
+                        | Ev::Before { .. }
+                )
+            })
+    }
+
+    fn calm_down(&mut self) {
+        if self.calm {
+            return;
+        }
+        self.calm = true;
+        self.calm_at = self.now;
+        self.trace("calm: faults stop, the link heals".into());
+        if !self.link_up {
+            self.heal();
+        }
+    }
+
+    fn finish(mut self) -> BidirReport {
+        if self.report.violations.is_empty() {
+            if self.vols[0] != self.vols[1] {
+                let at = self.vols[0]
+                    .iter()
+                    .zip(&self.vols[1])
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                let b = at as u64 / BLOCK;
+                let s = (b * BLOCK) as usize..((b + 1) * BLOCK) as usize;
+                let t0 = tag_of(&self.vols[0][s.clone()]);
+                let t1 = tag_of(&self.vols[1][s]);
+                self.violation(format!(
+                    "volumes differ at quiescence, first at byte {at} (block {b}: node 1 holds {t0:x?}, node 2 {t1:x?})"
+                ));
+            }
+            // A final read of every block on each node closes the history.
+            let end = self.now;
+            for b in 0..self.cfg.blocks {
+                for n in 0..2 {
+                    let s = (b * BLOCK) as usize..((b + 1) * BLOCK) as usize;
+                    match tag_of(&self.vols[n][s]) {
+                        Some(v) => self.history.entry(b).or_default().push(Op {
+                            call: end,
+                            ret: Some(end),
+                            kind: Kind::Read(v),
+                            who: FINAL_READ - n as u64,
+                        }),
+                        None => self.violation(format!("block {b} on node {} is torn", n + 1)),
+                    }
+                }
+            }
+            let history = std::mem::take(&mut self.history);
+            for (b, ops) in &history {
+                if let Err(e) = check_register(0, ops) {
+                    self.violation(format!("block {b} is not linearizable: {e}"));
+                    break;
+                }
+            }
+        }
+        self.report
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver { to, bytes, epoch } => self.deliver(to, bytes, epoch),
+            Ev::Before {
+                node,
+                handle,
+                offset,
+                len,
+            } => {
+                let before = self.vols[node][offset as usize..(offset + len) as usize].to_vec();
+                self.feed(node, NodeEvent::Before { handle, before });
+            }
+            Ev::ReadDone { node, handle } => {
+                self.complete(handle, Ok(()));
+                self.feed(node, NodeEvent::ReadDone { handle });
+            }
+            Ev::LocalWriteDone { node, seq } => self.feed(
+                node,
+                NodeEvent::LocalWriteDone {
+                    seq,
+                    result: Ok(()),
+                },
+            ),
+            Ev::LocalSyncDone { node, flush } => self.feed(
+                node,
+                NodeEvent::LocalSyncDone {
+                    flush,
+                    result: Ok(()),
+                },
+            ),
+            Ev::VolumeWriteDone {
+                node,
+                token,
+                result,
+            } => self.feed(node, NodeEvent::VolumeWriteDone { token, result }),
+            Ev::VolumeSyncDone { node, token } => self.feed(
+                node,
+                NodeEvent::VolumeSyncDone {
+                    token,
+                    result: Ok(()),
+                },
+            ),
+            Ev::Client { node } => self.client_step(node),
+            Ev::Cut => self.cut(),
+            Ev::Heal { epoch } if epoch == self.epoch && !self.link_up => self.heal(),
+            Ev::Heal { .. } => {}
+            Ev::Calm => self.calm_down(),
+        }
+    }
+
+    fn client_step(&mut self, node: usize) {
+        if self.calm || self.issued[node] >= self.cfg.ops {
+            return;
+        }
+        let think = self.rng.range(0, self.cfg.think);
+        if self.inflight[node] >= self.cfg.queue_depth {
+            self.after(think.max(50 * US), Ev::Client { node });
+            return;
+        }
+        self.issued[node] += 1;
+        self.inflight[node] += 1;
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        let first = self.rng.below(self.cfg.blocks);
+        let n = self
+            .rng
+            .range(1, self.cfg.max_blocks + 1)
+            .min(self.cfg.blocks - first);
+        let (offset, len) = (first * BLOCK, n * BLOCK);
+        if self.rng.chance(self.cfg.read_share) {
+            self.trace(format!(
+                "node {} client read h{handle} blocks {first}+{n}",
+                node + 1
+            ));
+            self.pending.insert(
+                handle,
+                Pending {
+                    node,
+                    call: self.now,
+                    write: None,
+                    read: Some((first, n)),
+                },
+            );
+            self.feed(
+                node,
+                NodeEvent::ClientRead {
+                    handle,
+                    offset,
+                    len,
+                },
+            );
+        } else {
+            // The write's id: unique, never 0 (the initial content), names the node.
+            let tag = ((node as u64 + 1) << 48) | handle;
+            let mut data = Vec::with_capacity(len as usize);
+            for _ in 0..len / 8 {
+                data.extend_from_slice(&tag.to_le_bytes());
+            }
+            self.trace(format!(
+                "node {} client write h{handle} blocks {first}+{n} tag {tag:#x}",
+                node + 1
+            ));
+            self.pending.insert(
+                handle,
+                Pending {
+                    node,
+                    call: self.now,
+                    write: Some((first, n, tag)),
+                    read: None,
+                },
+            );
+            let fua = self.rng.chance(0.1);
+            self.feed(
+                node,
+                NodeEvent::ClientWrite {
+                    handle,
+                    offset,
+                    data,
+                    fua,
+                },
+            );
+        }
+        self.after(think, Ev::Client { node });
+    }
+
+    /// A client operation completed (a read's values were recorded when it read).
+    fn complete(&mut self, handle: u64, result: Result<(), i32>) {
+        let Some(p) = self.pending.remove(&handle) else {
+            self.violation(format!("operation h{handle} answered twice or never asked"));
+            return;
+        };
+        self.inflight[p.node] -= 1;
+        if let Some((first, n, tag)) = p.write {
+            let ret = match result {
+                Ok(()) => {
+                    self.report.writes_acked += 1;
+                    self.report.latencies.push(self.now - p.call);
+                    Some(self.now)
+                }
+                Err(_) => {
+                    self.report.writes_failed += 1;
+                    None
+                }
+            };
+            for b in first..first + n {
+                self.history.entry(b).or_default().push(Op {
+                    call: p.call,
+                    ret,
+                    kind: Kind::Write(tag),
+                    who: handle,
+                });
+            }
+        }
+        if let Some((first, n)) = p.read {
+            self.report.reads += 1;
+            for b in first..first + n {
+                if let Some(op) = self.history.get_mut(&b).and_then(|h| {
+                    h.iter_mut()
+                        .rev()
+                        .find(|o| o.who == handle && matches!(o.kind, Kind::Read(_)))
+                }) {
+                    op.ret = Some(self.now);
+                }
+            }
+        }
+    }
+
+    fn cut(&mut self) {
+        if self.calm {
+            return;
+        }
+        self.epoch += 1;
+        self.link_up = false;
+        self.report.cuts += 1;
+        let d = self.rng.range(US, self.cfg.cut_max.max(2 * US));
+        self.trace(format!("link cut for {:.3}ms", d as f64 / 1e6));
+        for n in 0..2 {
+            self.feed(n, NodeEvent::Disconnected);
+        }
+        let epoch = self.epoch;
+        self.after(d, Ev::Heal { epoch });
+        let next = self.rng.range(1, 2 * self.cfg.cut_every);
+        self.after(d + next, Ev::Cut);
+    }
+
+    fn heal(&mut self) {
+        self.link_up = true;
+        self.trace("link healed".into());
+        for n in 0..2 {
+            self.feed(n, NodeEvent::Connected);
+        }
+    }
+
+    fn send(&mut self, from: usize, frame: &Frame) {
+        self.trace(format!("node {} sends {frame}", from + 1));
+        if !self.link_up {
+            return;
+        }
+        let bytes = frame.encode();
+        let calm = self.calm;
+        if !calm && self.rng.chance(self.cfg.drop) {
+            self.report.drops += 1;
+            return;
+        }
+        let copies = if !calm && self.rng.chance(self.cfg.dup) {
+            self.report.dups += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let mut b = bytes.clone();
+            if !calm && self.rng.chance(self.cfg.corrupt) {
+                self.report.corruptions += 1;
+                let i = self.rng.below(b.len() as u64) as usize;
+                b[i] ^= 1 << self.rng.below(8);
+            }
+            let delay = self.cfg.one_way + self.rng.range(0, self.cfg.jitter);
+            let epoch = self.epoch;
+            self.after(
+                delay,
+                Ev::Deliver {
+                    to: 1 - from,
+                    bytes: b,
+                    epoch,
+                },
+            );
+        }
+    }
+
+    fn deliver(&mut self, to: usize, bytes: Vec<u8>, epoch: u64) {
+        if epoch != self.epoch {
+            return;
+        }
+        match Frame::decode(&bytes) {
+            Ok((f, used)) if used == bytes.len() => self.feed(to, NodeEvent::Frame(f)),
+            Ok(_) => self.violation("frame decoded with trailing bytes".into()),
+            Err(e) => self.trace(format!("node {} refuses a damaged frame: {e}", to + 1)),
+        }
+    }
+
+    fn feed(&mut self, node: usize, ev: NodeEvent) {
+        let a = self.nodes[node].handle(ev, self.now);
+        self.actions(node, a);
+    }
+
+    fn actions(&mut self, node: usize, actions: Vec<NodeAction>) {
+        for a in actions {
+            match a {
+                NodeAction::Send(f) => self.send(node, &f),
+                NodeAction::ReadBefore {
+                    handle,
+                    offset,
+                    len,
+                } => self.at(
+                    self.now,
+                    Ev::Before {
+                        node,
+                        handle,
+                        offset,
+                        len,
+                    },
+                ),
+                NodeAction::ReadLocal {
+                    handle,
+                    offset,
+                    len,
+                } => {
+                    // The read sees the volume now, while it holds its regions.
+                    let first = offset / BLOCK;
+                    for b in first..first + len / BLOCK {
+                        let s = (b * BLOCK) as usize..((b + 1) * BLOCK) as usize;
+                        match tag_of(&self.vols[node][s]) {
+                            Some(v) => {
+                                let call = self.pending.get(&handle).map_or(self.now, |p| p.call);
+                                self.history.entry(b).or_default().push(Op {
+                                    call,
+                                    ret: None,
+                                    kind: Kind::Read(v),
+                                    who: handle,
+                                });
+                            }
+                            None => self.violation(format!(
+                                "node {} read h{handle} sees block {b} torn",
+                                node + 1
+                            )),
+                        }
+                    }
+                    self.trace(format!("node {} reads for h{handle}", node + 1));
+                    self.after(self.cfg.local_read, Ev::ReadDone { node, handle });
+                }
+                NodeAction::FailRead { handle, errno } => {
+                    self.violation(format!("read h{handle} refused ({errno})"));
+                }
+                NodeAction::WriteVolume {
+                    token, seq, pieces, ..
+                } => {
+                    let fail = !self.calm && self.rng.chance(self.cfg.write_error);
+                    let result = if fail {
+                        self.report.write_errors += 1;
+                        self.trace(format!("node {} peer write seq {seq} fails", node + 1));
+                        Err(errno::EIO)
+                    } else {
+                        for (o, d) in &pieces {
+                            let o = *o as usize;
+                            self.vols[node][o..o + d.len()].copy_from_slice(d);
+                        }
+                        self.trace(format!(
+                            "node {} applies peer seq {seq} as {:?}",
+                            node + 1,
+                            pieces
+                                .iter()
+                                .map(|(o, d)| (o / BLOCK, d.len() as u64 / BLOCK))
+                                .collect::<Vec<_>>()
+                        ));
+                        Ok(())
+                    };
+                    self.after(
+                        self.cfg.local_write,
+                        Ev::VolumeWriteDone {
+                            node,
+                            token,
+                            result,
+                        },
+                    );
+                }
+                NodeAction::Source(a) => self.source_action(node, a),
+                NodeAction::Target(a) => match a {
+                    TargetAction::SyncVolume { token } => {
+                        self.after(self.cfg.local_write, Ev::VolumeSyncDone { node, token })
+                    }
+                    TargetAction::Violation(why) => {
+                        self.violation(format!("node {} saw a protocol violation: {why}", node + 1))
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    fn source_action(&mut self, node: usize, a: SourceAction) {
+        match a {
+            SourceAction::WriteLocal {
+                seq, offset, data, ..
+            } => {
+                let o = offset as usize;
+                self.vols[node][o..o + data.len()].copy_from_slice(&data);
+                match seq {
+                    Some(seq) => self.after(self.cfg.local_write, Ev::LocalWriteDone { node, seq }),
+                    None => self.trace(format!(
+                        "node {} restores blocks {}+{}",
+                        node + 1,
+                        offset / BLOCK,
+                        data.len() as u64 / BLOCK
+                    )),
+                }
+            }
+            SourceAction::SyncLocal { flush } => {
+                self.after(self.cfg.local_write, Ev::LocalSyncDone { node, flush })
+            }
+            SourceAction::LogAppend(rec) if rec.before.is_none() => {
+                // A compensation: a write no client asked for, restoring earlier content. It
+                // takes effect at some point after now (on the peer), so it enters the history
+                // as a write of unknown outcome.
+                let first = rec.offset / BLOCK;
+                for (i, chunk) in rec.data.chunks(BLOCK as usize).enumerate() {
+                    match tag_of(chunk) {
+                        Some(v) => self.history.entry(first + i as u64).or_default().push(Op {
+                            call: self.now,
+                            ret: None,
+                            kind: Kind::Write(v),
+                            who: COMPENSATION - node as u64,
+                        }),
+                        None => self.violation(format!(
+                            "node {} compensation seq {} restores a torn block",
+                            node + 1,
+                            rec.seq
+                        )),
+                    }
+                }
+                self.trace(format!(
+                    "node {} compensates with seq {}",
+                    node + 1,
+                    rec.seq
+                ));
+            }
+            SourceAction::AckWrite { handle, result } => {
+                self.trace(format!(
+                    "node {} answers write h{handle}: {result:?}",
+                    node + 1
+                ));
+                self.complete(handle, result);
+            }
+            SourceAction::AckFlush { .. } => {}
+            SourceAction::Refused(st) => {
+                self.violation(format!("node {} was refused: {st:?}", node + 1))
+            }
+            SourceAction::RolledBack { seq, reason, .. } => {
+                self.trace(format!("node {} rolls back seq {seq}: {reason}", node + 1))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs one bidirectional schedule.
+pub fn run(cfg: BidirConfig) -> BidirReport {
+    BidirWorld::new(cfg).run()
+}
