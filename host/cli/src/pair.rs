@@ -117,6 +117,7 @@ impl Floor {
             volume,
             mirror,
             inflight: nbd::inflight_budget(256 << 20),
+            reads_through_mirror: false,
         });
         let lst = rt
             .spawn(tokio::net::TcpListener::bind("127.0.0.1:0"))

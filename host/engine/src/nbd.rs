@@ -76,6 +76,13 @@ pub enum IoRequest {
     Flush {
         reply: oneshot::Sender<Result<(), i32>>,
     },
+    /// Only for an export with `reads_through_mirror`: the mirror orders the read among the
+    /// writes of both nodes of a bidirectional pair.
+    Read {
+        offset: u64,
+        len: u64,
+        reply: oneshot::Sender<Result<Vec<u8>, i32>>,
+    },
 }
 
 /// One export: the volume it reads from and the mirror it writes through.
@@ -88,6 +95,8 @@ pub struct Export {
     /// before it reaches the mirror and gives it back when answered. This bounds the rollback log
     /// and memory however many requests clients pipeline (and while the target is away).
     pub inflight: Arc<Budget>,
+    /// Reads go to the mirror ([`IoRequest::Read`]) instead of straight to the volume.
+    pub reads_through_mirror: bool,
 }
 
 /// A budget of bytes in flight, kept in KiB. One request never asks for more than the whole
@@ -137,6 +146,17 @@ pub fn direct_mirror(volume: Volume) -> mpsc::Sender<IoRequest> {
                 }
                 IoRequest::Flush { reply } => {
                     reply.send(volume.sync().map_err(|_| errno::EIO)).ok();
+                }
+                IoRequest::Read { offset, len, reply } => {
+                    let mut b = vec![0u8; len as usize];
+                    reply
+                        .send(
+                            volume
+                                .read_at(offset, &mut b)
+                                .map(|_| b)
+                                .map_err(|_| errno::EIO),
+                        )
+                        .ok();
                 }
             }
         }
@@ -356,6 +376,36 @@ where
                         tx.send(reply(errno::EINVAL)).await.ok();
                         continue;
                     }
+                    if export.reads_through_mirror {
+                        let mirror = export.mirror.clone();
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            let (rtx, rrx) = oneshot::channel();
+                            let req = IoRequest::Read {
+                                offset,
+                                len: len as u64,
+                                reply: rtx,
+                            };
+                            let rep = match mirror.send(req).await {
+                                Ok(()) => rrx.await.unwrap_or(Err(errno::EIO)),
+                                Err(_) => Err(errno::EIO),
+                            };
+                            let rep = match rep {
+                                Ok(data) => Reply {
+                                    cookie,
+                                    error: 0,
+                                    data,
+                                },
+                                Err(e) => Reply {
+                                    cookie,
+                                    error: e as u32,
+                                    data: Vec::new(),
+                                },
+                            };
+                            tx.send(rep).await.ok();
+                        });
+                        continue;
+                    }
                     let mut data = vec![0u8; len as usize];
                     let rep = match export.volume.read_at(offset, &mut data) {
                         Ok(()) => Reply {
@@ -520,6 +570,7 @@ mod tests {
             mirror: direct_mirror(volume.clone()),
             volume,
             inflight: inflight_budget(64 << 20),
+            reads_through_mirror: false,
         })
     }
 

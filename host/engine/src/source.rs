@@ -208,6 +208,7 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
         volume,
         mirror: io_tx,
         inflight: nbd::inflight_budget(opts.max_inflight),
+        reads_through_mirror: false,
     });
     let nbd_addr = listen_nbd(&opts.nbd, export).await?;
     info!(nbd = %nbd_addr, "accepting NBD clients");
@@ -218,7 +219,7 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
     })
 }
 
-async fn listen_nbd(l: &NbdListen, export: Arc<Export>) -> Result<String, SourceError> {
+pub(crate) async fn listen_nbd(l: &NbdListen, export: Arc<Export>) -> Result<String, SourceError> {
     match l {
         NbdListen::Tcp(addr) => {
             let lst = tokio::net::TcpListener::bind(addr)
@@ -529,6 +530,19 @@ impl CoreTask {
                         before,
                         fua,
                     }
+                }
+                Msg::Io(IoRequest::Read { offset, len, reply }) => {
+                    // A one-way source's export reads the volume itself; answer anyway.
+                    let mut b = vec![0u8; len as usize];
+                    reply
+                        .send(
+                            self.volume
+                                .read_at(offset, &mut b)
+                                .map(|_| b)
+                                .map_err(|_| errno::EIO),
+                        )
+                        .ok();
+                    continue;
                 }
                 Msg::Io(IoRequest::Flush { reply }) => {
                     let handle = self.next_handle;
