@@ -202,6 +202,35 @@ impl Node {
         }
     }
 
+    /// A node restarted from its persisted rollback log (see [`Source::recover`]): every record
+    /// is written locally again and re-sent, and holds its regions until it leaves the log.
+    pub fn recover(
+        cfg: NodeConfig,
+        generation: u32,
+        records: Vec<crate::rollback_log::LogRecord>,
+    ) -> (Node, Vec<NodeAction>) {
+        let held: Vec<(u64, Regions)> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.seq,
+                    Regions::of_bytes(r.offset, r.len(), cfg.source.region_size),
+                )
+            })
+            .collect();
+        let (source, actions) = Source::recover(cfg.source.clone(), generation, records);
+        let mut n = Node {
+            source,
+            ..Node::new(cfg, generation)
+        };
+        for (seq, r) in held {
+            n.target.force_lock_local(seq, r, n.cfg.yields());
+        }
+        n.source_actions(actions, 0);
+        let out = std::mem::take(&mut n.out);
+        (n, out)
+    }
+
     pub fn config(&self) -> &NodeConfig {
         &self.cfg
     }
