@@ -1,4 +1,4 @@
-//! The `source` and `target` commands: the software engine's daemons.
+//! The `source`, `target` and `node` commands: the software engine's daemons.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sha2::{Digest, Sha256};
+use specmirror_engine::node::{self, NodeOptions};
 use specmirror_engine::source::{self, NbdListen, SourceOptions};
 use specmirror_engine::target::{self, TargetOptions};
 use specmirror_engine::volume::Volume;
@@ -200,6 +201,91 @@ pub async fn run_source(a: SourceArgs) -> Result<()> {
     tokio::select! {
         r = running.task => {
             r.context("mirror task panicked")??;
+        }
+        _ = stop_signal() => tracing::info!("stopping on a signal; unconfirmed writes stay in the rollback log"),
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// This node's id. Both nodes serve clients and each mirrors to the other; on a conflict,
+    /// node 1's write is ordered first and node 2's lands on top (on both copies).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2), value_name = "1|2")]
+    node_id: u32,
+    /// This node's copy of the volume: a file or block device.
+    #[arg(long, value_name = "PATH")]
+    volume: PathBuf,
+    /// Create the volume file with this size if it is missing, or extend a smaller one.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    size: Option<u64>,
+    /// Node 2: where node 1's link is accepted (host:port; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Node 1: node 2's link address (node 1 dials, and keeps dialing until node 2 is up).
+    #[arg(long, value_name = "ADDR")]
+    peer: Option<String>,
+    /// Where NBD clients connect: host:port, or a Unix socket path (anything with a '/').
+    #[arg(long, value_name = "ADDR")]
+    nbd: String,
+    /// This node's rollback log file (its unconfirmed writes; replayed after a crash).
+    #[arg(long, value_name = "PATH")]
+    log: PathBuf,
+    /// How writes are mirrored to the peer.
+    #[arg(long, value_enum, default_value = "speculative")]
+    mode: ModeArg,
+    /// Writes the peer has not confirmed within this time are rolled back and fail with EIO.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
+    link_timeout: Duration,
+    /// fdatasync the rollback log before each local write (power-loss safety).
+    #[arg(long)]
+    log_sync: bool,
+    /// Export name offered to NBD clients.
+    #[arg(long, default_value = "specmirror", value_name = "NAME")]
+    export: String,
+    /// Client writes in flight at most, across all NBD connections.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
+    max_inflight: u64,
+    #[command(flatten)]
+    pair: PairArgs,
+}
+
+pub async fn run_node(a: NodeArgs) -> Result<()> {
+    a.pair.check()?;
+    if a.node_id == 1 && a.peer.is_none() {
+        bail!("node 1 dials node 2: give --peer ADDR (node 2's --listen address)");
+    }
+    if a.node_id == 2 && a.listen.is_none() {
+        bail!("node 2 accepts node 1's link: give --listen ADDR");
+    }
+    let nbd = if a.nbd.contains('/') {
+        NbdListen::Unix(PathBuf::from(&a.nbd))
+    } else {
+        NbdListen::Tcp(a.nbd.clone())
+    };
+    let opts = NodeOptions {
+        node_id: a.node_id,
+        volume: a.volume.clone(),
+        size: a.size,
+        listen: a.listen.clone(),
+        peer: a.peer.clone(),
+        nbd,
+        log: a.log.clone(),
+        mode: a.mode.into(),
+        region_size: a.pair.region_size,
+        pair_id: a.pair.pair_id(),
+        secret: a.pair.secret()?,
+        link_timeout: a.link_timeout,
+        log_sync: a.log_sync,
+        peer_timeout: a.pair.peer_timeout,
+        export_name: a.export.clone(),
+        max_inflight: a.max_inflight,
+    };
+    let running = node::start(opts, |link| println!("listening link={link}")).await?;
+    println!("ready nbd={} node={}", running.nbd_addr, a.node_id);
+    tokio::select! {
+        r = running.task => {
+            r.context("node task panicked")??;
         }
         _ = stop_signal() => tracing::info!("stopping on a signal; unconfirmed writes stay in the rollback log"),
     }

@@ -39,6 +39,9 @@ enum Command {
     Target(daemons::TargetArgs),
     /// Serve a source volume to NBD clients, mirroring every write to the target.
     Source(daemons::SourceArgs),
+    /// Serve one node of a bidirectional pair: both nodes serve NBD clients on their own copy of
+    /// the volume and mirror every write to each other; conflicting writes take one order on both.
+    Node(daemons::NodeArgs),
     /// Measure latency and throughput of every mode against the physical floor (and QEMU's
     /// synchronous mirror when installed) over the link emulator, in one run.
     Bench(bench::BenchArgs),
@@ -79,6 +82,7 @@ async fn main() -> Result<()> {
         Command::Linkem(a) => linkem::linkem(a).await.map(|_| true)?,
         Command::Target(a) => daemons::run_target(a).await.map(|_| true)?,
         Command::Source(a) => daemons::run_source(a).await.map(|_| true)?,
+        Command::Node(a) => daemons::run_node(a).await.map(|_| true)?,
     };
     if !ok {
         std::process::exit(1);

@@ -2,6 +2,7 @@ pub mod auth;
 pub mod logfile;
 pub mod nbd;
 pub mod nbd_client;
+pub mod node;
 pub mod source;
 pub mod target;
 pub mod volume;
