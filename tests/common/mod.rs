@@ -13,6 +13,77 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_specmirror");
 
+/// A daemon process that has not said `ready` yet: its stdout lines arrive on a channel.
+pub struct Spawned {
+    pub child: Child,
+    pub log: PathBuf,
+    pub args: Vec<String>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Spawned {
+    pub fn new(dir: &Path, name: &str, args: &[&str]) -> Spawned {
+        let log = dir.join(format!("{name}.stderr"));
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .expect("spawn specmirror");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Spawned {
+            child,
+            log,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            lines,
+        }
+    }
+
+    /// The next stdout line, if it starts with `prefix` within a minute.
+    pub fn line(&mut self, prefix: &str) -> Result<String, String> {
+        match self.lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.starts_with(prefix) => Ok(line.trim().to_string()),
+            other => {
+                let _ = self.child.kill();
+                let status = self.child.wait().ok();
+                Err(format!(
+                    "expected a {prefix:?} line, got {other:?}; exit {status:?}; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                ))
+            }
+        }
+    }
+
+    /// Waits for the `ready` line.
+    pub fn ready(mut self) -> Result<Daemon, String> {
+        let ready = self.line("ready ")?;
+        let Spawned {
+            child, log, args, ..
+        } = self;
+        Ok(Daemon {
+            child,
+            ready,
+            log,
+            args,
+        })
+    }
+}
+
 /// A daemon process; killed when dropped. Its stderr goes to a file for post-mortems.
 pub struct Daemon {
     pub child: Child,
@@ -28,42 +99,7 @@ impl Daemon {
     }
 
     pub fn try_start(dir: &Path, name: &str, args: &[&str]) -> Result<Daemon, String> {
-        let log = dir.join(format!("{name}.stderr"));
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(err)
-            .spawn()
-            .expect("spawn specmirror");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.starts_with("ready ") => Ok(Daemon {
-                child,
-                ready: line.trim().to_string(),
-                log,
-                args: args.iter().map(|s| s.to_string()).collect(),
-            }),
-            _ => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                Err(format!(
-                    "exit {status:?}; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ))
-            }
-        }
+        Spawned::new(dir, name, args).ready()
     }
 
     /// A `key=value` field of the ready line.
