@@ -43,6 +43,8 @@ pub struct BidirConfig {
     pub queue_depth: u32,
     pub max_blocks: u64,
     pub read_share: f64,
+    /// Each node works on its own half of the blocks: no conflicts at all.
+    pub disjoint: bool,
     pub think: Nanos,
     pub one_way: Nanos,
     pub jitter: Nanos,
@@ -70,6 +72,7 @@ impl BidirConfig {
             queue_depth: 4,
             max_blocks: 3,
             read_share: 0.4,
+            disjoint: false,
             think: 100 * US,
             one_way: 100 * US,
             jitter: 0,
@@ -134,8 +137,8 @@ pub struct BidirReport {
     pub write_errors: u64,
     pub violations: Vec<String>,
     pub trace: Vec<String>,
-    /// Latency of every acknowledged write, per node, submission to acknowledgement.
-    pub latencies: Vec<Nanos>,
+    /// Latency of every acknowledged write, submission to acknowledgement, with its node (0, 1).
+    pub latencies: Vec<(usize, Nanos)>,
 }
 
 #[derive(Debug)]
@@ -473,7 +476,10 @@ impl BidirWorld {
             return;
         }
         let think = self.rng.range(0, self.cfg.think);
-        if self.inflight[node] >= self.cfg.queue_depth {
+        // A node's clients start once its first session is open.
+        let waiting = self.nodes[node].source().stats().sessions == 0
+            || self.inflight[node] >= self.cfg.queue_depth;
+        if waiting {
             self.after(think.max(50 * US), Ev::Client { node });
             return;
         }
@@ -481,11 +487,14 @@ impl BidirWorld {
         self.inflight[node] += 1;
         let handle = self.next_handle;
         self.next_handle += 1;
-        let first = self.rng.below(self.cfg.blocks);
-        let n = self
-            .rng
-            .range(1, self.cfg.max_blocks + 1)
-            .min(self.cfg.blocks - first);
+        let (lo, hi) = if self.cfg.disjoint {
+            let half = self.cfg.blocks / 2;
+            (node as u64 * half, (node as u64 + 1) * half)
+        } else {
+            (0, self.cfg.blocks)
+        };
+        let first = lo + self.rng.below(hi - lo);
+        let n = self.rng.range(1, self.cfg.max_blocks + 1).min(hi - first);
         let (offset, len) = (first * BLOCK, n * BLOCK);
         if self.rng.chance(self.cfg.read_share) {
             self.trace(format!(
@@ -554,7 +563,7 @@ impl BidirWorld {
             let ret = match result {
                 Ok(()) => {
                     self.report.writes_acked += 1;
-                    self.report.latencies.push(self.now - p.call);
+                    self.report.latencies.push((p.node, self.now - p.call));
                     Some(self.now)
                 }
                 Err(_) => {
@@ -826,4 +835,24 @@ impl BidirWorld {
 /// Runs one bidirectional schedule.
 pub fn run(cfg: BidirConfig) -> BidirReport {
     BidirWorld::new(cfg).run()
+}
+
+/// Latencies of uncontended, fault-free writes on each node (node 1's, node 2's) and the
+/// round-trip time they ran over: both nodes write at once, each to its own half of the volume.
+pub fn uncontended_latency(mode: Mode) -> ([Vec<Nanos>; 2], Nanos) {
+    let mut cfg = BidirConfig::quiet(1, mode);
+    cfg.disjoint = true;
+    cfg.read_share = 0.0;
+    cfg.queue_depth = 1;
+    cfg.ops = 30;
+    cfg.one_way = 250 * US;
+    cfg.local_write = 30 * US;
+    cfg.think = 0;
+    let r = run(cfg.clone());
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    let mut per = [Vec::new(), Vec::new()];
+    for (n, l) in r.latencies {
+        per[n].push(l);
+    }
+    (per, 2 * cfg.one_way)
 }

@@ -2,7 +2,7 @@
 //! blocks at once, under every fault the bidirectional world injects.
 
 use specmirror_abi::ring::Mode;
-use specmirror_sim::bidir::{run, BidirConfig, BidirReport};
+use specmirror_sim::bidir::{run, uncontended_latency, BidirConfig, BidirReport};
 
 fn seeds() -> u64 {
     std::env::var("SPECMIRROR_BIDIR_SEEDS")
@@ -71,4 +71,37 @@ fn contended_writes_without_faults_converge_in_one_order() {
     assert!(r.violations.is_empty(), "{:?}", r.violations);
     assert_eq!(r.writes_failed, 0);
     assert!(r.writes_acked > 200, "{}", r.writes_acked);
+}
+
+/// What `uncontended_latency` configures for the peer's volume write.
+const PEER_WRITE: u64 = 30_000;
+
+fn one_round_trip_on_both_nodes(mode: Mode, trips: u64) {
+    let (per, rtt) = uncontended_latency(mode);
+    for (n, lats) in per.iter().enumerate() {
+        assert!(lats.len() >= 20, "node {}: {} writes", n + 1, lats.len());
+        for &l in lats {
+            assert_eq!(
+                l,
+                trips * rtt + PEER_WRITE,
+                "node {}: a write took {l} ns over a {rtt} ns round trip",
+                n + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn uncontended_speculative_writes_cost_one_round_trip_on_either_node() {
+    one_round_trip_on_both_nodes(Mode::Speculative, 1);
+}
+
+#[test]
+fn uncontended_implicit_writes_cost_one_round_trip_on_either_node() {
+    one_round_trip_on_both_nodes(Mode::Implicit, 1);
+}
+
+#[test]
+fn uncontended_conservative_writes_cost_two_round_trips_on_either_node() {
+    one_round_trip_on_both_nodes(Mode::Conservative, 2);
 }
