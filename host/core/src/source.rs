@@ -571,6 +571,11 @@ impl Source {
             .copied()
             .unwrap_or(self.next_lock_id);
         h.ack_seq = self.log.first_seq().unwrap_or(self.next_seq);
+        if ty == FrameType::Heartbeat {
+            // Every write this source has made so far has a lower sequence number: a peer that
+            // lost track of which of them it applied waits until ack_seq passes this.
+            h.seq = self.next_seq;
+        }
         h
     }
 

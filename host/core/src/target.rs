@@ -162,6 +162,16 @@ impl Instance {
     }
 }
 
+/// See [`Target::horizon`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Horizon {
+    /// Not yet heard from the peer.
+    Unknown,
+    /// Waiting for the peer's `ack_seq` to reach this.
+    Until(u64),
+    Clear,
+}
+
 /// A local user's hold on target regions. A hold that yields does not stop mirror locks (the
 /// bidirectional rule for the node that orders its own unconfirmed writes after the peer's).
 #[derive(Clone, Copy, Debug)]
@@ -209,6 +219,10 @@ pub struct Target {
     local: BTreeMap<u64, LocalHold>,
     /// Bidirectional mode: peer writes handed to the volume that the peer has not yet settled.
     unsettled: BTreeMap<u64, Regions>,
+    /// Bidirectional mode, after a (re)start: which peer writes reached the volume before is
+    /// unknown, so no local hold is given until the peer has settled every write it had made when
+    /// this target first heard from it.
+    horizon: Horizon,
     next_token: u64,
     out: Vec<TargetAction>,
     stats: TargetStats,
@@ -218,6 +232,11 @@ pub struct Target {
 
 impl Target {
     pub fn new(cfg: TargetConfig) -> Target {
+        let horizon = if cfg.hold_until_settled {
+            Horizon::Unknown
+        } else {
+            Horizon::Clear
+        };
         Target {
             cfg,
             generation: None,
@@ -233,6 +252,7 @@ impl Target {
             barriers: Vec::new(),
             local: BTreeMap::new(),
             unsettled: BTreeMap::new(),
+            horizon,
             next_token: 1,
             out: Vec::new(),
             stats: TargetStats::default(),
@@ -298,7 +318,8 @@ impl Target {
             .chain(self.orphans.values())
             .any(|i| i.holds() && i.regions.overlaps(regions))
             || self.local.values().any(|l| l.regions.overlaps(regions))
-            || self.unsettled.values().any(|r| r.overlaps(regions));
+            || self.unsettled.values().any(|r| r.overlaps(regions))
+            || self.horizon != Horizon::Clear;
         if !busy {
             self.local.insert(
                 id,
@@ -340,6 +361,12 @@ impl Target {
     /// Peer writes not yet settled by the peer, by sequence number (bidirectional mode).
     pub fn unsettled(&self) -> &BTreeMap<u64, Regions> {
         &self.unsettled
+    }
+
+    /// Bidirectional mode: local holds wait until the peer has settled what it wrote before this
+    /// target started (see [`TargetConfig::hold_until_settled`]).
+    pub fn waits_for_horizon(&self) -> bool {
+        self.horizon != Horizon::Clear
     }
 
     pub fn handle(&mut self, event: TargetEvent, now: Nanos) -> Vec<TargetAction> {
@@ -437,6 +464,14 @@ impl Target {
             FrameType::Abort => self.on_abort(h, now),
             FrameType::Flush => self.out.push(TargetAction::SyncVolume { token: h.seq }),
             FrameType::Heartbeat => {
+                if self.horizon == Horizon::Unknown {
+                    // A heartbeat's seq is the peer source's next sequence number.
+                    self.horizon = if h.ack_seq >= h.seq {
+                        Horizon::Clear
+                    } else {
+                        Horizon::Until(h.seq)
+                    };
+                }
                 let hb = self.header(FrameType::Heartbeat);
                 self.send(hb, Vec::new());
             }
@@ -500,6 +535,9 @@ impl Target {
         }
         // Sequence numbers outlive sessions, so this holds across reconnections too.
         self.unsettled.retain(|s, _| *s >= ack_seq);
+        if matches!(self.horizon, Horizon::Until(h) if ack_seq >= h) {
+            self.horizon = Horizon::Clear;
+        }
         if ack_lock <= self.ack_lock {
             return;
         }
