@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use specmirror_abi::ring::Mode;
 use specmirror_core::node::{Node, NodeAction, NodeConfig, NodeEvent};
+use specmirror_core::rollback_log::LogRecord;
 use specmirror_core::source::SourceAction;
 use specmirror_core::target::TargetAction;
 use specmirror_core::{errno, Frame, Nanos, MS, US};
@@ -53,6 +54,10 @@ pub struct BidirConfig {
     pub corrupt: f64,
     pub cut_every: Nanos,
     pub cut_max: Nanos,
+    /// Mean time between crashes of either node (0: none), and the longest downtime. A crashed
+    /// node keeps its volume and its persisted rollback log; everything else is lost.
+    pub crash_every: Nanos,
+    pub down_max: Nanos,
     pub write_error: f64,
     pub local_write: Nanos,
     pub local_read: Nanos,
@@ -81,6 +86,8 @@ impl BidirConfig {
             corrupt: 0.0,
             cut_every: 0,
             cut_max: 0,
+            crash_every: 0,
+            down_max: 0,
             write_error: 0.0,
             local_write: 10 * US,
             local_read: 5 * US,
@@ -102,7 +109,7 @@ impl BidirConfig {
         c.read_share = [0.2, 0.4, 0.6][r.below(3) as usize];
         c.one_way = r.range(20, 500) * US;
         c.think = r.range(0, 300) * US;
-        let profile = r.below(6);
+        let profile = r.below(7);
         if profile >= 1 {
             c.jitter = r.range(0, 400) * US;
         }
@@ -117,6 +124,10 @@ impl BidirConfig {
         if profile >= 4 {
             c.cut_every = r.range(5, 60) * MS;
             c.cut_max = r.range(1, 400) * MS;
+        }
+        if profile >= 5 {
+            c.crash_every = r.range(10, 80) * MS;
+            c.down_max = r.range(1, 400) * MS;
         }
         c
     }
@@ -134,7 +145,10 @@ pub struct BidirReport {
     pub dups: u64,
     pub corruptions: u64,
     pub cuts: u64,
+    pub crashes: u64,
     pub write_errors: u64,
+    /// Writes whose node crashed before answering (either outcome is allowed).
+    pub writes_unknown: u64,
     pub violations: Vec<String>,
     pub trace: Vec<String>,
     /// Latency of every acknowledged write, submission to acknowledgement, with its node (0, 1).
@@ -182,7 +196,26 @@ enum Ev {
     Heal {
         epoch: u64,
     },
+    Crash,
+    Restart {
+        node: usize,
+    },
     Calm,
+}
+
+impl Ev {
+    /// The node a completion belongs to: dropped if that node crashed since it was scheduled.
+    fn owner(&self) -> Option<usize> {
+        match self {
+            Ev::Before { node, .. }
+            | Ev::ReadDone { node, .. }
+            | Ev::LocalWriteDone { node, .. }
+            | Ev::LocalSyncDone { node, .. }
+            | Ev::VolumeWriteDone { node, .. }
+            | Ev::VolumeSyncDone { node, .. } => Some(*node),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -198,9 +231,14 @@ pub struct BidirWorld {
     rng: Rng,
     now: Nanos,
     queue: BinaryHeap<Reverse<(Nanos, u64)>>,
-    events: BTreeMap<u64, Ev>,
+    events: BTreeMap<u64, (u32, Ev)>,
     next_ev: u64,
-    nodes: [Node; 2],
+    nodes: [Option<Node>; 2],
+    /// Incarnation of each node (bumped by a crash).
+    inc: [u32; 2],
+    /// What each node persisted: its rollback log and its session generation.
+    plog: [BTreeMap<u64, LogRecord>; 2],
+    pgen: [u32; 2],
     vols: [Vec<u8>; 2],
     link_up: bool,
     epoch: u64,
@@ -226,27 +264,16 @@ fn tag_of(block: &[u8]) -> Option<u64> {
 impl BidirWorld {
     pub fn new(cfg: BidirConfig) -> BidirWorld {
         let size = cfg.blocks * BLOCK;
-        let node = |id: u32| {
-            let mut c = NodeConfig::new(id, size, cfg.region_size, PAIR_ID);
-            c.source.mode = cfg.mode;
-            c.source.rto = (4 * cfg.one_way + 2 * cfg.jitter).max(500 * US);
-            c.source.retry_initial = 50 * US;
-            c.source.retry_max = 2 * MS;
-            c.source.write_timeout = cfg.write_timeout;
-            c.source.heartbeat_interval = 50 * MS;
-            c.target.retry_initial = 20 * US;
-            c.target.retry_max = MS;
-            c.target.retry_budget = cfg.retry_budget;
-            c.target.data_buffer = 64 * cfg.max_blocks * BLOCK;
-            Node::new(c, 0)
-        };
         let mut w = BidirWorld {
             rng: Rng::new(cfg.seed),
             now: 0,
             queue: BinaryHeap::new(),
             events: BTreeMap::new(),
             next_ev: 0,
-            nodes: [node(1), node(2)],
+            nodes: [None, None],
+            inc: [0; 2],
+            plog: [BTreeMap::new(), BTreeMap::new()],
+            pgen: [0; 2],
             vols: [vec![0; size as usize], vec![0; size as usize]],
             link_up: true,
             epoch: 0,
@@ -264,6 +291,9 @@ impl BidirWorld {
             cfg,
         };
         for n in 0..2 {
+            w.start_node(n);
+        }
+        for n in 0..2 {
             w.feed(n, NodeEvent::Connected);
             w.at(0, Ev::Client { node: n });
         }
@@ -272,14 +302,44 @@ impl BidirWorld {
             let t = w.rng.range(0, 2 * w.cfg.cut_every);
             w.at(t, Ev::Cut);
         }
+        if w.cfg.crash_every > 0 {
+            let t = w.rng.range(0, 2 * w.cfg.crash_every);
+            w.at(t, Ev::Crash);
+        }
         w
+    }
+
+    fn node_config(&self, id: u32) -> NodeConfig {
+        let cfg = &self.cfg;
+        let mut c = NodeConfig::new(id, cfg.blocks * BLOCK, cfg.region_size, PAIR_ID);
+        c.source.mode = cfg.mode;
+        c.source.rto = (4 * cfg.one_way + 2 * cfg.jitter).max(500 * US);
+        c.source.retry_initial = 50 * US;
+        c.source.retry_max = 2 * MS;
+        c.source.write_timeout = cfg.write_timeout;
+        c.source.heartbeat_interval = 50 * MS;
+        c.target.retry_initial = 20 * US;
+        c.target.retry_max = MS;
+        c.target.retry_budget = cfg.retry_budget;
+        c.target.data_buffer = 64 * cfg.max_blocks * BLOCK;
+        c
+    }
+
+    /// Starts node `n` from what it persisted (nothing, the first time).
+    fn start_node(&mut self, n: usize) {
+        let records: Vec<LogRecord> = self.plog[n].values().cloned().collect();
+        let (node, actions) = Node::recover(self.node_config(n as u32 + 1), self.pgen[n], records);
+        self.nodes[n] = Some(node);
+        self.trace(format!("node {} up (incarnation {})", n + 1, self.inc[n]));
+        self.actions(n, actions);
     }
 
     fn at(&mut self, t: Nanos, ev: Ev) {
         let id = self.next_ev;
         self.next_ev += 1;
         self.queue.push(Reverse((t, id)));
-        self.events.insert(id, ev);
+        let inc = ev.owner().map_or(0, |n| self.inc[n]);
+        self.events.insert(id, (inc, ev));
     }
 
     fn after(&mut self, d: Nanos, ev: Ev) {
@@ -314,21 +374,25 @@ impl BidirWorld {
                 break;
             }
             if self.calm && self.now > self.calm_at + SETTLE_BOUND {
-                let waiting: Vec<usize> = self.nodes.iter().map(|n| n.waiting()).collect();
+                let waiting: Vec<Option<usize>> = self
+                    .nodes
+                    .iter()
+                    .map(|n| n.as_ref().map(|n| n.waiting()))
+                    .collect();
                 self.violation(format!(
                     "no progress: {} operations pending {}s after the faults stopped (waiting for holds per node {waiting:?}, logs {:?} / {:?}, unsettled {:?} / {:?})",
                     self.pending.len(),
                     SETTLE_BOUND / 1_000_000_000,
-                    self.nodes[0].source().log().seqs(),
-                    self.nodes[1].source().log().seqs(),
-                    self.nodes[0].target().unsettled().keys().collect::<Vec<_>>(),
-                    self.nodes[1].target().unsettled().keys().collect::<Vec<_>>(),
+                    self.plog[0].keys().collect::<Vec<_>>(),
+                    self.plog[1].keys().collect::<Vec<_>>(),
+                    self.nodes[0].as_ref().map(|n| n.target().unsettled().keys().copied().collect::<Vec<_>>()),
+                    self.nodes[1].as_ref().map(|n| n.target().unsettled().keys().copied().collect::<Vec<_>>()),
                 ));
                 break;
             }
             let tq = self.queue.peek().map(|Reverse((t, _))| *t);
-            let t0 = self.nodes[0].poll_timeout();
-            let t1 = self.nodes[1].poll_timeout();
+            let t0 = self.nodes[0].as_ref().and_then(|n| n.poll_timeout());
+            let t1 = self.nodes[1].as_ref().and_then(|n| n.poll_timeout());
             let Some(next) = [tq, t0, t1].into_iter().flatten().min() else {
                 if !self.calm {
                     self.calm_down();
@@ -341,11 +405,18 @@ impl BidirWorld {
             self.report.events += 1;
             if tq == Some(next) {
                 let Reverse((_, id)) = self.queue.pop().expect("peeked");
-                let ev = self.events.remove(&id).expect("event");
-                self.dispatch(ev);
+                let (inc, ev) = self.events.remove(&id).expect("event");
+                match ev.owner() {
+                    // A completion for an incarnation that crashed.
+                    Some(n) if self.nodes[n].is_none() || self.inc[n] != inc => {}
+                    _ => self.dispatch(ev),
+                }
             } else {
                 let n = if t0 == Some(next) { 0 } else { 1 };
-                let a = self.nodes[n].handle_timeout(self.now);
+                let a = self.nodes[n]
+                    .as_mut()
+                    .expect("a live node")
+                    .handle_timeout(self.now);
                 self.actions(n, a);
             }
         }
@@ -354,8 +425,11 @@ impl BidirWorld {
 
     fn settled(&self) -> bool {
         self.pending.is_empty()
-            && self.nodes.iter().all(|n| n.is_idle())
-            && !self.events.values().any(|e| {
+            && self
+                .nodes
+                .iter()
+                .all(|n| n.as_ref().is_some_and(|n| n.is_idle()))
+            && !self.events.values().any(|(_, e)| {
                 matches!(
                     e,
                     Ev::LocalWriteDone { .. }
@@ -372,9 +446,14 @@ impl BidirWorld {
         }
         self.calm = true;
         self.calm_at = self.now;
-        self.trace("calm: faults stop, the link heals".into());
+        self.trace("calm: faults stop, the link heals, crashed nodes restart".into());
         if !self.link_up {
             self.heal();
+        }
+        for n in 0..2 {
+            if self.nodes[n].is_none() {
+                self.restart(n);
+            }
         }
     }
 
@@ -467,6 +546,12 @@ impl BidirWorld {
             Ev::Cut => self.cut(),
             Ev::Heal { epoch } if epoch == self.epoch && !self.link_up => self.heal(),
             Ev::Heal { .. } => {}
+            Ev::Crash => self.crash(),
+            Ev::Restart { node } => {
+                if self.nodes[node].is_none() {
+                    self.restart(node);
+                }
+            }
             Ev::Calm => self.calm_down(),
         }
     }
@@ -476,8 +561,15 @@ impl BidirWorld {
             return;
         }
         let think = self.rng.range(0, self.cfg.think);
-        // A node's clients start once its first session is open.
-        let waiting = self.nodes[node].source().stats().sessions == 0
+        // A node's clients start once its first session is open and the peer has told it where
+        // its writes stand.
+        let Some(me) = self.nodes[node].as_ref() else {
+            // Its node is down: the client tries again later.
+            self.after(think.max(50 * US), Ev::Client { node });
+            return;
+        };
+        let waiting = me.source().stats().sessions == 0
+            || me.target().waits_for_horizon()
             || self.inflight[node] >= self.cfg.queue_depth;
         if waiting {
             self.after(think.max(50 * US), Ev::Client { node });
@@ -620,6 +712,66 @@ impl BidirWorld {
         }
     }
 
+    fn crash(&mut self) {
+        if self.calm {
+            return;
+        }
+        let n = self.rng.below(2) as usize;
+        let down = self.rng.range(US, self.cfg.down_max.max(2 * US));
+        if self.nodes[n].is_some() {
+            self.nodes[n] = None;
+            self.inc[n] += 1;
+            self.report.crashes += 1;
+            self.trace(format!(
+                "node {} crashes for {:.3}ms",
+                n + 1,
+                down as f64 / 1e6
+            ));
+            // Its clients get no answer: a write may or may not have happened, a read saw nothing.
+            let lost: Vec<u64> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| p.node == n)
+                .map(|(h, _)| *h)
+                .collect();
+            for h in lost {
+                let p = self.pending.remove(&h).expect("pending");
+                self.inflight[n] -= 1;
+                if let Some((first, count, tag)) = p.write {
+                    self.report.writes_unknown += 1;
+                    for b in first..first + count {
+                        self.history.entry(b).or_default().push(Op {
+                            call: p.call,
+                            ret: None,
+                            kind: Kind::Write(tag),
+                            who: h,
+                        });
+                    }
+                }
+                for ops in self.history.values_mut() {
+                    ops.retain(|o| !(o.who == h && matches!(o.kind, Kind::Read(_))));
+                }
+            }
+            // Its connection dies with it.
+            self.epoch += 1;
+            self.feed(1 - n, NodeEvent::Disconnected);
+            self.after(down, Ev::Restart { node: n });
+        }
+        let next = self.rng.range(1, 2 * self.cfg.crash_every);
+        self.after(down + next, Ev::Crash);
+    }
+
+    fn restart(&mut self, n: usize) {
+        self.start_node(n);
+        if self.link_up {
+            // A new connection between the two.
+            self.epoch += 1;
+            self.feed(1 - n, NodeEvent::Disconnected);
+            self.feed(1 - n, NodeEvent::Connected);
+            self.feed(n, NodeEvent::Connected);
+        }
+    }
+
     fn send(&mut self, from: usize, frame: &Frame) {
         self.trace(format!("node {} sends {frame}", from + 1));
         if !self.link_up {
@@ -669,7 +821,10 @@ impl BidirWorld {
     }
 
     fn feed(&mut self, node: usize, ev: NodeEvent) {
-        let a = self.nodes[node].handle(ev, self.now);
+        let Some(n) = self.nodes[node].as_mut() else {
+            return;
+        };
+        let a = n.handle(ev, self.now);
         self.actions(node, a);
     }
 
@@ -768,6 +923,27 @@ impl BidirWorld {
     }
 
     fn source_action(&mut self, node: usize, a: SourceAction) {
+        match &a {
+            SourceAction::LogAppend(r) | SourceAction::LogUpdate(r) => {
+                self.plog[node].insert(r.seq, r.clone());
+            }
+            SourceAction::LogLockGranted { seq } => {
+                if let Some(r) = self.plog[node].get_mut(seq) {
+                    r.lock_pending = false;
+                }
+            }
+            SourceAction::LogDataWritten { seq } => {
+                if let Some(r) = self.plog[node].get_mut(seq) {
+                    r.lock_pending = false;
+                    r.data_pending = false;
+                }
+            }
+            SourceAction::LogRemove { seq } => {
+                self.plog[node].remove(seq);
+            }
+            SourceAction::PersistGeneration(g) => self.pgen[node] = *g,
+            _ => {}
+        }
         match a {
             SourceAction::WriteLocal {
                 seq, offset, data, ..

@@ -32,7 +32,7 @@ fn sweep(mode: Mode) {
         acked += r.writes_acked;
         failed += r.writes_failed;
         reads += r.reads;
-        faults += r.drops + r.dups + r.corruptions + r.cuts + r.write_errors;
+        faults += r.drops + r.dups + r.corruptions + r.cuts + r.crashes + r.write_errors;
     }
     eprintln!(
         "bidirectional {}: writes acked={acked} failed={failed} reads={reads} faults={faults}",

@@ -138,7 +138,7 @@ fn simulate_bidirectional(a: &SimulateArgs, mode: Mode) -> Result<bool> {
         failed += r.writes_failed;
         reads += r.reads;
         events += r.events;
-        faults += r.drops + r.dups + r.corruptions + r.cuts + r.write_errors;
+        faults += r.drops + r.dups + r.corruptions + r.cuts + r.crashes + r.write_errors;
         if let Some(v) = r.violations.first() {
             eprintln!("seed {seed}: {v}");
             failures.push(seed);
