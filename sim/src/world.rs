@@ -660,6 +660,9 @@ impl World {
                 SourceAction::Refused(st) => {
                     self.violation(format!("target refused the pair: {st:?}"))
                 }
+                SourceAction::AckedAlone { seq } => self.violation(format!(
+                    "a one-way source answered seq {seq} ahead of the target"
+                )),
                 SourceAction::RolledBack { seq, errno, reason } => {
                     self.trace(format!("rollback of seq {seq} (errno {errno}): {reason}"))
                 }

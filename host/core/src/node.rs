@@ -156,12 +156,22 @@ enum Op {
         offset: u64,
         data: Vec<u8>,
         fua: bool,
+        since: Nanos,
     },
     Read {
         handle: u64,
         offset: u64,
         len: u64,
+        since: Nanos,
     },
+}
+
+impl Op {
+    fn since(&self) -> Nanos {
+        match self {
+            Op::Write { since, .. } | Op::Read { since, .. } => *since,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -259,13 +269,41 @@ impl Node {
     }
 
     pub fn poll_timeout(&self) -> Option<Nanos> {
-        [self.source.poll_timeout(), self.target.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        let waited = self
+            .queue
+            .iter()
+            .map(|o| o.since() + self.cfg.source.write_timeout)
+            .min();
+        [
+            self.source.poll_timeout(),
+            self.target.poll_timeout(),
+            waited,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn handle_timeout(&mut self, now: Nanos) -> Vec<NodeAction> {
+        // An operation that waited the whole write timeout for its regions fails: EIO, nothing
+        // done (the peer is away with its writes in doubt, or the regions never came free).
+        let limit = self.cfg.source.write_timeout;
+        let (expired, kept): (VecDeque<Op>, VecDeque<Op>) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|o| now >= o.since() + limit);
+        self.queue = kept;
+        for op in expired {
+            self.out.push(match op {
+                Op::Write { handle, .. } => NodeAction::Source(SourceAction::AckWrite {
+                    handle,
+                    result: Err(errno::EIO),
+                }),
+                Op::Read { handle, .. } => NodeAction::FailRead {
+                    handle,
+                    errno: errno::EIO,
+                },
+            });
+        }
         let a = self.source.handle_timeout(now);
         self.source_actions(a, now);
         let a = self.target.handle_timeout(now);
@@ -307,6 +345,7 @@ impl Node {
                         offset,
                         data,
                         fua,
+                        since: now,
                     });
                 }
             }
@@ -329,6 +368,7 @@ impl Node {
                         handle,
                         offset,
                         len,
+                        since: now,
                     });
                 }
             }
@@ -428,6 +468,7 @@ impl Node {
                     offset,
                     data,
                     fua,
+                    ..
                 } => {
                     self.out.push(NodeAction::ReadBefore {
                         handle,
@@ -448,6 +489,7 @@ impl Node {
                     handle,
                     offset,
                     len,
+                    ..
                 } => {
                     self.reads.insert(handle, hold);
                     self.out.push(NodeAction::ReadLocal {
@@ -471,6 +513,12 @@ impl Node {
                     // hold of the write it undoes (still held when it is appended).
                     let r = self.regions(rec.offset, rec.len());
                     self.target.force_lock_local(rec.seq, r, self.cfg.yields());
+                    self.out.push(NodeAction::Source(a));
+                }
+                SourceAction::AckedAlone { seq } => {
+                    // Answered while the peer is away: later local operations may overlap it;
+                    // peer locks still wait for it (or, on node 2, pass under it) as before.
+                    self.target.share_local(seq);
                     self.out.push(NodeAction::Source(a));
                 }
                 SourceAction::LogRemove { seq } => {

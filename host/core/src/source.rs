@@ -43,6 +43,10 @@ pub struct SourceConfig {
     /// Bidirectional mode: announce at once (a HEARTBEAT carrying `ack_seq`) that writes left the
     /// log, because the peer keeps their regions from its own clients until it hears so.
     pub announce_retire: bool,
+    /// Bidirectional mode's `serve` policy: while no session is up, a write whose local write is
+    /// done is answered at once and stays in the log (it can no longer fail) until the peer
+    /// confirms it. The two copies may then disagree until the peer is back.
+    pub ack_while_down: bool,
 }
 
 impl SourceConfig {
@@ -59,6 +63,7 @@ impl SourceConfig {
             write_timeout: 30_000 * crate::MS,
             heartbeat_interval: 1_000 * crate::MS,
             announce_retire: false,
+            ack_while_down: false,
         }
     }
 }
@@ -136,6 +141,12 @@ pub enum SourceAction {
     },
     /// The target refused the pair; mirroring cannot proceed.
     Refused(HelloStatus),
+    /// Write `seq` was answered before the peer confirmed it (see
+    /// [`SourceConfig::ack_while_down`]); it stays in the log until confirmed. Emitted just
+    /// before its `AckWrite`.
+    AckedAlone {
+        seq: u64,
+    },
     /// A write was rolled back (why, for the log).
     RolledBack {
         seq: u64,
@@ -345,6 +356,7 @@ impl Source {
                     Err(e) => self.fail(seq, e, "local write failed", now),
                 }
                 self.retire();
+                self.ack_alone();
             }
             SourceEvent::LocalSyncDone { flush, result } => match result {
                 Ok(()) => {
@@ -357,7 +369,10 @@ impl Source {
             },
             SourceEvent::Frame(f) => self.on_frame(f, now),
             SourceEvent::Connected => self.start_handshake(now),
-            SourceEvent::Disconnected => self.session = Session::Down,
+            SourceEvent::Disconnected => {
+                self.session = Session::Down;
+                self.ack_alone();
+            }
         }
         std::mem::take(&mut self.out)
     }
@@ -953,6 +968,33 @@ impl Source {
             handle,
             result: Err(err),
         });
+    }
+
+    /// Under [`SourceConfig::ack_while_down`], answers the writes that wait only for the peer.
+    fn ack_alone(&mut self) {
+        if !self.cfg.ack_while_down || self.is_up() {
+            return;
+        }
+        let ready: Vec<u64> = self
+            .log
+            .iter()
+            .filter(|e| e.client.is_some() && e.local_done)
+            .map(|e| e.rec.seq)
+            .collect();
+        for seq in ready {
+            let e = self.log.get_mut(seq).expect("entry");
+            let handle = e.client.take().expect("client");
+            if let Some(tx) = self.tx.get_mut(&seq) {
+                // Answered: it can no longer fail, only wait for the peer.
+                tx.deadline = None;
+            }
+            self.stats.acked += 1;
+            self.out.push(SourceAction::AckedAlone { seq });
+            self.out.push(SourceAction::AckWrite {
+                handle,
+                result: Ok(()),
+            });
+        }
     }
 
     fn retire(&mut self) {

@@ -178,6 +178,8 @@ enum Horizon {
 struct LocalHold {
     regions: Regions,
     yields: bool,
+    /// Other local holds may overlap it (a write already answered, still unconfirmed).
+    shared: bool,
 }
 
 /// A lock command waiting in the reorder buffer, or data waiting for its lock command.
@@ -317,7 +319,10 @@ impl Target {
             .values()
             .chain(self.orphans.values())
             .any(|i| i.holds() && i.regions.overlaps(regions))
-            || self.local.values().any(|l| l.regions.overlaps(regions))
+            || self
+                .local
+                .values()
+                .any(|l| !l.shared && l.regions.overlaps(regions))
             || self.unsettled.values().any(|r| r.overlaps(regions))
             || self.horizon != Horizon::Clear;
         if !busy {
@@ -326,6 +331,7 @@ impl Target {
                 LocalHold {
                     regions,
                     yields: false,
+                    shared: false,
                 },
             );
         }
@@ -336,7 +342,21 @@ impl Target {
     /// mirror locks by other means: a bidirectional node moving a write's hold from its admission
     /// id to its log sequence number, or giving a compensation the regions of the write it undoes.
     pub fn force_lock_local(&mut self, id: u64, regions: Regions, yields: bool) {
-        self.local.insert(id, LocalHold { regions, yields });
+        self.local.insert(
+            id,
+            LocalHold {
+                regions,
+                yields,
+                shared: false,
+            },
+        );
+    }
+
+    /// Lets later local holds overlap hold `id`; mirror locks still treat it as before.
+    pub fn share_local(&mut self, id: u64) {
+        if let Some(l) = self.local.get_mut(&id) {
+            l.shared = true;
+        }
     }
 
     /// Whether a local hold lets mirror locks through; waiting locks retry at once.

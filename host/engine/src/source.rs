@@ -684,6 +684,8 @@ impl CoreTask {
                 SourceAction::Refused(status) => {
                     return Err(SourceError::Refused(format!("{status:?}")));
                 }
+                // Only the bidirectional node's serve policy answers ahead of the peer.
+                SourceAction::AckedAlone { .. } => {}
                 SourceAction::RolledBack { seq, errno, reason } => {
                     warn!(
                         seq,
