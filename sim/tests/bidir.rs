@@ -11,8 +11,7 @@ fn seeds() -> u64 {
         .unwrap_or(1000)
 }
 
-fn replay(r: &BidirReport, mode: Mode) -> String {
-    let mut cfg = BidirConfig::for_seed(r.seed, mode);
+fn replay(mut cfg: BidirConfig, r: &BidirReport) -> String {
     cfg.trace = true;
     let t = run(cfg);
     let tail = t.trace.len().saturating_sub(80);
@@ -27,8 +26,9 @@ fn replay(r: &BidirReport, mode: Mode) -> String {
 fn sweep(mode: Mode) {
     let (mut acked, mut failed, mut reads, mut faults) = (0, 0, 0, 0);
     for seed in 1..=seeds() {
-        let r = run(BidirConfig::for_seed(seed, mode));
-        assert!(r.violations.is_empty(), "{}", replay(&r, mode));
+        let cfg = BidirConfig::for_seed(seed, mode);
+        let r = run(cfg.clone());
+        assert!(r.violations.is_empty(), "{}", replay(cfg, &r));
         acked += r.writes_acked;
         failed += r.writes_failed;
         reads += r.reads;
@@ -56,6 +56,26 @@ fn conservative_both_ways_under_faults() {
 #[test]
 fn implicit_both_ways_under_faults() {
     sweep(Mode::Implicit);
+}
+
+#[test]
+fn serving_alone_through_partitions_still_converges() {
+    let (mut alone, mut cuts) = (0, 0);
+    for seed in 1..=seeds() / 2 {
+        let mut cfg = BidirConfig::for_seed(seed, Mode::Speculative);
+        cfg.serve_alone = true;
+        let r = run(cfg.clone());
+        assert!(r.violations.is_empty(), "{}", replay(cfg, &r));
+        alone += r.acked_alone;
+        cuts += r.cuts + r.crashes;
+    }
+    eprintln!(
+        "serve policy: {alone} writes answered while the peer was away, {cuts} cuts and crashes"
+    );
+    assert!(
+        alone > 100 && cuts > 100,
+        "{alone} writes answered alone, {cuts} cuts and crashes"
+    );
 }
 
 #[test]

@@ -51,6 +51,10 @@ pub struct SimulateArgs {
     /// the client histories of both are checked for linearizability.
     #[arg(long)]
     bidirectional: bool,
+    /// With --bidirectional: nodes answer writes while their peer is away (`node --alone serve`);
+    /// the copies must still converge, histories are not checked for linearizability.
+    #[arg(long, requires = "bidirectional")]
+    serve_alone: bool,
 }
 
 pub fn simulate(a: SimulateArgs) -> Result<bool> {
@@ -128,6 +132,7 @@ fn simulate_bidirectional(a: &SimulateArgs, mode: Mode) -> Result<bool> {
     for seed in a.first_seed..a.first_seed.saturating_add(a.seeds) {
         let mut cfg = BidirConfig::for_seed(seed, mode);
         cfg.trace = a.trace;
+        cfg.serve_alone = a.serve_alone;
         let r = bidir::run(cfg);
         if a.trace {
             for l in &r.trace {
