@@ -16,66 +16,78 @@ struct Nodes {
     dir: tempfile::TempDir,
     one: Daemon,
     two: Daemon,
+    /// Node 2's link address, and the flags both nodes share.
+    link: String,
+    common: Vec<String>,
 }
 
 impl Nodes {
     fn start(mode: &str, size: &str, region: &str) -> Nodes {
+        Self::start_with(&["--mode", mode, "--size", size, "--region-size", region])
+    }
+
+    fn start_with(common: &[&str]) -> Nodes {
         let dir = tempfile::tempdir().unwrap();
+        let common: Vec<String> = common.iter().map(|s| s.to_string()).collect();
+        let (two, link) = Self::spawn_two(dir.path(), &common, "127.0.0.1:0");
         let d = dir.path();
         let arg = |p: &str| d.join(p).display().to_string();
-        let (v1, v2, l1, l2) = (arg("n1.img"), arg("n2.img"), arg("n1.log"), arg("n2.log"));
-        let mut two = Spawned::new(
-            d,
-            "node2",
-            &[
-                "node",
-                "--node-id",
-                "2",
-                "--volume",
-                &v2,
-                "--size",
-                size,
-                "--listen",
-                "127.0.0.1:0",
-                "--nbd",
-                "127.0.0.1:0",
-                "--log",
-                &l2,
-                "--mode",
-                mode,
-                "--region-size",
-                region,
-            ],
-        );
+        let (v1, l1) = (arg("n1.img"), arg("n1.log"));
+        let mut args = vec![
+            "node",
+            "--node-id",
+            "1",
+            "--volume",
+            &v1,
+            "--peer",
+            &link,
+            "--nbd",
+            "127.0.0.1:0",
+            "--log",
+            &l1,
+        ];
+        args.extend(common.iter().map(|s| s.as_str()));
+        let one = Daemon::start(d, "node1", &args);
+        let two = two.ready().unwrap_or_else(|e| panic!("node 2: {e}"));
+        Nodes {
+            dir,
+            one,
+            two,
+            link,
+            common,
+        }
+    }
+
+    /// Starts node 2 and reads its link address.
+    fn spawn_two(d: &Path, common: &[String], listen: &str) -> (Spawned, String) {
+        let arg = |p: &str| d.join(p).display().to_string();
+        let (v2, l2) = (arg("n2.img"), arg("n2.log"));
+        let mut args = vec![
+            "node",
+            "--node-id",
+            "2",
+            "--volume",
+            &v2,
+            "--listen",
+            listen,
+            "--nbd",
+            "127.0.0.1:0",
+            "--log",
+            &l2,
+        ];
+        args.extend(common.iter().map(|s| s.as_str()));
+        let mut two = Spawned::new(d, "node2", &args);
         let link = two
             .line("listening link=")
             .unwrap_or_else(|e| panic!("{e}"));
         let link = link.trim_start_matches("listening link=").to_string();
-        let one = Daemon::start(
-            d,
-            "node1",
-            &[
-                "node",
-                "--node-id",
-                "1",
-                "--volume",
-                &v1,
-                "--size",
-                size,
-                "--peer",
-                &link,
-                "--nbd",
-                "127.0.0.1:0",
-                "--log",
-                &l1,
-                "--mode",
-                mode,
-                "--region-size",
-                region,
-            ],
-        );
-        let two = two.ready().unwrap_or_else(|e| panic!("node 2: {e}"));
-        Nodes { dir, one, two }
+        (two, link)
+    }
+
+    /// Node 2 comes back at the same link address.
+    fn restart_two(&mut self) {
+        let (two, _) = Self::spawn_two(self.dir.path(), &self.common, &self.link);
+        self.two = two.ready().unwrap_or_else(|e| panic!("node 2 again: {e}"));
     }
 
     fn img(&self, n: u32) -> PathBuf {
@@ -297,5 +309,51 @@ fn a_bad_node_invocation_changes_nothing_on_disk() {
         assert!(e.contains(says), "{args:?}: {e}");
         assert!(!d.join("v.img").exists(), "{args:?} created the volume");
         assert!(!d.join("v.log").exists(), "{args:?} created the log");
+    }
+}
+
+/// Node 2 is killed; node 1's client writes while it is away; node 2 comes back.
+fn peer_away(alone: &str) -> (Nodes, bool, String) {
+    let mut n = Nodes::start_with(&[
+        "--size",
+        "4MiB",
+        "--region-size",
+        "4KiB",
+        "--link-timeout",
+        "1s",
+        "--alone",
+        alone,
+    ]);
+    qemu_ok(&port_of(&n.nbd(1)), &["write -P 0x11 0 64k"]);
+    identical_or_panic(&n, &n.img(1), &n.img(2));
+    n.two.kill9();
+    let started = Instant::now();
+    let (ok, out) = qemu_io(&port_of(&n.nbd(1)), &["write -P 0x22 0 4k"]);
+    let waited = started.elapsed();
+    n.restart_two();
+    identical_or_panic(&n, &n.img(1), &n.img(2));
+    (n, ok, format!("{out} (answered after {waited:?})"))
+}
+
+#[test]
+fn by_default_a_node_refuses_writes_while_its_peer_is_away() {
+    let (n, ok, out) = peer_away("refuse");
+    assert!(!ok, "the write succeeded without the peer: {out}");
+    assert!(
+        out.contains("Input/output error"),
+        "not refused with EIO: {out}"
+    );
+    // The refused write left no trace on either copy once the peer was back.
+    for port in [port_of(&n.nbd(1)), port_of(&n.nbd(2))] {
+        qemu_ok(&port, &["read -P 0x11 0 64k"]);
+    }
+}
+
+#[test]
+fn serving_alone_answers_and_the_peer_catches_up_from_the_log() {
+    let (n, ok, out) = peer_away("serve");
+    assert!(ok, "the write failed: {out}");
+    for port in [port_of(&n.nbd(1)), port_of(&n.nbd(2))] {
+        qemu_ok(&port, &["read -P 0x22 0 4k", "read -P 0x11 4k 60k"]);
     }
 }

@@ -246,8 +246,21 @@ pub struct NodeArgs {
     /// Client writes in flight at most, across all NBD connections.
     #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
     max_inflight: u64,
+    /// What this node does while its peer is away. refuse: writes wait and fail with EIO after
+    /// --link-timeout, so the copies never disagree. serve: writes are answered once on this copy
+    /// and kept in the rollback log until the peer is back; the copies converge on reconnect
+    /// (conflicting writes from the two sides are ordered node 1 first), but what clients of the
+    /// two nodes saw in between need not be one history.
+    #[arg(long, value_enum, default_value = "refuse")]
+    alone: Alone,
     #[command(flatten)]
     pair: PairArgs,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Alone {
+    Refuse,
+    Serve,
 }
 
 pub async fn run_node(a: NodeArgs) -> Result<()> {
@@ -280,6 +293,7 @@ pub async fn run_node(a: NodeArgs) -> Result<()> {
         peer_timeout: a.pair.peer_timeout,
         export_name: a.export.clone(),
         max_inflight: a.max_inflight,
+        serve_alone: matches!(a.alone, Alone::Serve),
     };
     let running = node::start(opts, |link| println!("listening link={link}")).await?;
     println!("ready nbd={} node={}", running.nbd_addr, a.node_id);

@@ -49,6 +49,9 @@ pub struct NodeOptions {
     pub peer_timeout: Duration,
     pub export_name: String,
     pub max_inflight: u64,
+    /// While the peer is away, answer writes once they are on this copy (kept in the log until
+    /// the peer confirms them) instead of failing them after `link_timeout`.
+    pub serve_alone: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +162,7 @@ pub async fn start(
     let mut cfg = NodeConfig::new(opts.node_id, size, opts.region_size, opts.pair_id);
     cfg.source.mode = opts.mode;
     cfg.source.write_timeout = opts.link_timeout.as_nanos() as u64;
+    cfg.source.ack_while_down = opts.serve_alone;
     let (core, recovery) = Node::recover(cfg, replayed.generation, replayed.records);
     let (tx, rx) = mpsc::channel::<Msg>(4096);
     let (io_tx, io_rx) = mpsc::channel::<IoRequest>(4096);
@@ -598,6 +602,12 @@ impl CoreTask {
             }
             SourceAction::Refused(status) => {
                 return Err(NodeError::Refused(format!("{status:?}")));
+            }
+            SourceAction::AckedAlone { seq } => {
+                debug!(
+                    seq,
+                    "write answered while the peer is away; kept until it confirms"
+                );
             }
             SourceAction::RolledBack { seq, errno, reason } => {
                 warn!(
