@@ -395,8 +395,8 @@ impl BidirWorld {
                     SETTLE_BOUND / 1_000_000_000,
                     self.plog[0].keys().collect::<Vec<_>>(),
                     self.plog[1].keys().collect::<Vec<_>>(),
-                    self.nodes[0].as_ref().map(|n| n.target().unsettled().keys().copied().collect::<Vec<_>>()),
-                    self.nodes[1].as_ref().map(|n| n.target().unsettled().keys().copied().collect::<Vec<_>>()),
+                    self.nodes[0].as_ref().map(|n| n.target().unsettled()),
+                    self.nodes[1].as_ref().map(|n| n.target().unsettled()),
                 ));
                 break;
             }

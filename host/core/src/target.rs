@@ -219,8 +219,9 @@ pub struct Target {
     buffered: u64,
     barriers: Vec<(u64, Regions)>,
     local: BTreeMap<u64, LocalHold>,
-    /// Bidirectional mode: peer writes handed to the volume that the peer has not yet settled.
-    unsettled: BTreeMap<u64, Regions>,
+    /// Bidirectional mode: peer writes handed to the volume that the peer has not yet settled,
+    /// with the session they came in.
+    unsettled: BTreeMap<u64, (Regions, u32)>,
     /// Bidirectional mode, after a (re)start: which peer writes reached the volume before is
     /// unknown, so no local hold is given until the peer has settled every write it had made when
     /// this target first heard from it.
@@ -323,7 +324,7 @@ impl Target {
                 .local
                 .values()
                 .any(|l| !l.shared && l.regions.overlaps(regions))
-            || self.unsettled.values().any(|r| r.overlaps(regions))
+            || self.unsettled.values().any(|(r, _)| r.overlaps(regions))
             || self.horizon != Horizon::Clear;
         if !busy {
             self.local.insert(
@@ -379,8 +380,8 @@ impl Target {
     }
 
     /// Peer writes not yet settled by the peer, by sequence number (bidirectional mode).
-    pub fn unsettled(&self) -> &BTreeMap<u64, Regions> {
-        &self.unsettled
+    pub fn unsettled(&self) -> Vec<u64> {
+        self.unsettled.keys().copied().collect()
     }
 
     /// Bidirectional mode: local holds wait until the peer has settled what it wrote before this
@@ -484,12 +485,25 @@ impl Target {
             FrameType::Abort => self.on_abort(h, now),
             FrameType::Flush => self.out.push(TargetAction::SyncVolume { token: h.seq }),
             FrameType::Heartbeat => {
-                if self.horizon == Horizon::Unknown {
-                    // A heartbeat's seq is the peer source's next sequence number.
-                    self.horizon = if h.ack_seq >= h.seq {
+                // The peer's next sequence number: a write of an earlier session numbered at or
+                // above it was made by an incarnation of the peer that since restarted with
+                // those writes gone from its log, so it is settled. (A write of this session may
+                // legitimately arrive before a heartbeat sent ahead of it.)
+                let current = self.generation;
+                self.unsettled
+                    .retain(|s, (_, g)| *s < h.seq || Some(*g) == current);
+                // Waiting for the peer to settle what it had written: up to its next sequence
+                // number when first heard, or a lower one if it restarted since with fewer.
+                let until = match self.horizon {
+                    Horizon::Clear => None,
+                    Horizon::Unknown => Some(h.seq),
+                    Horizon::Until(n) => Some(n.min(h.seq)),
+                };
+                if let Some(n) = until {
+                    self.horizon = if h.ack_seq >= n {
                         Horizon::Clear
                     } else {
-                        Horizon::Until(h.seq)
+                        Horizon::Until(n)
                     };
                 }
                 let hb = self.header(FrameType::Heartbeat);
@@ -844,7 +858,8 @@ impl Target {
         }
         self.stats.writes += 1;
         if self.cfg.hold_until_settled {
-            self.unsettled.insert(i.seq, i.regions);
+            let session = self.generation.unwrap_or(0);
+            self.unsettled.insert(i.seq, (i.regions, session));
         }
         self.writing.insert(i.token, lock_id);
         self.out.push(TargetAction::WriteVolume {
