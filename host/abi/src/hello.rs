@@ -31,7 +31,13 @@ pub enum HelloStatus {
     /// The HELLO's generation is older than the target's current session.
     StaleGeneration = 5,
     VersionUnsupported = 6,
+    /// The two ends do not fit together: a bidirectional node met a one-way source or target, or
+    /// the other node has the same node id.
+    RoleMismatch = 7,
 }
+
+/// Capability bit: the sender is a node of a bidirectional pair.
+pub const CAP_BIDIRECTIONAL: u32 = 1 << 0;
 
 impl HelloStatus {
     pub fn from_u32(v: u32) -> Option<HelloStatus> {
@@ -43,6 +49,7 @@ impl HelloStatus {
             4 => HelloStatus::UnknownSession,
             5 => HelloStatus::StaleGeneration,
             6 => HelloStatus::VersionUnsupported,
+            7 => HelloStatus::RoleMismatch,
             _ => return None,
         })
     }

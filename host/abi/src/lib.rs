@@ -14,4 +14,4 @@ pub use frame::{
     decode, encode, encode_into, frame_len, Flags, FrameError, FrameType, Header, RejectReason,
     HEADER_LEN, MAGIC, MAX_PAYLOAD, TRAILER_LEN, VERSION,
 };
-pub use hello::{Hello, HelloError, HelloStatus, HELLO_LEN};
+pub use hello::{Hello, HelloError, HelloStatus, CAP_BIDIRECTIONAL, HELLO_LEN};

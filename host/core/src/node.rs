@@ -743,6 +743,40 @@ mod tests {
         assert!(p.nodes.iter().all(|n| n.is_idle()));
     }
 
+    /// What node 2's target answers to a HELLO from `node_id` announcing `caps`.
+    fn hello_status(node_id: u32, caps: u32) -> specmirror_abi::HelloStatus {
+        use specmirror_abi::{Header, Hello, HelloStatus};
+        let mut n = Node::new(NodeConfig::new(2, SIZE, REGION, *b"node-unit-test-0"), 0);
+        let mut hello =
+            Hello::for_pair(SIZE, REGION, *b"node-unit-test-0", node_id, HelloStatus::Ok);
+        hello.capabilities = caps;
+        let mut h = Header::new(FrameType::Hello);
+        h.generation = 1;
+        let f = Frame::new(h, hello.to_bytes().to_vec());
+        let sent: Vec<Frame> = n
+            .handle(NodeEvent::Frame(f), 0)
+            .into_iter()
+            .filter_map(|a| match a {
+                NodeAction::Send(f) if f.header.ty == FrameType::HelloAck => Some(f),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent.len(), 1);
+        Hello::decode(&sent[0].payload).unwrap().status
+    }
+
+    #[test]
+    fn a_node_meets_only_the_other_node() {
+        use specmirror_abi::{HelloStatus, CAP_BIDIRECTIONAL};
+        assert_eq!(hello_status(1, CAP_BIDIRECTIONAL), HelloStatus::Ok);
+        assert_eq!(
+            hello_status(2, CAP_BIDIRECTIONAL),
+            HelloStatus::RoleMismatch
+        );
+        // A one-way source does not announce the capability.
+        assert_eq!(hello_status(1, 0), HelloStatus::RoleMismatch);
+    }
+
     #[test]
     fn bad_client_requests_are_answered_without_touching_anything() {
         let mut p = Pair::new();

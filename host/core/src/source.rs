@@ -614,13 +614,17 @@ impl Source {
             generation,
             sent_at: now,
         };
-        let hello = Hello::for_pair(
+        let mut hello = Hello::for_pair(
             self.cfg.volume_size,
             self.cfg.region_size,
             self.cfg.pair_id,
             self.cfg.node_id,
             HelloStatus::Ok,
         );
+        if self.cfg.announce_retire {
+            // Only a bidirectional node announces its retirements: it is one.
+            hello.capabilities |= specmirror_abi::CAP_BIDIRECTIONAL;
+        }
         let mut h = Header::new(FrameType::Hello);
         h.generation = generation;
         self.send(h, hello.to_bytes().to_vec(), now);

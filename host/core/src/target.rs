@@ -14,7 +14,9 @@
 
 use std::collections::BTreeMap;
 
-use specmirror_abi::{Flags, FrameType, Header, Hello, HelloStatus, RejectReason};
+use specmirror_abi::{
+    Flags, FrameType, Header, Hello, HelloStatus, RejectReason, CAP_BIDIRECTIONAL,
+};
 
 use crate::frame::Frame;
 use crate::region::Regions;
@@ -445,13 +447,16 @@ impl Target {
     }
 
     fn hello_reply(&mut self, generation: u32, status: HelloStatus) {
-        let hello = Hello::for_pair(
+        let mut hello = Hello::for_pair(
             self.cfg.volume_size,
             self.cfg.region_size,
             self.cfg.pair_id,
             self.cfg.node_id,
             status,
         );
+        if self.cfg.hold_until_settled {
+            hello.capabilities |= CAP_BIDIRECTIONAL;
+        }
         let mut h = Header::new(FrameType::HelloAck);
         h.generation = generation;
         // The generation this target holds, so a source that forgot its own can move past it.
@@ -527,6 +532,11 @@ impl Target {
             HelloStatus::PairIdMismatch
         } else if hello.min_version > specmirror_abi::VERSION as u16 {
             HelloStatus::VersionUnsupported
+        } else if (hello.capabilities & CAP_BIDIRECTIONAL != 0) != self.cfg.hold_until_settled
+            || (self.cfg.hold_until_settled && hello.node_id == self.cfg.node_id)
+        {
+            // One-way and bidirectional ends do not mix, and two nodes need two ids.
+            HelloStatus::RoleMismatch
         } else if g != 0 && self.generation.is_some_and(|cur| g < cur) {
             HelloStatus::StaleGeneration
         } else {
