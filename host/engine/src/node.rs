@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use specmirror_abi::ring::Mode;
+use specmirror_abi::{FrameType, Header, Hello, HelloStatus, CAP_BIDIRECTIONAL};
 use specmirror_core::node::{Node, NodeAction, NodeConfig, NodeEvent};
 use specmirror_core::source::SourceAction;
 use specmirror_core::target::TargetAction;
 use specmirror_core::{Frame, Nanos};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
@@ -70,6 +72,10 @@ pub enum NodeError {
     Refused(String),
     #[error("rollback log write failed, mirroring cannot go on safely: {0}")]
     LogWrite(std::io::Error),
+    #[error(
+        "peer {peer} unreachable for {waited:?} (start node 2 first, or within --link-timeout)"
+    )]
+    Unreachable { peer: String, waited: Duration },
     #[error("cannot listen for the peer on {addr}: {source}")]
     PeerListen {
         addr: String,
@@ -124,6 +130,11 @@ pub async fn start(
         region_size: opts.region_size,
     };
     LogFile::check(&opts.log, &identity)?;
+    // Node 1 asks node 2 whether they make a pair before anything on disk changes.
+    let first_link = match opts.node_id {
+        1 => Some(probe(&opts, size).await?),
+        _ => None,
+    };
     // Bind before anything on disk changes: a taken port is refused with nothing touched.
     let listener = match (&opts.listen, opts.node_id) {
         (Some(addr), 2) => {
@@ -188,7 +199,7 @@ pub async fn start(
             tokio::spawn(accept_task(l, opts.clone(), tx.clone()));
         }
         None => {
-            tokio::spawn(dial_task(opts.clone(), tx.clone()));
+            tokio::spawn(dial_task(first_link, opts.clone(), tx.clone()));
         }
     }
     let core = tokio::spawn(task.serve(rx, io_rx));
@@ -219,29 +230,17 @@ pub async fn start(
 }
 
 /// Node 1: keeps a link to node 2, dialing again with backoff whenever it drops.
-async fn dial_task(opts: NodeOptions, core: mpsc::Sender<Msg>) {
+async fn dial_task(first: Option<TcpStream>, opts: NodeOptions, core: mpsc::Sender<Msg>) {
     let peer = opts.peer.clone().expect("checked at start");
     let mut backoff = Duration::from_millis(50);
+    let mut first = first;
     loop {
-        let stream = match TcpStream::connect(&peer).await {
-            Ok(mut s) => {
-                s.set_nodelay(true).ok();
-                match auth::as_source(&mut s, opts.secret.as_deref(), opts.peer_timeout).await {
-                    Ok(()) => Some(s),
-                    Err(e @ AuthError::Io(_)) | Err(e @ AuthError::Timeout(_)) => {
-                        debug!(%peer, "peer link not up yet: {e}");
-                        None
-                    }
-                    Err(e) => {
-                        error!(%peer, "peer refused authentication: {e}");
-                        None
-                    }
-                }
-            }
-            Err(e) => {
-                debug!(%peer, "peer not reachable yet: {e}");
+        let stream = match first.take() {
+            Some(s) => Some(s),
+            None => dial(&peer, &opts).await.unwrap_or_else(|e| {
+                error!(%peer, "peer refused authentication: {e}");
                 None
-            }
+            }),
         };
         let Some(s) = stream else {
             tokio::time::sleep(backoff).await;
@@ -254,6 +253,90 @@ async fn dial_task(opts: NodeOptions, core: mpsc::Sender<Msg>) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One authenticated connection to the peer. `Ok(None)`: not there yet (worth retrying).
+async fn dial(peer: &str, opts: &NodeOptions) -> Result<Option<TcpStream>, AuthError> {
+    let mut s = match TcpStream::connect(peer).await {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(%peer, "peer not reachable yet: {e}");
+            return Ok(None);
+        }
+    };
+    s.set_nodelay(true).ok();
+    match auth::as_source(&mut s, opts.secret.as_deref(), opts.peer_timeout).await {
+        Ok(()) => Ok(Some(s)),
+        Err(e @ AuthError::Io(_)) | Err(e @ AuthError::Timeout(_)) => {
+            debug!(%peer, "peer link not up yet: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Node 1's start-up check: a probe HELLO (generation 0, which opens no session) must find the
+/// other node of this pair, with the same volume geometry. Waits up to the link timeout for node
+/// 2 to come up. The connection then carries the link.
+async fn probe(opts: &NodeOptions, size: u64) -> Result<TcpStream, NodeError> {
+    let peer = opts.peer.clone().expect("checked at start");
+    let started = Instant::now();
+    let mut s = loop {
+        if let Some(s) = dial(&peer, opts).await? {
+            break s;
+        }
+        if started.elapsed() >= opts.link_timeout {
+            return Err(NodeError::Unreachable {
+                peer,
+                waited: started.elapsed(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut hello = Hello::for_pair(size, opts.region_size, opts.pair_id, 1, HelloStatus::Ok);
+    hello.capabilities = CAP_BIDIRECTIONAL;
+    let f = Frame::new(Header::new(FrameType::Hello), hello.to_bytes().to_vec());
+    let lost = |e: String| NodeError::Refused(format!("the handshake with {peer} broke off: {e}"));
+    s.write_all(&f.encode())
+        .await
+        .map_err(|e| lost(e.to_string()))?;
+    let mut buf = Vec::new();
+    let reply = loop {
+        let f = tokio::time::timeout(opts.peer_timeout, read_frame(&mut s, &mut buf))
+            .await
+            .map_err(|_| lost("no answer".into()))?
+            .map_err(|e| lost(e.to_string()))?
+            .ok_or_else(|| lost("connection closed".into()))?;
+        // Node 2's own handshake may come first (it is sent again after a timeout).
+        if f.header.ty == FrameType::HelloAck && f.header.generation == 0 {
+            break f;
+        }
+    };
+    let ack = Hello::decode(&reply.payload)
+        .map_err(|e| NodeError::Refused(format!("malformed HELLO_ACK: {e}")))?;
+    match ack.status {
+        HelloStatus::Ok => Ok(s),
+        other => Err(NodeError::Refused(refusal(other, size, &ack))),
+    }
+}
+
+/// Why the peer refused the pair, in words.
+fn refusal(status: HelloStatus, size: u64, ack: &Hello) -> String {
+    match status {
+        HelloStatus::RoleMismatch => "the peer is not this pair's other node: it has the same \
+            --node-id, or it is a one-way source or target"
+            .into(),
+        HelloStatus::VolumeSizeMismatch => format!(
+            "the peer's volume is {} bytes, this one {size} bytes",
+            ack.volume_size
+        ),
+        HelloStatus::RegionSizeMismatch => format!(
+            "the peer uses {}-byte regions (--region-size), this node another size",
+            ack.region_size
+        ),
+        HelloStatus::PairIdMismatch => "the peer serves another volume pair (--pair)".into(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -601,7 +684,19 @@ impl CoreTask {
                 self.ready.send_replace(true);
             }
             SourceAction::Refused(status) => {
-                return Err(NodeError::Refused(format!("{status:?}")));
+                return Err(NodeError::Refused(match status {
+                    HelloStatus::RoleMismatch => "the peer is not this pair's other node: it has \
+                        the same --node-id, or it is a one-way source or target"
+                        .into(),
+                    HelloStatus::VolumeSizeMismatch => "the two volumes differ in size".into(),
+                    HelloStatus::RegionSizeMismatch => {
+                        "the two nodes use different --region-size".into()
+                    }
+                    HelloStatus::PairIdMismatch => {
+                        "the peer serves another volume pair (--pair)".into()
+                    }
+                    other => format!("{other:?}"),
+                }));
             }
             SourceAction::AckedAlone { seq } => {
                 debug!(

@@ -340,6 +340,9 @@ async fn probe(opts: &SourceOptions, size: u64) -> Result<TcpStream, SourceError
             ack.region_size, opts.region_size
         ),
         HelloStatus::PairIdMismatch => "the target serves another volume pair (--pair)".into(),
+        HelloStatus::RoleMismatch => {
+            "the address is a node of a bidirectional pair, not a one-way target".into()
+        }
         other => format!("{other:?}"),
     };
     Err(SourceError::Refused(why))
