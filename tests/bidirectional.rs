@@ -357,3 +357,65 @@ fn serving_alone_answers_and_the_peer_catches_up_from_the_log() {
         qemu_ok(&port, &["read -P 0x22 0 4k", "read -P 0x11 4k 60k"]);
     }
 }
+
+#[test]
+fn a_node_refuses_a_one_way_target_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target = start_target(d, "1MiB", &[]);
+    let v = d.join("n1.img").display().to_string();
+    let l = d.join("n1.log").display().to_string();
+    let o = run(&[
+        "node",
+        "--node-id",
+        "1",
+        "--volume",
+        &v,
+        "--size",
+        "1MiB",
+        "--peer",
+        &target.field("listen"),
+        "--nbd",
+        "127.0.0.1:0",
+        "--log",
+        &l,
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("not this pair's other node"), "{e}");
+    assert!(!d.join("n1.img").exists() && !d.join("n1.log").exists());
+}
+
+#[test]
+fn node_1_checks_the_pair_with_node_2_before_touching_its_disk() {
+    let n = Nodes::start("speculative", "1MiB", "4KiB");
+    let d = n.dir.path();
+    let v = d.join("other.img").display().to_string();
+    let l = d.join("other.log").display().to_string();
+    for (size, region, says) in [
+        ("2MiB", "4KiB", "volume is 1048576 bytes"),
+        ("1MiB", "8KiB", "4096-byte regions"),
+    ] {
+        let o = run(&[
+            "node",
+            "--node-id",
+            "1",
+            "--volume",
+            &v,
+            "--size",
+            size,
+            "--region-size",
+            region,
+            "--peer",
+            &n.link,
+            "--nbd",
+            "127.0.0.1:0",
+            "--log",
+            &l,
+        ]);
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(e.contains(says), "{e}");
+        assert!(!d.join("other.img").exists() && !d.join("other.log").exists());
+    }
+}
