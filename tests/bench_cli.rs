@@ -44,6 +44,22 @@ fn quick_bench_runs_and_its_output_parses() {
 }
 
 #[test]
+fn quick_bidirectional_bench_runs_and_its_output_parses() {
+    let o = run(&["bench", "--bidirectional", "--quick", "--qd1-ops", "50"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (l, node) in lines.iter().zip(["node1", "node2"]) {
+        assert_eq!(field(l, "engine"), node);
+        assert_eq!(field(l, "mode"), "bidirectional");
+        let p50: f64 = field(l, "p50_us").parse().unwrap();
+        assert!(p50 > 0.0, "{l}");
+    }
+    assert!(out.contains("node/floor"), "{out}");
+}
+
+#[test]
 fn linkem_delays_and_forwards() {
     let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let eaddr = echo.local_addr().unwrap().to_string();

@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// Writes per scale measurement.
     #[arg(long, default_value_t = 20000)]
     scale_writes: u64,
+    /// Instead: both nodes of a bidirectional pair writing at once (QD1 4 KiB, each on its own
+    /// half), next to the floor and a one-way pair at each --rtt.
+    #[arg(long)]
+    bidirectional: bool,
 }
 
 /// One measured configuration.
@@ -133,6 +137,9 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
         a.qd1_ops = a.qd1_ops.min(200);
         a.qd32_ops = a.qd32_ops.min(2000);
         a.no_qemu = true;
+    }
+    if a.bidirectional {
+        return crate::bidir_bench::bidirectional(&a.rtt, a.qd1_ops).await;
     }
     if a.rtt.is_empty() || a.modes.is_empty() {
         bail!("--rtt and --modes need at least one value");

@@ -47,6 +47,18 @@ pub async fn random_writes(
     ops: u64,
     span: u64,
 ) -> Result<LoadResult> {
+    random_writes_at(client, qd, bs, ops, 0, span).await
+}
+
+/// Like [`random_writes`], over `span` bytes from `base`.
+pub async fn random_writes_at(
+    client: &Arc<NbdClient>,
+    qd: u64,
+    bs: u64,
+    ops: u64,
+    base: u64,
+    span: u64,
+) -> Result<LoadResult> {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..qd)
@@ -63,7 +75,7 @@ pub async fn random_writes(
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    let off = (x % (span / bs)) * bs;
+                    let off = base + (x % (span / bs)) * bs;
                     let t = Instant::now();
                     c.write(off, &data, false).await?;
                     lat.push(t.elapsed().as_secs_f64() * 1e6);

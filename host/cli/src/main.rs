@@ -1,6 +1,7 @@
 //! `specmirror`: speculative synchronous storage mirroring.
 
 mod bench;
+mod bidir_bench;
 mod daemons;
 mod demo;
 mod linkem;
