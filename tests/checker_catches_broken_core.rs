@@ -2,6 +2,7 @@
 //! before its lock is held (a test-only switch) is found on the first seeds that contend.
 
 use specmirror_abi::ring::Mode;
+use specmirror_sim::bidir::{self, BidirConfig};
 use specmirror_sim::{run, SimConfig};
 
 #[test]
@@ -49,4 +50,24 @@ fn a_failing_seed_comes_with_a_readable_trace() {
     let r = run(cfg);
     assert!(r.trace.iter().any(|l| l.contains("VIOLATION")));
     assert!(r.trace.iter().any(|l| l.contains("source sends LOCK")));
+}
+
+#[test]
+fn bidirectional_nodes_whose_targets_write_before_locking_are_caught() {
+    let mut caught = 0;
+    for seed in 1..=100 {
+        let mut cfg = BidirConfig::for_seed(seed, Mode::Speculative);
+        cfg.broken_target = true;
+        let r = bidir::run(cfg);
+        if r.violations
+            .iter()
+            .any(|v| v.contains("without holding its lock"))
+        {
+            caught += 1;
+        }
+    }
+    assert!(
+        caught >= 25,
+        "the checker caught the broken nodes in only {caught} of 100 schedules"
+    );
 }

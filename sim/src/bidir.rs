@@ -17,7 +17,7 @@ use specmirror_core::node::{Node, NodeAction, NodeConfig, NodeEvent};
 use specmirror_core::rollback_log::LogRecord;
 use specmirror_core::source::SourceAction;
 use specmirror_core::target::TargetAction;
-use specmirror_core::{errno, Frame, Nanos, MS, US};
+use specmirror_core::{errno, Frame, Nanos, Regions, MS, US};
 
 use crate::linearize::{check_register, Kind, Op};
 use crate::rng::Rng;
@@ -63,6 +63,9 @@ pub struct BidirConfig {
     /// converge; client histories are then not checked for linearizability (the policy gives that
     /// up while the link is down).
     pub serve_alone: bool,
+    /// Run nodes whose targets write peer data before the lock is held (the checker must catch
+    /// it; only with the `broken-target` feature).
+    pub broken_target: bool,
     pub local_write: Nanos,
     pub local_read: Nanos,
     pub write_timeout: Nanos,
@@ -94,6 +97,7 @@ impl BidirConfig {
             down_max: 0,
             write_error: 0.0,
             serve_alone: false,
+            broken_target: false,
             local_write: 10 * US,
             local_read: 5 * US,
             write_timeout: 300 * MS,
@@ -243,6 +247,8 @@ pub struct BidirWorld {
     events: BTreeMap<u64, (u32, Ev)>,
     next_ev: u64,
     nodes: [Option<Node>; 2],
+    /// Mirror locks each node's target reports holding, by token.
+    locks: [BTreeMap<u64, Regions>; 2],
     /// Incarnation of each node (bumped by a crash).
     inc: [u32; 2],
     /// What each node persisted: its rollback log and its session generation.
@@ -280,6 +286,7 @@ impl BidirWorld {
             events: BTreeMap::new(),
             next_ev: 0,
             nodes: [None, None],
+            locks: [BTreeMap::new(), BTreeMap::new()],
             inc: [0; 2],
             plog: [BTreeMap::new(), BTreeMap::new()],
             pgen: [0; 2],
@@ -338,7 +345,13 @@ impl BidirWorld {
     /// Starts node `n` from what it persisted (nothing, the first time).
     fn start_node(&mut self, n: usize) {
         let records: Vec<LogRecord> = self.plog[n].values().cloned().collect();
-        let (node, actions) = Node::recover(self.node_config(n as u32 + 1), self.pgen[n], records);
+        #[allow(unused_mut)]
+        let (mut node, actions) =
+            Node::recover(self.node_config(n as u32 + 1), self.pgen[n], records);
+        #[cfg(feature = "broken-target")]
+        if self.cfg.broken_target {
+            node.break_write_before_lock();
+        }
         self.nodes[n] = Some(node);
         self.trace(format!("node {} up (incarnation {})", n + 1, self.inc[n]));
         self.actions(n, actions);
@@ -730,6 +743,7 @@ impl BidirWorld {
         let down = self.rng.range(US, self.cfg.down_max.max(2 * US));
         if self.nodes[n].is_some() {
             self.nodes[n] = None;
+            self.locks[n].clear();
             self.inc[n] += 1;
             self.report.crashes += 1;
             self.trace(format!(
@@ -895,6 +909,17 @@ impl BidirWorld {
                 NodeAction::WriteVolume {
                     token, seq, pieces, ..
                 } => {
+                    // Invariant 1, both ways: a peer write lands only under its own lock.
+                    let held = self.locks[node].get(&token).copied();
+                    for (o, d) in &pieces {
+                        let r = Regions::of_bytes(*o, d.len() as u64, self.cfg.region_size);
+                        if !held.is_some_and(|h| h.contains(r)) {
+                            self.violation(format!(
+                                "node {} writes peer seq {seq} at {o} without holding its lock",
+                                node + 1
+                            ));
+                        }
+                    }
                     let fail = !self.calm && self.rng.chance(self.cfg.write_error);
                     let result = if fail {
                         self.report.write_errors += 1;
@@ -931,6 +956,12 @@ impl BidirWorld {
                     }
                     TargetAction::Violation(why) => {
                         self.violation(format!("node {} saw a protocol violation: {why}", node + 1))
+                    }
+                    TargetAction::LockAcquired { token, regions, .. } => {
+                        self.locks[node].insert(token, regions);
+                    }
+                    TargetAction::LockReleased { token } => {
+                        self.locks[node].remove(&token);
                     }
                     _ => {}
                 },

@@ -241,6 +241,13 @@ impl Node {
         (n, out)
     }
 
+    /// Makes this node's target write peer data before its lock is held (see
+    /// [`Target::break_write_before_lock`]); the simulator's checker must catch it.
+    #[cfg(feature = "broken-write-before-lock")]
+    pub fn break_write_before_lock(&mut self) {
+        self.target.break_write_before_lock();
+    }
+
     pub fn config(&self) -> &NodeConfig {
         &self.cfg
     }
