@@ -419,3 +419,55 @@ fn node_1_checks_the_pair_with_node_2_before_touching_its_disk() {
         assert!(!d.join("other.img").exists() && !d.join("other.log").exists());
     }
 }
+
+#[test]
+fn node_2_touches_its_disk_only_once_the_right_node_1_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let common: Vec<String> = ["--size", "1MiB", "--region-size", "4KiB"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let (two, link) = Nodes::spawn_two(d, &common, "127.0.0.1:0");
+    let one = |size: &str| {
+        let v = d.join("n1.img").display().to_string();
+        let l = d.join("n1.log").display().to_string();
+        vec![
+            "node".to_string(),
+            "--node-id".into(),
+            "1".into(),
+            "--volume".into(),
+            v,
+            "--log".into(),
+            l,
+            "--size".into(),
+            size.into(),
+            "--region-size".into(),
+            "4KiB".into(),
+            "--peer".into(),
+            link.clone(),
+            "--nbd".into(),
+            "127.0.0.1:0".into(),
+        ]
+    };
+    let wrong = one("2MiB");
+    let o = run(&wrong.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    assert!(!o.status.success(), "a node 1 of another size was accepted");
+    assert!(
+        !d.join("n2.img").exists() && !d.join("n2.log").exists(),
+        "node 2 changed its disk for a peer it refused"
+    );
+    let right = one("1MiB");
+    let _one = Daemon::start(
+        d,
+        "node1",
+        &right.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+    );
+    let two = two.ready().unwrap_or_else(|e| panic!("node 2: {e}"));
+    assert!(d.join("n2.img").exists());
+    assert!(
+        two.log_text().contains("refused a peer"),
+        "{}",
+        two.log_text()
+    );
+}

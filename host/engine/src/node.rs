@@ -17,6 +17,7 @@ use specmirror_abi::{FrameType, Header, Hello, HelloStatus, CAP_BIDIRECTIONAL};
 use specmirror_core::node::{Node, NodeAction, NodeConfig, NodeEvent};
 use specmirror_core::source::SourceAction;
 use specmirror_core::target::TargetAction;
+use specmirror_core::target::{Target, TargetEvent};
 use specmirror_core::{Frame, Nanos};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -156,6 +157,12 @@ pub async fn start(
     if let Some(a) = &link_addr {
         link_bound(a);
     }
+    // Node 2 waits for node 1 to prove it is the other node of this pair, also before anything
+    // on disk changes.
+    let accepted = match &listener {
+        Some(l) => Some(await_peer(l, &opts, size).await),
+        None => None,
+    };
     let volume = Volume::open(&opts.volume, opts.size)?;
     let (log, replayed) = LogFile::open(&opts.log, identity)?;
     if replayed.truncated > 0 {
@@ -196,7 +203,7 @@ pub async fn start(
     task.run(recovery)?;
     match listener {
         Some(l) => {
-            tokio::spawn(accept_task(l, opts.clone(), tx.clone()));
+            tokio::spawn(accept_task(l, accepted, opts.clone(), tx.clone()));
         }
         None => {
             tokio::spawn(dial_task(first_link, opts.clone(), tx.clone()));
@@ -249,7 +256,7 @@ async fn dial_task(first: Option<TcpStream>, opts: NodeOptions, core: mpsc::Send
         };
         backoff = Duration::from_millis(50);
         info!(%peer, "link to the peer up");
-        if !serve_link(s, &opts, &core).await {
+        if !serve_link(s, None, &opts, &core).await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -341,7 +348,12 @@ fn refusal(status: HelloStatus, size: u64, ack: &Hello) -> String {
 }
 
 /// Node 2: accepts node 1's link; a newer authenticated connection replaces the current one.
-async fn accept_task(l: TcpListener, opts: NodeOptions, core: mpsc::Sender<Msg>) {
+async fn accept_task(
+    l: TcpListener,
+    first: Option<(TcpStream, Option<Frame>)>,
+    opts: NodeOptions,
+    core: mpsc::Sender<Msg>,
+) {
     let (conn_tx, mut conn_rx) = mpsc::channel::<TcpStream>(4);
     let o = opts.clone();
     tokio::spawn(async move {
@@ -361,10 +373,13 @@ async fn accept_task(l: TcpListener, opts: NodeOptions, core: mpsc::Sender<Msg>)
             }
         }
     });
-    let mut next = conn_rx.recv().await;
+    let (mut next, mut pending) = match first {
+        Some((s, f)) => (Some(s), f),
+        None => (conn_rx.recv().await, None),
+    };
     while let Some(s) = next.take() {
         tokio::select! {
-            alive = serve_link(s, &opts, &core) => {
+            alive = serve_link(s, pending.take(), &opts, &core) => {
                 if !alive {
                     return;
                 }
@@ -380,12 +395,72 @@ async fn accept_task(l: TcpListener, opts: NodeOptions, core: mpsc::Sender<Msg>)
     }
 }
 
-/// Runs one connection until it fails; false when the core is gone.
-async fn serve_link(s: TcpStream, opts: &NodeOptions, core: &mpsc::Sender<Msg>) -> bool {
+/// Node 2's start-up check: it takes a connection only once its first frame is a HELLO that this
+/// node's target accepts (same pair, volume size, region size; the other node id). A probe is
+/// answered here; a session HELLO is handed on to the core. Peers that do not fit are answered,
+/// logged and dropped; nothing on disk changes until one fits.
+async fn await_peer(l: &TcpListener, opts: &NodeOptions, size: u64) -> (TcpStream, Option<Frame>) {
+    let cfg = NodeConfig::new(2, size, opts.region_size, opts.pair_id);
+    loop {
+        let Ok((mut s, from)) = l.accept().await else {
+            continue;
+        };
+        s.set_nodelay(true).ok();
+        if let Err(e) = auth::as_target(&mut s, opts.secret.as_deref(), opts.peer_timeout).await {
+            warn!(%from, "peer connection refused: {e}");
+            continue;
+        }
+        let mut buf = Vec::new();
+        let f = match tokio::time::timeout(opts.peer_timeout, read_frame(&mut s, &mut buf)).await {
+            Ok(Ok(Some(f))) if f.header.ty == FrameType::Hello => f,
+            other => {
+                warn!(%from, "peer did not open with a HELLO: {other:?}");
+                continue;
+            }
+        };
+        // The target's own rules decide, on a scratch target that touches nothing.
+        let probe = f.header.generation == 0;
+        let mut scratch = Target::new(cfg.target.clone());
+        let ack = scratch
+            .handle(TargetEvent::Frame(f.clone()), 0)
+            .into_iter()
+            .find_map(|a| match a {
+                TargetAction::Send(a) if a.header.ty == FrameType::HelloAck => Some(a),
+                _ => None,
+            });
+        let Some(ack) = ack else { continue };
+        let status = Hello::decode(&ack.payload).map(|h| h.status);
+        if status == Ok(HelloStatus::Ok) {
+            if !probe {
+                return (s, Some(f));
+            }
+            if s.write_all(&ack.encode()).await.is_ok() {
+                return (s, None);
+            }
+            continue;
+        }
+        let _ = s.write_all(&ack.encode()).await;
+        warn!(%from, "refused a peer that is not this pair's other node: {status:?}");
+    }
+}
+
+/// Runs one connection until it fails; false when the core is gone. `first` is a frame already
+/// read from it.
+async fn serve_link(
+    s: TcpStream,
+    first: Option<Frame>,
+    opts: &NodeOptions,
+    core: &mpsc::Sender<Msg>,
+) -> bool {
     let (mut rd, wr) = s.into_split();
     let (tx, rx) = LinkQueue::new(8192);
     if core.send(Msg::LinkUp(tx)).await.is_err() {
         return false;
+    }
+    if let Some(f) = first {
+        if core.send(Msg::Frame(f)).await.is_err() {
+            return false;
+        }
     }
     let writer = tokio::spawn(write_batches(rx, wr));
     let mut buf = Vec::new();
