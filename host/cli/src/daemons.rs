@@ -135,15 +135,24 @@ pub async fn run_target(a: TargetArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct SourceArgs {
-    /// The source volume: a file or block device.
+    /// The target daemon (host:port).
+    #[arg(long, value_name = "ADDR")]
+    target: String,
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(flatten)]
+    pair: PairArgs,
+}
+
+/// What a source and a bidirectional node share: their volume, their clients and their log.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The volume this daemon serves to its clients: a file or block device.
     #[arg(long, value_name = "PATH")]
     volume: PathBuf,
     /// Create the volume file with this size if it is missing, or extend a smaller one.
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     size: Option<u64>,
-    /// The target daemon (host:port).
-    #[arg(long, value_name = "ADDR")]
-    target: String,
     /// Where NBD clients connect: host:port, or a Unix socket path (anything with a '/').
     #[arg(long, value_name = "ADDR")]
     nbd: String,
@@ -154,8 +163,8 @@ pub struct SourceArgs {
     /// How writes are mirrored: speculative sends the lock and the data together (one round trip).
     #[arg(long, value_enum, default_value = "speculative")]
     mode: ModeArg,
-    /// Writes the target has not confirmed within this time are rolled back and fail with EIO;
-    /// start-up waits this long for the target.
+    /// Writes the other side has not confirmed within this time are rolled back and fail with
+    /// EIO; start-up waits this long for the other side.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
     link_timeout: Duration,
     /// fdatasync the rollback log before each local write: survives power loss, at the cost of one
@@ -166,35 +175,40 @@ pub struct SourceArgs {
     #[arg(long, default_value = "specmirror", value_name = "NAME")]
     export: String,
     /// Client writes in flight at most, across all NBD connections; more wait until earlier ones
-    /// are answered. Bounds memory and the rollback log (about twice this) when the target is away.
+    /// are answered. Bounds memory and the rollback log (about twice this) when the other side is
+    /// away.
     #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
     max_inflight: u64,
-    #[command(flatten)]
-    pair: PairArgs,
+}
+
+impl ServeArgs {
+    fn nbd_listen(&self) -> NbdListen {
+        if self.nbd.contains('/') {
+            NbdListen::Unix(PathBuf::from(&self.nbd))
+        } else {
+            NbdListen::Tcp(self.nbd.clone())
+        }
+    }
 }
 
 pub async fn run_source(a: SourceArgs) -> Result<()> {
     a.pair.check()?;
-    let nbd = if a.nbd.contains('/') {
-        NbdListen::Unix(PathBuf::from(&a.nbd))
-    } else {
-        NbdListen::Tcp(a.nbd.clone())
-    };
+    let v = &a.serve;
     let opts = SourceOptions {
-        volume: a.volume.clone(),
-        size: a.size,
+        volume: v.volume.clone(),
+        size: v.size,
         target: a.target.clone(),
-        nbd,
-        log: a.log.clone(),
-        mode: a.mode.into(),
+        nbd: v.nbd_listen(),
+        log: v.log.clone(),
+        mode: v.mode.into(),
         region_size: a.pair.region_size,
         pair_id: a.pair.pair_id(),
         secret: a.pair.secret()?,
-        link_timeout: a.link_timeout,
-        log_sync: a.log_sync,
+        link_timeout: v.link_timeout,
+        log_sync: v.log_sync,
         peer_timeout: a.pair.peer_timeout,
-        export_name: a.export.clone(),
-        max_inflight: a.max_inflight,
+        export_name: v.export.clone(),
+        max_inflight: v.max_inflight,
     };
     let running = source::start(opts).await?;
     println!("ready nbd={} target={}", running.nbd_addr, a.target);
@@ -213,39 +227,14 @@ pub struct NodeArgs {
     /// node 1's write is ordered first and node 2's lands on top (on both copies).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2), value_name = "1|2")]
     node_id: u32,
-    /// This node's copy of the volume: a file or block device.
-    #[arg(long, value_name = "PATH")]
-    volume: PathBuf,
-    /// Create the volume file with this size if it is missing, or extend a smaller one.
-    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
-    size: Option<u64>,
     /// Node 2: where node 1's link is accepted (host:port; port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
     /// Node 1: node 2's link address (node 1 dials, and keeps dialing until node 2 is up).
     #[arg(long, value_name = "ADDR")]
     peer: Option<String>,
-    /// Where NBD clients connect: host:port, or a Unix socket path (anything with a '/').
-    #[arg(long, value_name = "ADDR")]
-    nbd: String,
-    /// This node's rollback log file (its unconfirmed writes; replayed after a crash).
-    #[arg(long, value_name = "PATH")]
-    log: PathBuf,
-    /// How writes are mirrored to the peer.
-    #[arg(long, value_enum, default_value = "speculative")]
-    mode: ModeArg,
-    /// Writes the peer has not confirmed within this time are rolled back and fail with EIO.
-    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
-    link_timeout: Duration,
-    /// fdatasync the rollback log before each local write (power-loss safety).
-    #[arg(long)]
-    log_sync: bool,
-    /// Export name offered to NBD clients.
-    #[arg(long, default_value = "specmirror", value_name = "NAME")]
-    export: String,
-    /// Client writes in flight at most, across all NBD connections.
-    #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
-    max_inflight: u64,
+    #[command(flatten)]
+    serve: ServeArgs,
     /// What this node does while its peer is away. refuse: writes wait and fail with EIO after
     /// --link-timeout, so the copies never disagree. serve: writes are answered once on this copy
     /// and kept in the rollback log until the peer is back; the copies converge on reconnect
@@ -271,28 +260,24 @@ pub async fn run_node(a: NodeArgs) -> Result<()> {
     if a.node_id == 2 && a.listen.is_none() {
         bail!("node 2 accepts node 1's link: give --listen ADDR");
     }
-    let nbd = if a.nbd.contains('/') {
-        NbdListen::Unix(PathBuf::from(&a.nbd))
-    } else {
-        NbdListen::Tcp(a.nbd.clone())
-    };
+    let v = &a.serve;
     let opts = NodeOptions {
         node_id: a.node_id,
-        volume: a.volume.clone(),
-        size: a.size,
+        volume: v.volume.clone(),
+        size: v.size,
         listen: a.listen.clone(),
         peer: a.peer.clone(),
-        nbd,
-        log: a.log.clone(),
-        mode: a.mode.into(),
+        nbd: v.nbd_listen(),
+        log: v.log.clone(),
+        mode: v.mode.into(),
         region_size: a.pair.region_size,
         pair_id: a.pair.pair_id(),
         secret: a.pair.secret()?,
-        link_timeout: a.link_timeout,
-        log_sync: a.log_sync,
+        link_timeout: v.link_timeout,
+        log_sync: v.log_sync,
         peer_timeout: a.pair.peer_timeout,
-        export_name: a.export.clone(),
-        max_inflight: a.max_inflight,
+        export_name: v.export.clone(),
+        max_inflight: v.max_inflight,
         serve_alone: matches!(a.alone, Alone::Serve),
     };
     let running = node::start(opts, |link| println!("listening link={link}")).await?;
