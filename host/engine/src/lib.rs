@@ -3,6 +3,7 @@ pub mod logfile;
 pub mod nbd;
 pub mod nbd_client;
 pub mod node;
+mod persist;
 pub mod source;
 pub mod target;
 pub mod volume;

@@ -27,6 +27,7 @@ use tracing::{debug, error, info, warn};
 use crate::auth::{self, AuthError};
 use crate::logfile::{LogError, LogFile, PairIdentity};
 use crate::nbd::{self, Export, IoRequest};
+use crate::persist::{Background, Persist, Step};
 use crate::source::{listen_nbd, write_batches, LinkQueue, NbdListen};
 use crate::volume::{errno_of, Volume, VolumeError};
 use crate::wire::read_frame;
@@ -185,12 +186,17 @@ pub async fn start(
     let (tx, rx) = mpsc::channel::<Msg>(4096);
     let (io_tx, io_rx) = mpsc::channel::<IoRequest>(4096);
     let (ready_tx, mut ready_rx) = watch::channel(false);
+    let me = tx.clone();
+    let notify = Arc::new(move |b: Background| {
+        let m = match b {
+            Background::LocalWriteDone(seq, r) => Msg::LocalDone(seq, r),
+            Background::LocalSyncDone(flush, r) => Msg::LocalSynced(flush, r),
+        };
+        me.blocking_send(m).ok();
+    });
     let mut task = CoreTask {
         core,
-        volume: volume.clone(),
-        log,
-        log_sync: opts.log_sync,
-        log_dirty: false,
+        disk: Persist::new(volume.clone(), log, opts.log_sync, notify),
         link: None,
         writes: BTreeMap::new(),
         reads: BTreeMap::new(),
@@ -484,10 +490,7 @@ async fn serve_link(
 
 struct CoreTask {
     core: Node,
-    volume: Volume,
-    log: LogFile,
-    log_sync: bool,
-    log_dirty: bool,
+    disk: Persist,
     link: Option<LinkQueue>,
     writes: BTreeMap<u64, oneshot::Sender<Result<(), i32>>>,
     reads: BTreeMap<u64, oneshot::Sender<Result<Vec<u8>, i32>>>,
@@ -581,7 +584,7 @@ impl CoreTask {
         let mut frames = Vec::new();
         let mut queue = VecDeque::from(actions);
         let r = self.run_queue(&mut queue, &mut frames);
-        self.log.flush().map_err(NodeError::LogWrite)?;
+        self.disk.flush().map_err(NodeError::LogWrite)?;
         if !frames.is_empty() {
             if let Some(q) = &self.link {
                 if !q.offer(frames) {
@@ -590,19 +593,6 @@ impl CoreTask {
             }
         }
         r
-    }
-
-    /// Makes the log records of the batch so far reach the file before a volume write does.
-    fn log_barrier(&mut self) -> Result<(), NodeError> {
-        if self.log_dirty {
-            if self.log_sync {
-                self.log.sync().map_err(NodeError::LogWrite)?;
-            } else {
-                self.log.flush().map_err(NodeError::LogWrite)?;
-            }
-        }
-        self.log_dirty = false;
-        Ok(())
     }
 
     fn feed(&mut self, ev: NodeEvent, queue: &mut VecDeque<NodeAction>) {
@@ -624,7 +614,7 @@ impl CoreTask {
                     len,
                 } => {
                     let mut before = vec![0u8; len as usize];
-                    if let Err(e) = self.volume.read_at(offset, &mut before) {
+                    if let Err(e) = self.disk.volume.read_at(offset, &mut before) {
                         // Without the before-image the write cannot be undone: refuse it. Its
                         // admission hold goes with an empty write's answer.
                         warn!("reading the before-image at {offset} failed: {e}");
@@ -641,10 +631,15 @@ impl CoreTask {
                     len,
                 } => {
                     let mut b = vec![0u8; len as usize];
-                    let r = self.volume.read_at(offset, &mut b).map(|_| b).map_err(|e| {
-                        warn!("local read at {offset} failed: {e}");
-                        errno_of(&e)
-                    });
+                    let r = self
+                        .disk
+                        .volume
+                        .read_at(offset, &mut b)
+                        .map(|_| b)
+                        .map_err(|e| {
+                            warn!("local read at {offset} failed: {e}");
+                            errno_of(&e)
+                        });
                     if let Some(reply) = self.reads.remove(&handle) {
                         reply.send(r).ok();
                     }
@@ -659,10 +654,10 @@ impl CoreTask {
                     token, pieces, fua, ..
                 } => {
                     // The before-images this write fed must be on file first.
-                    self.log_barrier()?;
+                    self.disk.barrier().map_err(NodeError::LogWrite)?;
                     let mut result = Ok(());
                     for (o, d) in &pieces {
-                        if let Err(e) = self.volume.write_at(*o, d) {
+                        if let Err(e) = self.disk.volume.write_at(*o, d) {
                             warn!("writing the peer's data at {o} failed: {e}");
                             result = Err(errno_of(&e));
                             break;
@@ -670,7 +665,7 @@ impl CoreTask {
                     }
                     if fua && result.is_ok() {
                         let me = self.me.clone();
-                        self.volume.sync_in_background(move |r| {
+                        self.disk.volume.sync_in_background(move |r| {
                             me.blocking_send(Msg::VolumeDone(token, r)).ok();
                         });
                     } else {
@@ -679,7 +674,7 @@ impl CoreTask {
                 }
                 NodeAction::Target(TargetAction::SyncVolume { token }) => {
                     let me = self.me.clone();
-                    self.volume.sync_in_background(move |r| {
+                    self.disk.volume.sync_in_background(move |r| {
                         me.blocking_send(Msg::VolumeSynced(token, r)).ok();
                     });
                 }
@@ -698,52 +693,15 @@ impl CoreTask {
         a: SourceAction,
         queue: &mut VecDeque<NodeAction>,
     ) -> Result<(), NodeError> {
+        let a = match self.disk.source_action(a).map_err(NodeError::LogWrite)? {
+            Step::Done => return Ok(()),
+            Step::LocalWriteDone { seq, result } => {
+                self.feed(NodeEvent::LocalWriteDone { seq, result }, queue);
+                return Ok(());
+            }
+            Step::Other(a) => a,
+        };
         match a {
-            SourceAction::Send(_) => {
-                unreachable!("the node core turns sends into NodeAction::Send")
-            }
-            SourceAction::WriteLocal {
-                seq,
-                offset,
-                data,
-                fua,
-            } => {
-                self.log_barrier()?;
-                let result = self.volume.write_at(offset, &data).map_err(|e| {
-                    warn!("local write at {offset} failed: {e}");
-                    errno_of(&e)
-                });
-                let Some(seq) = seq else { return Ok(()) };
-                if fua && result.is_ok() {
-                    let me = self.me.clone();
-                    self.volume.sync_in_background(move |r| {
-                        me.blocking_send(Msg::LocalDone(seq, r)).ok();
-                    });
-                } else {
-                    self.feed(NodeEvent::LocalWriteDone { seq, result }, queue);
-                }
-            }
-            SourceAction::SyncLocal { flush } => {
-                let me = self.me.clone();
-                self.volume.sync_in_background(move |r| {
-                    me.blocking_send(Msg::LocalSynced(flush, r)).ok();
-                });
-            }
-            SourceAction::LogAppend(r) | SourceAction::LogUpdate(r) => {
-                self.log.put(&r).map_err(NodeError::LogWrite)?;
-                self.log_dirty = true;
-            }
-            SourceAction::LogLockGranted { seq } => {
-                self.log.lock_granted(seq).map_err(NodeError::LogWrite)?
-            }
-            SourceAction::LogDataWritten { seq } => {
-                self.log.data_written(seq).map_err(NodeError::LogWrite)?
-            }
-            SourceAction::LogRemove { seq } => self.log.remove(seq).map_err(NodeError::LogWrite)?,
-            SourceAction::PersistGeneration(g) => {
-                self.log.set_generation(g).map_err(NodeError::LogWrite)?;
-                self.log.sync().map_err(NodeError::LogWrite)?;
-            }
             SourceAction::AckWrite { handle, result } => {
                 if let Some(r) = self.writes.remove(&handle) {
                     r.send(result).ok();
@@ -779,6 +737,16 @@ impl CoreTask {
                     "write answered while the peer is away; kept until it confirms"
                 );
             }
+            // Disk actions were carried out above; sends come as NodeAction::Send.
+            SourceAction::Send(_)
+            | SourceAction::WriteLocal { .. }
+            | SourceAction::SyncLocal { .. }
+            | SourceAction::LogAppend(_)
+            | SourceAction::LogUpdate(_)
+            | SourceAction::LogLockGranted { .. }
+            | SourceAction::LogDataWritten { .. }
+            | SourceAction::LogRemove { .. }
+            | SourceAction::PersistGeneration(_) => {}
             SourceAction::RolledBack { seq, errno, reason } => {
                 warn!(
                     seq,

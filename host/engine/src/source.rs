@@ -24,7 +24,8 @@ use tracing::{debug, error, info, warn};
 use crate::auth::{self, AuthError};
 use crate::logfile::{LogError, LogFile, PairIdentity};
 use crate::nbd::{self, Export, IoRequest};
-use crate::volume::{errno_of, Volume, VolumeError};
+use crate::persist::{Background, Persist, Step};
+use crate::volume::{Volume, VolumeError};
 use crate::wire::{read_frame, WireError};
 
 /// Where the NBD front end listens.
@@ -172,17 +173,21 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
     // The front end's requests reach the core task on a channel of their own: no hop between.
     let (io_tx, io_rx) = mpsc::channel::<IoRequest>(4096);
     let (ready_tx, mut ready_rx) = watch::channel(false);
+    let me = tx.clone();
+    let notify = Arc::new(move |b: Background| {
+        let m = match b {
+            Background::LocalWriteDone(seq, r) => Msg::LocalDone(seq, r),
+            Background::LocalSyncDone(flush, r) => Msg::LocalSynced(flush, r),
+        };
+        me.blocking_send(m).ok();
+    });
     let mut task = CoreTask {
         core,
-        volume: volume.clone(),
-        log,
-        log_sync: opts.log_sync,
-        log_dirty: false,
+        disk: Persist::new(volume.clone(), log, opts.log_sync, notify),
         link: None,
         clients: BTreeMap::new(),
         flushes: BTreeMap::new(),
         next_handle: 1,
-        me: tx.clone(),
         start: Instant::now(),
         ready: ready_tx,
         stages: Arc::new(StageStats::default()),
@@ -458,15 +463,11 @@ pub(crate) async fn write_batches<W: tokio::io::AsyncWrite + Unpin>(mut q: LinkR
 
 struct CoreTask {
     core: Source,
-    volume: Volume,
-    log: LogFile,
-    log_sync: bool,
-    log_dirty: bool,
+    disk: Persist,
     link: Option<LinkQueue>,
     clients: BTreeMap<u64, oneshot::Sender<Result<(), i32>>>,
     flushes: BTreeMap<u64, oneshot::Sender<Result<(), i32>>>,
     next_handle: u64,
-    me: mpsc::Sender<Msg>,
     start: Instant,
     ready: watch::Sender<bool>,
     stages: Arc<StageStats>,
@@ -519,8 +520,8 @@ impl CoreTask {
                     self.next_handle += 1;
                     let end = offset.saturating_add(data.len() as u64);
                     let mut before = vec![0u8; data.len()];
-                    if end <= self.volume.size()
-                        && self.volume.read_at(offset, &mut before).is_err()
+                    if end <= self.disk.volume.size()
+                        && self.disk.volume.read_at(offset, &mut before).is_err()
                     {
                         reply.send(Err(errno::EIO)).ok();
                         continue;
@@ -539,7 +540,8 @@ impl CoreTask {
                     let mut b = vec![0u8; len as usize];
                     reply
                         .send(
-                            self.volume
+                            self.disk
+                                .volume
                                 .read_at(offset, &mut b)
                                 .map(|_| b)
                                 .map_err(|_| errno::EIO),
@@ -583,7 +585,7 @@ impl CoreTask {
         let mut frames = Vec::new();
         let r = self.run_gathering(actions, &mut frames);
         // The batch's remaining log records (grants, confirmations, removals) in one write.
-        self.log.flush().map_err(SourceError::LogWrite)?;
+        self.disk.flush().map_err(SourceError::LogWrite)?;
         if !frames.is_empty() {
             if let Some(tx) = &self.link {
                 if !tx.offer(frames) {
@@ -601,67 +603,20 @@ impl CoreTask {
     ) -> Result<(), SourceError> {
         let mut queue = std::collections::VecDeque::from(actions);
         while let Some(a) = queue.pop_front() {
+            let a = match self.disk.source_action(a).map_err(SourceError::LogWrite)? {
+                Step::Done => continue,
+                Step::LocalWriteDone { seq, result } => {
+                    let now = self.now();
+                    queue.extend(
+                        self.core
+                            .handle(SourceEvent::LocalWriteDone { seq, result }, now),
+                    );
+                    continue;
+                }
+                Step::Other(a) => a,
+            };
             match a {
                 SourceAction::Send(f) => f.encode_into(frames),
-                SourceAction::WriteLocal {
-                    seq,
-                    offset,
-                    data,
-                    fua,
-                } => {
-                    // The log record of this write reaches the file before the write does.
-                    if self.log_dirty {
-                        if self.log_sync {
-                            self.log.sync().map_err(SourceError::LogWrite)?;
-                        } else {
-                            self.log.flush().map_err(SourceError::LogWrite)?;
-                        }
-                    }
-                    self.log_dirty = false;
-                    let result = self.volume.write_at(offset, &data).map_err(|e| {
-                        warn!("local write at {offset} failed: {e}");
-                        errno_of(&e)
-                    });
-                    let Some(seq) = seq else { continue };
-                    if fua && result.is_ok() {
-                        let me = self.me.clone();
-                        self.volume.sync_in_background(move |r| {
-                            me.blocking_send(Msg::LocalDone(seq, r)).ok();
-                        });
-                    } else {
-                        let now = self.now();
-                        queue.extend(
-                            self.core
-                                .handle(SourceEvent::LocalWriteDone { seq, result }, now),
-                        );
-                    }
-                }
-                SourceAction::SyncLocal { flush } => {
-                    let me = self.me.clone();
-                    self.volume.sync_in_background(move |r| {
-                        if let Err(e) = r {
-                            warn!("local volume sync failed: errno {e}");
-                        }
-                        me.blocking_send(Msg::LocalSynced(flush, r)).ok();
-                    });
-                }
-                SourceAction::LogAppend(r) | SourceAction::LogUpdate(r) => {
-                    self.log.put(&r).map_err(SourceError::LogWrite)?;
-                    self.log_dirty = true;
-                }
-                SourceAction::LogLockGranted { seq } => {
-                    self.log.lock_granted(seq).map_err(SourceError::LogWrite)?
-                }
-                SourceAction::LogDataWritten { seq } => {
-                    self.log.data_written(seq).map_err(SourceError::LogWrite)?
-                }
-                SourceAction::LogRemove { seq } => {
-                    self.log.remove(seq).map_err(SourceError::LogWrite)?
-                }
-                SourceAction::PersistGeneration(g) => {
-                    self.log.set_generation(g).map_err(SourceError::LogWrite)?;
-                    self.log.sync().map_err(SourceError::LogWrite)?;
-                }
                 SourceAction::AckWrite { handle, result } => {
                     if let Some(t) = self.handed.remove(&handle) {
                         if result.is_ok() {
@@ -695,6 +650,8 @@ impl CoreTask {
                         errno, "write rolled back and failed to its client: {reason}"
                     );
                 }
+                // Disk actions were carried out above.
+                _ => {}
             }
         }
         Ok(())
