@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use specmirror_abi::ring::Mode;
-use specmirror_abi::{FrameType, Header, Hello, HelloStatus, CAP_BIDIRECTIONAL};
+use specmirror_abi::{FrameType, Hello, HelloStatus, CAP_BIDIRECTIONAL};
 use specmirror_core::node::{Node, NodeAction, NodeConfig, NodeEvent};
 use specmirror_core::source::SourceAction;
 use specmirror_core::target::TargetAction;
@@ -30,7 +30,7 @@ use crate::nbd::{self, Export, IoRequest};
 use crate::persist::{Background, Persist, Step};
 use crate::source::{listen_nbd, write_batches, LinkQueue, NbdListen};
 use crate::volume::{errno_of, Volume, VolumeError};
-use crate::wire::read_frame;
+use crate::wire::{probe_exchange, read_frame};
 
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
@@ -309,47 +309,37 @@ async fn probe(opts: &NodeOptions, size: u64) -> Result<TcpStream, NodeError> {
     };
     let mut hello = Hello::for_pair(size, opts.region_size, opts.pair_id, 1, HelloStatus::Ok);
     hello.capabilities = CAP_BIDIRECTIONAL;
-    let f = Frame::new(Header::new(FrameType::Hello), hello.to_bytes().to_vec());
-    let lost = |e: String| NodeError::Refused(format!("the handshake with {peer} broke off: {e}"));
-    s.write_all(&f.encode())
+    // Node 2's own handshake may come before the answer; the exchange skips it.
+    let ack = probe_exchange(&mut s, &hello, opts.peer_timeout)
         .await
-        .map_err(|e| lost(e.to_string()))?;
-    let mut buf = Vec::new();
-    let reply = loop {
-        let f = tokio::time::timeout(opts.peer_timeout, read_frame(&mut s, &mut buf))
-            .await
-            .map_err(|_| lost("no answer".into()))?
-            .map_err(|e| lost(e.to_string()))?
-            .ok_or_else(|| lost("connection closed".into()))?;
-        // Node 2's own handshake may come first (it is sent again after a timeout).
-        if f.header.ty == FrameType::HelloAck && f.header.generation == 0 {
-            break f;
-        }
-    };
-    let ack = Hello::decode(&reply.payload)
-        .map_err(|e| NodeError::Refused(format!("malformed HELLO_ACK: {e}")))?;
+        .map_err(|e| NodeError::Refused(format!("the handshake with {peer} broke off: {e}")))?;
     match ack.status {
         HelloStatus::Ok => Ok(s),
-        other => Err(NodeError::Refused(refusal(other, size, &ack))),
+        other => Err(NodeError::Refused(refusal(other, Some((size, &ack))))),
     }
 }
 
-/// Why the peer refused the pair, in words.
-fn refusal(status: HelloStatus, size: u64, ack: &Hello) -> String {
-    match status {
-        HelloStatus::RoleMismatch => "the peer is not this pair's other node: it has the same \
-            --node-id, or it is a one-way source or target"
+/// Why the peer refused the pair, in words; with this node's volume size and the peer's answer
+/// when the refusal came with one.
+fn refusal(status: HelloStatus, answer: Option<(u64, &Hello)>) -> String {
+    match (status, answer) {
+        (HelloStatus::RoleMismatch, _) => "the peer is not this pair's other node: it has the \
+            same --node-id, or it is a one-way source or target"
             .into(),
-        HelloStatus::VolumeSizeMismatch => format!(
+        (HelloStatus::VolumeSizeMismatch, Some((size, ack))) => format!(
             "the peer's volume is {} bytes, this one {size} bytes",
             ack.volume_size
         ),
-        HelloStatus::RegionSizeMismatch => format!(
+        (HelloStatus::VolumeSizeMismatch, None) => "the two volumes differ in size".into(),
+        (HelloStatus::RegionSizeMismatch, Some((_, ack))) => format!(
             "the peer uses {}-byte regions (--region-size), this node another size",
             ack.region_size
         ),
-        HelloStatus::PairIdMismatch => "the peer serves another volume pair (--pair)".into(),
-        other => format!("{other:?}"),
+        (HelloStatus::RegionSizeMismatch, None) => {
+            "the two nodes use different --region-size".into()
+        }
+        (HelloStatus::PairIdMismatch, _) => "the peer serves another volume pair (--pair)".into(),
+        (other, _) => format!("{other:?}"),
     }
 }
 
@@ -717,19 +707,7 @@ impl CoreTask {
                 self.ready.send_replace(true);
             }
             SourceAction::Refused(status) => {
-                return Err(NodeError::Refused(match status {
-                    HelloStatus::RoleMismatch => "the peer is not this pair's other node: it has \
-                        the same --node-id, or it is a one-way source or target"
-                        .into(),
-                    HelloStatus::VolumeSizeMismatch => "the two volumes differ in size".into(),
-                    HelloStatus::RegionSizeMismatch => {
-                        "the two nodes use different --region-size".into()
-                    }
-                    HelloStatus::PairIdMismatch => {
-                        "the peer serves another volume pair (--pair)".into()
-                    }
-                    other => format!("{other:?}"),
-                }));
+                return Err(NodeError::Refused(refusal(status, None)));
             }
             SourceAction::AckedAlone { seq } => {
                 debug!(

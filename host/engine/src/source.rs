@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use specmirror_abi::ring::Mode;
-use specmirror_abi::{FrameType, Header, Hello, HelloStatus};
+use specmirror_abi::{Hello, HelloStatus};
 use specmirror_core::source::{Source, SourceAction, SourceConfig, SourceEvent};
 use specmirror_core::{errno, Frame, Nanos};
 use tokio::io::AsyncWriteExt;
@@ -26,7 +26,7 @@ use crate::logfile::{LogError, LogFile, PairIdentity};
 use crate::nbd::{self, Export, IoRequest};
 use crate::persist::{Background, Persist, Step};
 use crate::volume::{Volume, VolumeError};
-use crate::wire::{read_frame, WireError};
+use crate::wire::{probe_exchange, read_frame, ProbeError};
 
 /// Where the NBD front end listens.
 #[derive(Clone, Debug)]
@@ -317,23 +317,17 @@ async fn connect(opts: &SourceOptions, within: Duration) -> Result<TcpStream, So
 async fn probe(opts: &SourceOptions, size: u64) -> Result<TcpStream, SourceError> {
     let mut s = connect(opts, opts.link_timeout).await?;
     let hello = Hello::for_pair(size, opts.region_size, opts.pair_id, 1, HelloStatus::Ok);
-    let f = Frame::new(Header::new(FrameType::Hello), hello.to_bytes().to_vec());
-    let unreachable = |e: String| SourceError::Unreachable {
-        target: opts.target.clone(),
-        waited: Duration::ZERO,
-        last: e,
+    let ack = match probe_exchange(&mut s, &hello, opts.peer_timeout).await {
+        Ok(ack) => ack,
+        Err(e @ ProbeError::Malformed(_)) => return Err(SourceError::Refused(e.to_string())),
+        Err(e) => {
+            return Err(SourceError::Unreachable {
+                target: opts.target.clone(),
+                waited: Duration::ZERO,
+                last: e.to_string(),
+            })
+        }
     };
-    s.write_all(&f.encode())
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    let mut buf = Vec::new();
-    let reply = tokio::time::timeout(opts.peer_timeout, read_frame(&mut s, &mut buf))
-        .await
-        .map_err(|_| unreachable("no answer to the handshake".into()))?
-        .map_err(|e: WireError| unreachable(e.to_string()))?
-        .ok_or_else(|| unreachable("closed during the handshake".into()))?;
-    let ack = Hello::decode(&reply.payload)
-        .map_err(|e| SourceError::Refused(format!("malformed HELLO_ACK: {e}")))?;
     let why = match ack.status {
         HelloStatus::Ok => return Ok(s),
         HelloStatus::VolumeSizeMismatch => format!(

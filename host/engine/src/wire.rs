@@ -1,9 +1,11 @@
 //! Frames over a byte stream (TCP or a Unix socket): read one frame at a time, refusing a bad
 //! header before reading or allocating its payload.
 
-use specmirror_abi::{frame_len, FrameError, Header, HEADER_LEN};
+use std::time::Duration;
+
+use specmirror_abi::{frame_len, FrameError, FrameType, Header, Hello, HelloError, HEADER_LEN};
 use specmirror_core::Frame;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
@@ -13,6 +15,40 @@ pub enum WireError {
     Frame(#[from] FrameError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why a probe handshake got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("no answer to the handshake within {0:?}")]
+    Timeout(Duration),
+    #[error("closed during the handshake")]
+    Closed,
+    #[error("{0}")]
+    Wire(#[from] WireError),
+    #[error("malformed HELLO_ACK: {0}")]
+    Malformed(#[from] HelloError),
+}
+
+/// Sends `hello` as a probe (generation 0, which opens no session) and returns the HELLO_ACK
+/// that answers it. Other frames the peer sends first (a node's own handshake) are skipped.
+pub async fn probe_exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    hello: &Hello,
+    timeout: Duration,
+) -> Result<Hello, ProbeError> {
+    let f = Frame::new(Header::new(FrameType::Hello), hello.to_bytes().to_vec());
+    s.write_all(&f.encode()).await.map_err(WireError::Io)?;
+    let mut buf = Vec::new();
+    loop {
+        let f = tokio::time::timeout(timeout, read_frame(s, &mut buf))
+            .await
+            .map_err(|_| ProbeError::Timeout(timeout))??
+            .ok_or(ProbeError::Closed)?;
+        if f.header.ty == FrameType::HelloAck && f.header.generation == 0 {
+            return Ok(Hello::decode(&f.payload)?);
+        }
+    }
 }
 
 /// Reads the next frame; `Ok(None)` when the peer closed cleanly between frames.
