@@ -13,16 +13,9 @@ use specmirror_engine::source::NbdListen;
 use specmirror_sim::linkem::{Link, LinkConfig};
 
 use crate::load::{random_writes, random_writes_at, LoadResult};
-use crate::pair::{Floor, Pair};
+use crate::pair::{runtime, Floor, Pair};
 
 const SIZE: u64 = 64 << 20;
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?)
-}
 
 /// Two nodes on runtimes of their own, node 1 reaching node 2 through the link emulator.
 struct Nodes {

@@ -14,7 +14,8 @@ use specmirror_engine::target::{self, TargetOptions};
 use specmirror_engine::volume::Volume;
 use specmirror_sim::linkem::{Link, LinkConfig};
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// A runtime of one worker thread, so that each daemon of a measurement has a core's worth.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
