@@ -12,6 +12,7 @@ pub mod config;
 pub mod linearize;
 pub mod linkem;
 pub mod rng;
+pub mod udplink;
 pub mod world;
 
 pub use config::{Faults, SimConfig};
