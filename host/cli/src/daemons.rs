@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sha2::{Digest, Sha256};
+use specmirror_engine::datagram::Transport;
 use specmirror_engine::node::{self, NodeOptions};
 use specmirror_engine::source::{self, NbdListen, SourceOptions};
 use specmirror_engine::target::{self, TargetOptions};
@@ -91,11 +92,34 @@ impl PairArgs {
     }
 }
 
+/// How frames travel between source and target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportArg {
+    /// One TCP connection; authenticated when --secret-file is given.
+    Tcp,
+    /// One frame per UDP datagram, no stream underneath: loss, duplication and reordering are
+    /// recovered by the protocol's own sequence numbers, timers and rollback log. Not
+    /// authenticated: use it on a network only the pair can reach.
+    Udp,
+}
+
+impl TransportArg {
+    fn check(self, pair: &PairArgs) -> Result<()> {
+        if self == TransportArg::Udp && pair.secret_file.is_some() {
+            bail!("--transport udp does not authenticate; --secret-file needs --transport tcp");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Args)]
 pub struct TargetArgs {
     /// Address to accept the source on (host:port; port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
     listen: String,
+    /// How frames travel; the source must use the same.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: TransportArg,
     /// The target volume: a file or block device.
     #[arg(long, value_name = "PATH")]
     volume: PathBuf,
@@ -109,16 +133,28 @@ pub struct TargetArgs {
 
 pub async fn run_target(a: TargetArgs) -> Result<()> {
     a.pair.check()?;
+    a.transport.check(&a.pair)?;
     let secret = a.pair.secret()?;
     let volume = Volume::open(&a.volume, a.size)?;
-    let listener = target::bind(&a.listen).await?;
-    let addr = listener.local_addr()?;
+    let (listener, sock, addr) = match a.transport {
+        TransportArg::Tcp => {
+            let l = target::bind(&a.listen).await?;
+            let addr = l.local_addr()?;
+            (Some(l), None, addr)
+        }
+        TransportArg::Udp => {
+            let s = target::bind_udp(&a.listen)?;
+            let addr = s.local_addr()?;
+            (None, Some(s), addr)
+        }
+    };
+    let transport = format!("{:?}", a.transport).to_lowercase();
     println!(
-        "ready listen={addr} volume={} size={}",
+        "ready listen={addr} volume={} size={} transport={transport}",
         a.volume.display(),
         volume.size()
     );
-    tracing::info!(%addr, volume = %a.volume.display(), size = volume.size(), "target serving");
+    tracing::info!(%addr, %transport, volume = %a.volume.display(), size = volume.size(), "target serving");
     let opts = TargetOptions {
         volume,
         region_size: a.pair.region_size,
@@ -126,8 +162,15 @@ pub async fn run_target(a: TargetArgs) -> Result<()> {
         secret,
         peer_timeout: a.pair.peer_timeout,
     };
+    let serve = async move {
+        match (listener, sock) {
+            (Some(l), _) => target::serve(l, opts).await,
+            (_, Some(s)) => target::serve_udp(s, opts).await,
+            _ => unreachable!("one of the two is bound"),
+        }
+    };
     tokio::select! {
-        _ = target::serve(listener, opts) => {}
+        _ = serve => {}
         _ = stop_signal() => tracing::info!("stopping on a signal"),
     }
     Ok(())
@@ -138,6 +181,13 @@ pub struct SourceArgs {
     /// The target daemon (host:port).
     #[arg(long, value_name = "ADDR")]
     target: String,
+    /// How frames travel; the target must use the same.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: TransportArg,
+    /// With --transport udp: the path MTU (1280 to 9000; 9000 on jumbo-frame networks). Writes
+    /// are split so that every frame fits one unfragmented datagram.
+    #[arg(long, default_value_t = specmirror_engine::datagram::DEFAULT_MTU, value_name = "BYTES")]
+    mtu: u32,
     #[command(flatten)]
     serve: ServeArgs,
     #[command(flatten)]
@@ -193,6 +243,11 @@ impl ServeArgs {
 
 pub async fn run_source(a: SourceArgs) -> Result<()> {
     a.pair.check()?;
+    a.transport.check(&a.pair)?;
+    let transport = match a.transport {
+        TransportArg::Tcp => Transport::Tcp,
+        TransportArg::Udp => Transport::udp(a.mtu).context("--mtu")?,
+    };
     let v = &a.serve;
     let opts = SourceOptions {
         volume: v.volume.clone(),
@@ -209,6 +264,7 @@ pub async fn run_source(a: SourceArgs) -> Result<()> {
         peer_timeout: a.pair.peer_timeout,
         export_name: v.export.clone(),
         max_inflight: v.max_inflight,
+        transport,
     };
     let running = source::start(opts).await?;
     println!("ready nbd={} target={}", running.nbd_addr, a.target);

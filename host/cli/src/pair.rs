@@ -80,6 +80,7 @@ impl Pair {
             peer_timeout: Duration::from_secs(10),
             export_name: "specmirror".into(),
             max_inflight: 256 << 20,
+            transport: specmirror_engine::datagram::Transport::Tcp,
         };
         let running = rt_source.spawn(source::start(opts)).await??;
         Ok(Pair {
@@ -119,6 +120,7 @@ impl Floor {
             mirror,
             inflight: nbd::inflight_budget(256 << 20),
             reads_through_mirror: false,
+            max_piece: nbd::CHUNK,
         });
         let lst = rt
             .spawn(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -1,4 +1,5 @@
 pub mod auth;
+pub mod datagram;
 pub mod logfile;
 pub mod nbd;
 pub mod nbd_client;

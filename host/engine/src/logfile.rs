@@ -94,6 +94,18 @@ pub struct LogFile {
     pending: Vec<u8>,
 }
 
+/// Replays a log's records: the live writes, the generation, and the bytes of whole records.
+fn replay(body: &[u8]) -> (BTreeMap<u64, LogRecord>, u32, usize) {
+    let mut live = BTreeMap::new();
+    let mut generation = 0;
+    let mut at = 0usize;
+    while let Some((rec, used)) = parse_record(&body[at..]) {
+        apply(&mut live, &mut generation, rec);
+        at += used;
+    }
+    (live, generation, at)
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
     move |source| LogError::Io {
         path: path.to_path_buf(),
@@ -175,13 +187,7 @@ impl LogFile {
         file.seek(SeekFrom::Start(HEADER_LEN))
             .map_err(io_err(path))?;
         file.read_to_end(&mut body).map_err(io_err(path))?;
-        let mut live = BTreeMap::new();
-        let mut generation = 0;
-        let mut at = 0usize;
-        while let Some((rec, used)) = parse_record(&body[at..]) {
-            apply(&mut live, &mut generation, rec);
-            at += used;
-        }
+        let (live, generation, at) = replay(&body);
         let good = HEADER_LEN + at as u64;
         let truncated = body.len() as u64 - at as u64;
         if truncated > 0 {
@@ -206,6 +212,20 @@ impl LogFile {
             },
             replayed,
         ))
+    }
+
+    /// The writes an existing log holds, read without changing the file; none when there is no
+    /// file yet. Call [`LogFile::check`] first.
+    pub fn peek(path: &Path) -> Result<Vec<LogRecord>, LogError> {
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        let mut body = Vec::new();
+        file.read_to_end(&mut body).map_err(io_err(path))?;
+        let body = body.get(HEADER_LEN as usize..).unwrap_or_default();
+        Ok(replay(body).0.into_values().collect())
     }
 
     pub fn path(&self) -> &Path {

@@ -17,11 +17,12 @@ use specmirror_abi::{Hello, HelloStatus};
 use specmirror_core::source::{Source, SourceAction, SourceConfig, SourceEvent};
 use specmirror_core::{errno, Frame, Nanos};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::auth::{self, AuthError};
+use crate::datagram::{self, Transport};
 use crate::logfile::{LogError, LogFile, PairIdentity};
 use crate::nbd::{self, Export, IoRequest};
 use crate::persist::{Background, Persist, Step};
@@ -56,6 +57,8 @@ pub struct SourceOptions {
     pub export_name: String,
     /// Bytes of client writes in flight at most; beyond it requests wait at the front end.
     pub max_inflight: u64,
+    /// TCP, or UDP datagrams of a path MTU (no authentication: `secret` must be unset).
+    pub transport: Transport,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +84,8 @@ pub enum SourceError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Transport(String),
 }
 
 /// A started source: where clients connect, the task to await, and where its time goes.
@@ -149,7 +154,29 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
         region_size: opts.region_size,
     };
     LogFile::check(&opts.log, &identity)?;
-    let stream = probe(&opts, size).await?;
+    let max_piece = opts.transport.max_payload() as usize;
+    if let Some(r) = LogFile::peek(&opts.log)?
+        .iter()
+        .find(|r| r.data.len() > max_piece)
+    {
+        return Err(SourceError::Transport(format!(
+            "the rollback log holds a write of {} bytes at offset {}, larger than one {} frame \
+             carries ({max_piece} bytes): start with --transport tcp until the log drains",
+            r.data.len(),
+            r.offset,
+            opts.transport.name()
+        )));
+    }
+    if opts.transport != Transport::Tcp && opts.secret.is_some() {
+        return Err(SourceError::Transport(
+            "the UDP transport does not authenticate: use --transport tcp with --secret-file"
+                .into(),
+        ));
+    }
+    let link = match opts.transport {
+        Transport::Tcp => Link::Tcp(probe(&opts, size).await?),
+        Transport::Udp { .. } => Link::Udp(probe_udp(&opts, size).await?),
+    };
     // Every check passed: from here on the disk may change.
     let volume = Volume::open(&opts.volume, opts.size)?;
     let (log, replayed) = LogFile::open(&opts.log, identity)?;
@@ -195,7 +222,10 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
     };
     let stages = task.stages.clone();
     task.run(recovery)?;
-    tokio::spawn(link_task(Some(stream), opts.clone(), tx.clone()));
+    match link {
+        Link::Tcp(stream) => tokio::spawn(link_task(Some(stream), opts.clone(), tx.clone())),
+        Link::Udp(sock) => tokio::spawn(udp_link_task(sock, opts.clone(), tx.clone())),
+    };
     let core = tokio::spawn(task.serve(rx, io_rx));
     // Clients are let in only once the session is up.
     loop {
@@ -214,6 +244,7 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
         mirror: io_tx,
         inflight: nbd::inflight_budget(opts.max_inflight),
         reads_through_mirror: false,
+        max_piece,
     });
     let nbd_addr = listen_nbd(&opts.nbd, export).await?;
     info!(nbd = %nbd_addr, "accepting NBD clients");
@@ -328,8 +359,14 @@ async fn probe(opts: &SourceOptions, size: u64) -> Result<TcpStream, SourceError
             })
         }
     };
+    check_ack(&ack, opts, size)?;
+    Ok(s)
+}
+
+/// Whether the probe's answer accepts this volume pair; the reason when it does not.
+fn check_ack(ack: &Hello, opts: &SourceOptions, size: u64) -> Result<(), SourceError> {
     let why = match ack.status {
-        HelloStatus::Ok => return Ok(s),
+        HelloStatus::Ok => return Ok(()),
         HelloStatus::VolumeSizeMismatch => format!(
             "target volume is {} bytes, source volume is {size} bytes",
             ack.volume_size
@@ -391,6 +428,112 @@ async fn link_task(first: Option<TcpStream>, opts: SourceOptions, core: mpsc::Se
     }
 }
 
+/// The first link to the target, after the probe.
+enum Link {
+    Tcp(TcpStream),
+    Udp(Arc<UdpSocket>),
+}
+
+/// The probe over UDP: a socket connected to the target, its HELLO sent again every 100 ms until
+/// an answer or the link timeout. A refusal from the target's host (port closed) is retried too.
+async fn probe_udp(opts: &SourceOptions, size: u64) -> Result<Arc<UdpSocket>, SourceError> {
+    let unreachable = |last: String, waited| SourceError::Unreachable {
+        target: opts.target.clone(),
+        waited,
+        last,
+    };
+    let started = Instant::now();
+    let peer = tokio::net::lookup_host(&opts.target)
+        .await
+        .map_err(|e| unreachable(e.to_string(), Duration::ZERO))?
+        .next()
+        .ok_or_else(|| unreachable("the name resolves to no address".into(), Duration::ZERO))?;
+    let sock = datagram::bind_for(peer).map_err(|e| unreachable(e.to_string(), Duration::ZERO))?;
+    sock.connect(peer)
+        .await
+        .map_err(|e| unreachable(e.to_string(), Duration::ZERO))?;
+    let hello = Hello::for_pair(size, opts.region_size, opts.pair_id, 1, HelloStatus::Ok);
+    let probe = Frame::new(
+        specmirror_abi::Header::new(specmirror_abi::FrameType::Hello),
+        hello.to_bytes().to_vec(),
+    )
+    .encode();
+    let mut buf = vec![0u8; datagram::RECV_BUFFER];
+    let mut last = "no answer".to_string();
+    loop {
+        if started.elapsed() >= opts.link_timeout {
+            return Err(unreachable(last, started.elapsed()));
+        }
+        if let Err(e) = sock.send(&probe).await {
+            last = e.to_string();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        while let Ok(r) = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
+            let n = match r {
+                Ok(n) => n,
+                Err(e) => {
+                    last = e.to_string();
+                    tokio::time::sleep_until(deadline).await;
+                    break;
+                }
+            };
+            let Ok(f) = datagram::decode(&buf[..n]) else {
+                continue;
+            };
+            if f.ty() == specmirror_abi::FrameType::HelloAck && f.header.generation == 0 {
+                let ack = Hello::decode(&f.payload)
+                    .map_err(|e| SourceError::Refused(format!("malformed HELLO_ACK: {e}")))?;
+                check_ack(&ack, opts, size)?;
+                return Ok(Arc::new(sock));
+            }
+        }
+    }
+}
+
+/// Keeps the UDP link: the link is up while the target answers. Silence for the peer timeout, or
+/// the target's host refusing the datagrams, takes it down; after a pause it comes up again and
+/// the core opens a new session with a HELLO.
+async fn udp_link_task(sock: Arc<UdpSocket>, opts: SourceOptions, core: mpsc::Sender<Msg>) {
+    let mut buf = vec![0u8; datagram::RECV_BUFFER];
+    let mut pause = Duration::from_millis(50);
+    let mut bad = 0u64;
+    loop {
+        info!(target = %opts.target, "link to target up (UDP)");
+        let (tx, rx) = LinkQueue::new(8192);
+        if core.send(Msg::LinkUp(tx)).await.is_err() {
+            return;
+        }
+        let writer = tokio::spawn(datagram::send_queued(rx, sock.clone(), None));
+        let cause = loop {
+            match tokio::time::timeout(opts.peer_timeout, sock.recv(&mut buf)).await {
+                Err(_) => break format!("target silent for {:?}", opts.peer_timeout),
+                Ok(Err(e)) => break format!("target unreachable: {e}"),
+                Ok(Ok(n)) => match datagram::decode(&buf[..n]) {
+                    Ok(f) => {
+                        pause = Duration::from_millis(50);
+                        if core.send(Msg::Frame(f)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        if bad.is_power_of_two() {
+                            warn!(dropped = bad, "dropped a bad datagram from the target: {e}");
+                        }
+                    }
+                },
+            }
+        };
+        writer.abort();
+        warn!("link to target down: {cause}; retrying in {pause:?}");
+        if core.send(Msg::LinkDown).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
 /// Bytes a link's send queue may hold; frames offered beyond it are dropped (the protocol
 /// retransmits them), so a slow or stalled link cannot grow memory without bound.
 const LINK_QUEUE_BYTES: u64 = 64 << 20;
@@ -438,15 +581,30 @@ pub(crate) struct LinkReceiver {
     queued: Arc<std::sync::atomic::AtomicU64>,
 }
 
+impl LinkReceiver {
+    /// The next batch of encoded frames; `None` once the core dropped the link.
+    pub(crate) async fn recv(&mut self) -> Option<Vec<u8>> {
+        let b = self.rx.recv().await?;
+        self.queued
+            .fetch_sub(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Some(b)
+    }
+
+    /// A batch already queued, without waiting.
+    pub(crate) fn try_recv(&mut self) -> Option<Vec<u8>> {
+        let b = self.rx.try_recv().ok()?;
+        self.queued
+            .fetch_sub(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Some(b)
+    }
+}
+
 /// Writes queued frames to the socket, gathering what is queued (up to about a megabyte) into
 /// one write.
 pub(crate) async fn write_batches<W: tokio::io::AsyncWrite + Unpin>(mut q: LinkReceiver, mut w: W) {
-    use std::sync::atomic::Ordering::Relaxed;
-    while let Some(mut b) = q.rx.recv().await {
-        q.queued.fetch_sub(b.len() as u64, Relaxed);
+    while let Some(mut b) = q.recv().await {
         while b.len() < COALESCE_BYTES {
-            let Ok(more) = q.rx.try_recv() else { break };
-            q.queued.fetch_sub(more.len() as u64, Relaxed);
+            let Some(more) = q.try_recv() else { break };
             b.extend_from_slice(&more);
         }
         if w.write_all(&b).await.is_err() {

@@ -5,7 +5,7 @@
 //! silent is disconnected with the cause in the log; nothing from it reaches the volume, and the
 //! daemon keeps serving its legitimate source.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::auth;
+use crate::datagram;
 use crate::source::LinkQueue;
 use crate::volume::{errno_of, Volume};
 use crate::wire::read_frame;
@@ -76,6 +77,124 @@ pub async fn serve(listener: TcpListener, opts: TargetOptions) {
         let id = next_conn;
         next_conn += 1;
         tokio::spawn(connection(id, stream, peer, opts.clone(), tx.clone()));
+        if core.is_finished() {
+            break;
+        }
+    }
+}
+
+/// Binds the UDP socket a target serves on (`--transport udp`).
+pub fn bind_udp(addr: &str) -> Result<tokio::net::UdpSocket, TargetError> {
+    let err = |source| TargetError::Listen {
+        addr: addr.to_string(),
+        source,
+    };
+    let a = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .map_err(err)?
+        .next()
+        .ok_or_else(|| err(std::io::Error::other("the name resolves to no address")))?;
+    datagram::bind(a).map_err(err)
+}
+
+/// Peers a UDP target keeps at once; datagrams from further addresses are dropped.
+const MAX_UDP_PEERS: usize = 64;
+
+struct UdpPeer {
+    id: u64,
+    last: Instant,
+}
+
+/// Serves over UDP until the process ends: one frame per datagram, each peer address a
+/// connection. Only a HELLO makes an address a peer; a peer silent for the peer timeout, or one
+/// the core disconnected for a protocol violation, is forgotten and must HELLO again. Datagrams
+/// that are not exactly one well-formed frame are dropped and counted. There is no
+/// authentication over UDP: serve it on a network only the pair can reach.
+pub async fn serve_udp(sock: tokio::net::UdpSocket, opts: TargetOptions) {
+    let (tx, rx) = mpsc::channel::<Msg>(4096);
+    let core = tokio::spawn(core_task(opts.clone(), rx, tx.clone()));
+    let sock = Arc::new(sock);
+    let (gone_tx, mut gone_rx) = mpsc::unbounded_channel::<(SocketAddr, u64)>();
+    let mut peers: HashMap<SocketAddr, UdpPeer> = HashMap::new();
+    let mut next_conn = 1u64;
+    let mut buf = vec![0u8; datagram::RECV_BUFFER];
+    let mut sweep = tokio::time::interval(opts.peer_timeout / 4);
+    let mut bad = 0u64;
+    loop {
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                let (n, from) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        debug!("UDP receive failed: {e}");
+                        continue;
+                    }
+                };
+                let f = match datagram::decode(&buf[..n]) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        bad += 1;
+                        if bad.is_power_of_two() {
+                            warn!(%from, dropped = bad, "dropped a bad datagram: {e}");
+                        }
+                        continue;
+                    }
+                };
+                let known = peers.len();
+                let id = match peers.get_mut(&from) {
+                    Some(p) => {
+                        p.last = Instant::now();
+                        p.id
+                    }
+                    None if f.ty() != specmirror_abi::FrameType::Hello => continue,
+                    None if known >= MAX_UDP_PEERS => {
+                        warn!(%from, "too many UDP peers, HELLO dropped");
+                        continue;
+                    }
+                    None => {
+                        let id = next_conn;
+                        next_conn += 1;
+                        let (q, out) = LinkQueue::new(4096);
+                        if tx.send(Msg::Attach(id, q)).await.is_err() {
+                            break;
+                        }
+                        let (s, gone) = (sock.clone(), gone_tx.clone());
+                        tokio::spawn(async move {
+                            datagram::send_queued(out, s, Some(from)).await;
+                            gone.send((from, id)).ok();
+                        });
+                        info!(%from, conn = id, "source speaking over UDP");
+                        peers.insert(from, UdpPeer { id, last: Instant::now() });
+                        id
+                    }
+                };
+                if tx.send(Msg::Frame(id, f)).await.is_err() {
+                    break;
+                }
+            }
+            Some((from, id)) = gone_rx.recv() => {
+                if peers.get(&from).is_some_and(|p| p.id == id) {
+                    peers.remove(&from);
+                    info!(%from, conn = id, "source dropped after a protocol violation");
+                }
+            }
+            _ = sweep.tick() => {
+                let now = Instant::now();
+                let mut silent = Vec::new();
+                peers.retain(|from, p| {
+                    let live = now.duration_since(p.last) < opts.peer_timeout;
+                    if !live {
+                        silent.push((*from, p.id));
+                    }
+                    live
+                });
+                for (from, id) in silent {
+                    info!(%from, conn = id, "source silent for {:?}, forgotten", opts.peer_timeout);
+                    if tx.send(Msg::Detach(id)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
         if core.is_finished() {
             break;
         }
