@@ -70,6 +70,11 @@ impl UdpLink {
         back.connect(fwd)?;
         for s in [&front, &back] {
             s.set_read_timeout(Some(Duration::from_millis(100)))?;
+            // A burst of datagrams must not overflow the emulator itself: it is a wire, not a
+            // bottleneck (the kernel caps this at net.core.rmem_max).
+            let r = socket2::SockRef::from(s);
+            let _ = r.set_recv_buffer_size(8 << 20);
+            let _ = r.set_send_buffer_size(8 << 20);
         }
         let addr = front.local_addr()?.to_string();
         let shared = Arc::new(Shared {

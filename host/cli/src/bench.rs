@@ -57,6 +57,21 @@ pub struct BenchArgs {
     /// half), next to the floor and a one-way pair at each --rtt.
     #[arg(long)]
     bidirectional: bool,
+    /// Instead: the speculative mirror over TCP and over UDP datagrams (at each --loss) next to
+    /// the floor, at each --rtt.
+    #[arg(long)]
+    transports: bool,
+    /// With --transports: shares of datagrams the link loses (comma separated, 0 to below 1).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,0.01",
+        value_name = "P"
+    )]
+    loss: Vec<f64>,
+    /// With --transports: the UDP path MTU.
+    #[arg(long, default_value_t = specmirror_engine::datagram::DEFAULT_MTU, value_name = "BYTES")]
+    mtu: u32,
 }
 
 /// One measured configuration.
@@ -140,6 +155,16 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
     }
     if a.bidirectional {
         return crate::bidir_bench::bidirectional(&a.rtt, a.qd1_ops).await;
+    }
+    if a.transports {
+        return crate::transport_bench::transports(crate::transport_bench::Plan {
+            rtts: &a.rtt,
+            losses: &a.loss,
+            mtu: a.mtu,
+            qd1_ops: a.qd1_ops,
+            qd32_ops: a.qd32_ops,
+        })
+        .await;
     }
     if a.rtt.is_empty() || a.modes.is_empty() {
         bail!("--rtt and --modes need at least one value");

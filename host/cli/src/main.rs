@@ -11,6 +11,7 @@ mod probe;
 mod qemu_mirror;
 mod scale;
 mod simulate;
+mod transport_bench;
 mod units;
 
 use anyhow::Result;

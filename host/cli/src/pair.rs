@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 use specmirror_abi::ring::Mode;
+use specmirror_engine::datagram::Transport;
 use specmirror_engine::nbd::{self, Export};
 use specmirror_engine::source::{self, NbdListen, SourceOptions};
 use specmirror_engine::target::{self, TargetOptions};
 use specmirror_engine::volume::Volume;
 use specmirror_sim::linkem::{Link, LinkConfig};
+use specmirror_sim::udplink::{UdpLink, UdpLinkConfig};
 
 /// A runtime of one worker thread, so that each daemon of a measurement has a core's worth.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -27,8 +29,22 @@ pub struct Pair {
     pub nbd_addr: String,
     /// Where the source's acknowledged writes spent their time.
     pub stages: std::sync::Arc<specmirror_engine::source::StageStats>,
-    _link: Link,
+    _link: Emulated,
     rts: Vec<tokio::runtime::Runtime>,
+}
+
+/// The emulated link between source and target.
+enum Emulated {
+    Stream(Link),
+    Datagram(UdpLink),
+}
+
+/// How the pair's two ends talk: TCP through the stream emulator, or UDP datagrams of an MTU
+/// through the datagram emulator, which loses this share of them.
+#[derive(Clone, Copy, Debug)]
+pub enum PairLink {
+    Tcp,
+    Udp { mtu: u32, loss: f64 },
 }
 
 impl Drop for Pair {
@@ -42,33 +58,69 @@ impl Drop for Pair {
 impl Pair {
     /// Target and source on `dir/target.img` and `dir/source.img`, `delay` one-way between them.
     pub async fn start(dir: &Path, mode: Mode, size: u64, delay: Duration) -> Result<Pair> {
+        Self::start_over(dir, mode, size, delay, PairLink::Tcp).await
+    }
+
+    /// The same, over the link `how`.
+    pub async fn start_over(
+        dir: &Path,
+        mode: Mode,
+        size: u64,
+        delay: Duration,
+        how: PairLink,
+    ) -> Result<Pair> {
         let (rt_target, rt_source) = (runtime()?, runtime()?);
         let tvol = Volume::open(&dir.join("target.img"), Some(size))?;
-        let listener = rt_target.spawn(target::bind("127.0.0.1:0")).await??;
-        let taddr = listener.local_addr()?.to_string();
         let pair_id = [7u8; 16];
-        rt_target.spawn(target::serve(
-            listener,
-            TargetOptions {
-                volume: tvol,
-                region_size: 64 << 10,
-                pair_id,
-                secret: None,
-                peer_timeout: Duration::from_secs(10),
-            },
-        ));
-        let link = Link::start(
-            "127.0.0.1:0",
-            &taddr,
-            LinkConfig {
-                delay,
-                ..Default::default()
-            },
-        )?;
+        let topts = TargetOptions {
+            volume: tvol,
+            region_size: 64 << 10,
+            pair_id,
+            secret: None,
+            peer_timeout: Duration::from_secs(10),
+        };
+        let (link, transport) = match how {
+            PairLink::Tcp => {
+                let listener = rt_target.spawn(target::bind("127.0.0.1:0")).await??;
+                let taddr = listener.local_addr()?.to_string();
+                rt_target.spawn(target::serve(listener, topts));
+                let link = Link::start(
+                    "127.0.0.1:0",
+                    &taddr,
+                    LinkConfig {
+                        delay,
+                        ..Default::default()
+                    },
+                )?;
+                (Emulated::Stream(link), Transport::Tcp)
+            }
+            PairLink::Udp { mtu, loss } => {
+                let sock = rt_target
+                    .spawn(async { target::bind_udp("127.0.0.1:0") })
+                    .await??;
+                let taddr = sock.local_addr()?.to_string();
+                rt_target.spawn(target::serve_udp(sock, topts));
+                let link = UdpLink::start(
+                    "127.0.0.1:0",
+                    &taddr,
+                    UdpLinkConfig {
+                        delay,
+                        loss,
+                        seed: 1,
+                        ..Default::default()
+                    },
+                )?;
+                (Emulated::Datagram(link), Transport::udp(mtu)?)
+            }
+        };
+        let target_addr = match &link {
+            Emulated::Stream(l) => l.addr.clone(),
+            Emulated::Datagram(l) => l.addr.clone(),
+        };
         let opts = SourceOptions {
             volume: dir.join("source.img"),
             size: Some(size),
-            target: link.addr.clone(),
+            target: target_addr,
             nbd: NbdListen::Tcp("127.0.0.1:0".into()),
             log: dir.join("source.log"),
             mode,
@@ -80,7 +132,7 @@ impl Pair {
             peer_timeout: Duration::from_secs(10),
             export_name: "specmirror".into(),
             max_inflight: 256 << 20,
-            transport: specmirror_engine::datagram::Transport::Tcp,
+            transport,
         };
         let running = rt_source.spawn(source::start(opts)).await??;
         Ok(Pair {

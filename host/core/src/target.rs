@@ -420,11 +420,19 @@ impl Target {
             })
             .map(|(k, _)| *k)
             .collect();
+        let revoked = !stale.is_empty();
         for id in stale {
             // Granted, but the data never came: revoke, so the region is not blocked forever.
             self.reject(id, RejectReason::BusyTimeout);
         }
-        self.try_waiters(now);
+        if revoked {
+            self.try_waiters(now);
+        } else {
+            self.try_waiters_where(
+                now,
+                |i| matches!(i.state, State::Waiting { next_try, .. } if next_try <= now),
+            );
+        }
         std::mem::take(&mut self.out)
     }
 
@@ -970,11 +978,20 @@ impl Target {
         }
     }
 
+    /// Tries every waiting lock: after a release whose regions are not known here.
     fn try_waiters(&mut self, now: Nanos) {
+        self.try_waiters_where(now, |_| true);
+    }
+
+    /// Tries the waiting locks `pick` selects. Each try scans the locks before it, so the hot
+    /// paths narrow the set: a finished write wakes only the locks overlapping its regions, and
+    /// the timer only the locks whose retry is due (a lock that an event could free has been
+    /// tried by that event).
+    fn try_waiters_where(&mut self, now: Nanos, pick: impl Fn(&Instance) -> bool) {
         let waiting: Vec<u64> = self
             .instances
             .iter()
-            .filter(|(_, i)| matches!(i.state, State::Waiting { .. }))
+            .filter(|(_, i)| matches!(i.state, State::Waiting { .. }) && pick(i))
             .map(|(k, _)| *k)
             .collect();
         for id in waiting {
@@ -1001,6 +1018,7 @@ impl Target {
             return;
         }
         self.writing.remove(&token);
+        let done = i.regions;
         match result {
             Ok(()) => {
                 self.finish(lock_id, State::Done);
@@ -1013,6 +1031,6 @@ impl Target {
                 self.raise_barrier(lock_id, seq, regions);
             }
         }
-        self.try_waiters(now);
+        self.try_waiters_where(now, |i| i.regions.overlaps(done));
     }
 }
