@@ -233,12 +233,11 @@ fn udp_settings_it_cannot_honour_are_refused_before_anything_is_touched() {
 }
 
 #[test]
-fn a_log_holding_writes_too_large_for_a_datagram_is_refused_over_udp() {
+fn a_log_written_over_tcp_is_replayed_over_udp_in_pieces() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut target = start_target(d, "8MiB", &[]);
-    let taddr = target.field("listen");
-    let mut source = start_source(d, &taddr, "speculative", "8MiB", &[]);
+    let mut source = start_source(d, &target.field("listen"), "speculative", "8MiB", &[]);
     let port = port_of(&source.field("nbd"));
     target.kill9();
     // A 1 MiB write waits for the target in the rollback log; the source dies with it there.
@@ -261,28 +260,25 @@ fn a_log_holding_writes_too_large_for_a_datagram_is_refused_over_udp() {
     source.kill9();
     let _ = client.kill();
     let _ = client.wait();
-    let before = std::fs::read(&log).unwrap();
-    let img = std::fs::read(d.join("source.img")).unwrap();
-    let vol = d.join("source.img");
-    let o = run(&[
-        "source",
-        "--volume",
-        vol.to_str().unwrap(),
-        "--target",
-        "127.0.0.1:9",
-        "--nbd",
-        "127.0.0.1:0",
-        "--log",
-        log.to_str().unwrap(),
-        "--transport",
-        "udp",
-    ]);
-    assert!(!o.status.success());
-    let e = stderr(&o);
-    assert!(
-        e.contains("larger than one udp frame carries") && e.contains("--transport tcp"),
-        "{e}"
+    // Both come back over UDP: the logged write is re-sent as DATA pieces of a datagram each.
+    let target = udp_target(d, "8MiB");
+    let source = start_source(
+        d,
+        &target.field("listen"),
+        "speculative",
+        "8MiB",
+        &["--transport", "udp"],
     );
-    assert_eq!(std::fs::read(&log).unwrap(), before, "log untouched");
-    assert_eq!(std::fs::read(d.join("source.img")).unwrap(), img);
+    let (src, tgt) = (d.join("source.img"), d.join("target.img"));
+    assert!(
+        wait_identical(&src, &tgt, Duration::from_secs(20)),
+        "copies differ at byte {:?}\nsource log:\n{}",
+        first_difference(&src, &tgt),
+        source.log_text()
+    );
+    let t = std::fs::read(&tgt).unwrap();
+    assert!(
+        t[1 << 20..2 << 20].iter().all(|b| *b == 0x3c),
+        "the logged write landed"
+    );
 }

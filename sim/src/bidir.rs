@@ -71,6 +71,8 @@ pub struct BidirConfig {
     pub write_timeout: Nanos,
     pub retry_budget: Nanos,
     pub trace: bool,
+    /// Largest DATA payload: longer writes go out in pieces under one lock.
+    pub max_data_payload: u32,
 }
 
 impl BidirConfig {
@@ -103,6 +105,7 @@ impl BidirConfig {
             write_timeout: 300 * MS,
             retry_budget: 5 * MS,
             trace: false,
+            max_data_payload: specmirror_abi::MAX_PAYLOAD,
         }
     }
 
@@ -138,6 +141,7 @@ impl BidirConfig {
             c.crash_every = r.range(10, 80) * MS;
             c.down_max = r.range(1, 400) * MS;
         }
+        c.max_data_payload = crate::config::data_piece_for(seed);
         c
     }
 }
@@ -329,6 +333,7 @@ impl BidirWorld {
         let cfg = &self.cfg;
         let mut c = NodeConfig::new(id, cfg.blocks * BLOCK, cfg.region_size, PAIR_ID);
         c.source.mode = cfg.mode;
+        c.source.max_data_payload = cfg.max_data_payload;
         c.source.rto = (4 * cfg.one_way + 2 * cfg.jitter).max(500 * US);
         c.source.retry_initial = 50 * US;
         c.source.retry_max = 2 * MS;

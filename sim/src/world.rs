@@ -144,6 +144,7 @@ impl World {
     fn source_config(&self) -> SourceConfig {
         let mut c = SourceConfig::new(self.cfg.volume_size, self.cfg.region_size, PAIR_ID);
         c.mode = self.cfg.mode;
+        c.max_data_payload = self.cfg.max_data_payload;
         c.rto = (4 * self.cfg.one_way + 2 * self.cfg.faults.jitter).max(500 * US);
         c.retry_initial = 50 * US;
         c.retry_max = 2 * MS;

@@ -218,6 +218,22 @@ pub enum FrameError {
     BadPadding,
 }
 
+/// The `arg` of a DATA frame that carries one piece of a longer write: the piece's byte place in
+/// the write (high 32 bits) and the write's length (low 32 bits). A DATA frame with `arg` 0
+/// carries its whole write. Both fit 32 bits because a write is at most [`MAX_PAYLOAD`] bytes.
+pub const fn data_piece_arg(at: u64, write_len: u64) -> u64 {
+    (at << 32) | write_len
+}
+
+/// A DATA frame's piece: (byte place in the write, the write's length); `None` for a whole write.
+pub const fn data_piece(arg: u64) -> Option<(u64, u64)> {
+    if arg == 0 {
+        None
+    } else {
+        Some((arg >> 32, arg & 0xffff_ffff))
+    }
+}
+
 /// Total bytes on the wire for a frame with `payload_len` payload bytes.
 pub const fn frame_len(payload_len: u32) -> usize {
     HEADER_LEN + (payload_len as usize).div_ceil(8) * 8 + TRAILER_LEN

@@ -11,7 +11,7 @@ pub mod regs;
 pub mod ring;
 
 pub use frame::{
-    decode, encode, encode_into, frame_len, Flags, FrameError, FrameType, Header, RejectReason,
-    HEADER_LEN, MAGIC, MAX_PAYLOAD, TRAILER_LEN, VERSION,
+    data_piece, data_piece_arg, decode, encode, encode_into, frame_len, Flags, FrameError,
+    FrameType, Header, RejectReason, HEADER_LEN, MAGIC, MAX_PAYLOAD, TRAILER_LEN, VERSION,
 };
 pub use hello::{Hello, HelloError, HelloStatus, CAP_BIDIRECTIONAL, HELLO_LEN};

@@ -172,7 +172,6 @@ impl Floor {
             mirror,
             inflight: nbd::inflight_budget(256 << 20),
             reads_through_mirror: false,
-            max_piece: nbd::CHUNK,
         });
         let lst = rt
             .spawn(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -47,6 +47,10 @@ pub struct SourceConfig {
     /// done is answered at once and stays in the log (it can no longer fail) until the peer
     /// confirms it. The two copies may then disagree until the peer is back.
     pub ack_while_down: bool,
+    /// Largest payload of one DATA frame. A longer write goes out as several DATA pieces under
+    /// its one lock (each names its place in the write), so that each frame fits a datagram of
+    /// the path MTU. In implicit mode such a write sends an explicit LOCK first.
+    pub max_data_payload: u32,
 }
 
 impl SourceConfig {
@@ -58,6 +62,7 @@ impl SourceConfig {
             node_id: 1,
             mode: Mode::Speculative,
             rto: 20 * crate::MS,
+            max_data_payload: MAX_PAYLOAD,
             retry_initial: 100 * crate::US,
             retry_max: 10 * crate::MS,
             write_timeout: 30_000 * crate::MS,
@@ -801,15 +806,25 @@ impl Source {
         tx.data_sent = false;
         tx.retransmits = 0;
         tx.rto_at = now + self.cfg.rto;
-        let speculative = self.cfg.mode == Mode::Speculative && !tx.after_reject;
+        let after_reject = tx.after_reject;
+        let speculative = (self.cfg.mode == Mode::Speculative
+            || (self.cfg.mode == Mode::Implicit && !self.implicit_lock(seq)))
+            && !after_reject;
         self.send_lock(seq, lock_id, now);
         if speculative {
             self.send_data(seq, lock_id, Flags::NONE, now);
         }
     }
 
+    /// Whether write `seq` goes out as one DATA frame that is its own lock (implicit mode, and
+    /// the write fits one frame).
+    fn implicit_lock(&self, seq: u64) -> bool {
+        self.cfg.mode == Mode::Implicit
+            && self.log.get(seq).expect("entry").rec.len() <= self.cfg.max_data_payload as u64
+    }
+
     fn send_lock(&mut self, seq: u64, lock_id: u64, now: Nanos) {
-        if self.cfg.mode == Mode::Implicit {
+        if self.implicit_lock(seq) {
             return self.send_data(seq, lock_id, Flags::IMPLICIT_LOCK, now);
         }
         let e = &self.log.get(seq).expect("entry").rec;
@@ -835,8 +850,30 @@ impl Source {
         if e.is_compensation() {
             h.flags = h.flags | Flags::COMPENSATE;
         }
-        let payload = e.data.clone();
-        self.send(h, payload, now);
+        let max = self.cfg.max_data_payload.max(8) as usize;
+        if e.data.len() <= max {
+            let payload = e.data.clone();
+            self.send(h, payload, now);
+        } else {
+            // Pieces under the one lock: `arg` holds the piece's place in the write and the
+            // write's length, so the target can put the write together whatever the order.
+            let total = e.data.len() as u64;
+            let pieces: Vec<(Header, Vec<u8>)> = e
+                .data
+                .chunks(max)
+                .enumerate()
+                .map(|(k, c)| {
+                    let at = (k * max) as u64;
+                    let mut p = h;
+                    p.offset = e.offset + at;
+                    p.arg = specmirror_abi::data_piece_arg(at, total);
+                    (p, c.to_vec())
+                })
+                .collect();
+            for (p, c) in pieces {
+                self.send(p, c, now);
+            }
+        }
         let tx = self.tx.get_mut(&seq).expect("tx");
         tx.data_sent = true;
         tx.ever_sent_data = true;
@@ -851,7 +888,7 @@ impl Source {
                     let resend_data = tx.data_sent;
                     self.stats.retransmits += 1;
                     self.send_lock(seq, lock_id, now);
-                    if resend_data && self.cfg.mode != Mode::Implicit {
+                    if resend_data && !self.implicit_lock(seq) {
                         self.send_data(seq, lock_id, Flags::NONE, now);
                     }
                     self.bump_rto(seq, now);

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use specmirror_abi::{
-    Flags, FrameType, Header, Hello, HelloStatus, RejectReason, CAP_BIDIRECTIONAL,
+    Flags, FrameType, Header, Hello, HelloStatus, RejectReason, CAP_BIDIRECTIONAL, MAX_PAYLOAD,
 };
 
 use crate::frame::Frame;
@@ -141,6 +141,39 @@ struct Data {
     fua: bool,
 }
 
+/// A write arriving in DATA pieces, put together in place. Its whole length is counted against
+/// the buffer bound from the first piece on, so pieces cannot make the target hold more than
+/// the bound.
+#[derive(Clone, Debug)]
+struct Partial {
+    start: u64,
+    fua: bool,
+    bytes: Vec<u8>,
+    /// Pieces received: place in the write to length.
+    pieces: BTreeMap<u64, u64>,
+    received: u64,
+}
+
+impl Partial {
+    /// Adds a piece; false when it repeats or overlaps one already here (a duplicate).
+    fn add(&mut self, at: u64, data: &[u8]) -> bool {
+        let len = data.len() as u64;
+        let before = self.pieces.range(..=at).next_back();
+        let after = self.pieces.range(at..).next();
+        if before.is_some_and(|(a, l)| a + l > at) || after.is_some_and(|(a, _)| *a < at + len) {
+            return false;
+        }
+        self.bytes[at as usize..(at + len) as usize].copy_from_slice(data);
+        self.pieces.insert(at, len);
+        self.received += len;
+        true
+    }
+
+    fn complete(&self) -> bool {
+        self.received == self.bytes.len() as u64
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Instance {
     /// Unique across sessions: names the lock in actions and in the volume-write callback.
@@ -150,6 +183,8 @@ struct Instance {
     implicit: bool,
     state: State,
     data: Option<Data>,
+    /// The pieces of `data` received so far, while some are missing.
+    partial: Option<Partial>,
 }
 
 impl Instance {
@@ -217,7 +252,8 @@ pub struct Target {
     /// Volume writes in flight in this session: token to lock id.
     writing: BTreeMap<u64, u64>,
     reorder: BTreeMap<u64, Pending>,
-    early_data: BTreeMap<u64, Pending>,
+    /// DATA ahead of its lock command, by lock id and place in the write.
+    early_data: BTreeMap<(u64, u64), Pending>,
     buffered: u64,
     barriers: Vec<(u64, Regions)>,
     local: BTreeMap<u64, LocalHold>,
@@ -611,7 +647,11 @@ impl Target {
         }
         self.instances
             .retain(|id, i| *id >= ack_lock || i.is_live());
-        let stale: Vec<u64> = self.early_data.range(..ack_lock).map(|(k, _)| *k).collect();
+        let stale: Vec<(u64, u64)> = self
+            .early_data
+            .range(..(ack_lock, 0))
+            .map(|(k, _)| *k)
+            .collect();
         for k in stale {
             let p = self.early_data.remove(&k).expect("present");
             self.buffered -= p.payload.len() as u64;
@@ -722,6 +762,7 @@ impl Target {
                 backoff: self.cfg.retry_initial,
             },
             data: None,
+            partial: None,
         };
         if !in_range {
             self.out
@@ -752,13 +793,6 @@ impl Target {
                 bytes: payload,
                 fua: h.flags.contains(Flags::FUA),
             });
-        } else if let Some(p) = self.early_data.remove(&h.lock_id) {
-            self.buffered -= p.payload.len() as u64;
-            inst.data = Some(Data {
-                offset: p.header.offset,
-                bytes: p.payload,
-                fua: p.header.flags.contains(Flags::FUA),
-            });
         }
         if let Some(d) = &inst.data {
             self.buffered += d.bytes.len() as u64;
@@ -768,21 +802,33 @@ impl Target {
         if write_early {
             self.start_write(h.lock_id);
         }
+        // DATA that came ahead of this lock command is taken in now, as if it arrived now.
+        let early: Vec<(u64, u64)> = self
+            .early_data
+            .range((h.lock_id, 0)..=(h.lock_id, u64::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in early {
+            let p = self.early_data.remove(&k).expect("present");
+            self.buffered -= p.payload.len() as u64;
+            self.on_data(p.header, p.payload, now);
+        }
         self.try_acquire(h.lock_id, now);
     }
 
     fn on_data(&mut self, h: Header, payload: Vec<u8>, now: Nanos) {
         let len = payload.len() as u64;
+        let piece = specmirror_abi::data_piece(h.arg);
         let Some(i) = self.instances.get_mut(&h.lock_id) else {
-            if h.lock_id >= self.next_lock && !self.early_data.contains_key(&h.lock_id) {
+            let key = (h.lock_id, piece.map_or(0, |(at, _)| at));
+            if h.lock_id >= self.next_lock && !self.early_data.contains_key(&key) {
                 // Data ahead of its lock command: hold it, within the buffer bound.
                 if self.buffered + len > self.cfg.data_buffer {
                     self.stats.data_dropped += 1;
                     return;
                 }
                 self.buffered += len;
-                self.early_data
-                    .insert(h.lock_id, Pending { header: h, payload });
+                self.early_data.insert(key, Pending { header: h, payload });
             }
             return;
         };
@@ -797,24 +843,63 @@ impl Target {
             State::Waiting { .. } | State::Held { .. } if i.data.is_none() => {}
             _ => return, // already have this data, or the lock was aborted
         }
-        let in_range = h.offset.checked_add(len).is_some_and(|e| {
-            len > 0
-                && e <= self.cfg.volume_size
-                && i.regions
-                    .contains(Regions::of_bytes(h.offset, len, self.cfg.region_size))
-        });
+        // The write this frame belongs to: the frame itself, or the write it is a piece of.
+        let (start, total) = match piece {
+            None => (Some(h.offset), len),
+            Some((at, total)) if at + len <= total && total <= MAX_PAYLOAD as u64 => {
+                (h.offset.checked_sub(at), total)
+            }
+            Some(_) => (None, 0),
+        };
+        let fua = h.flags.contains(Flags::FUA);
+        let in_range = start.is_some_and(|s| {
+            s.checked_add(total).is_some_and(|e| {
+                len > 0
+                    && e <= self.cfg.volume_size
+                    && i.regions
+                        .contains(Regions::of_bytes(s, total, self.cfg.region_size))
+            })
+        }) && i
+            .partial
+            .as_ref()
+            .is_none_or(|p| Some(p.start) == start && p.bytes.len() as u64 == total);
         match i.state {
             State::Waiting { .. } | State::Held { .. } if in_range => {
-                if self.buffered + len > self.cfg.data_buffer && !i.holds() {
+                let start = start.expect("in range");
+                let grows = if i.partial.is_some() { 0 } else { total };
+                if self.buffered + grows > self.cfg.data_buffer && !i.holds() {
                     self.stats.data_dropped += 1;
                     return; // resent by the source once the lock is granted
                 }
-                i.data = Some(Data {
-                    offset: h.offset,
-                    bytes: payload,
-                    fua: h.flags.contains(Flags::FUA),
-                });
-                self.buffered += len;
+                match piece {
+                    None => {
+                        i.data = Some(Data {
+                            offset: h.offset,
+                            bytes: payload,
+                            fua,
+                        });
+                        self.buffered += len;
+                    }
+                    Some((at, _)) => {
+                        let p = i.partial.get_or_insert_with(|| Partial {
+                            start,
+                            fua,
+                            bytes: vec![0; total as usize],
+                            pieces: BTreeMap::new(),
+                            received: 0,
+                        });
+                        self.buffered += grows;
+                        if !p.add(at, &payload) || !p.complete() {
+                            return;
+                        }
+                        let p = i.partial.take().expect("just completed");
+                        i.data = Some(Data {
+                            offset: p.start,
+                            bytes: p.bytes,
+                            fua: p.fua,
+                        });
+                    }
+                }
                 if matches!(i.state, State::Held { .. }) || self.write_before_lock {
                     self.start_write(h.lock_id);
                 }
@@ -842,7 +927,13 @@ impl Target {
 
     fn on_abort(&mut self, h: Header, now: Nanos) {
         self.barriers.retain(|(s, _)| *s != h.seq);
-        if let Some(p) = self.early_data.remove(&h.lock_id) {
+        let early: Vec<(u64, u64)> = self
+            .early_data
+            .range((h.lock_id, 0)..=(h.lock_id, u64::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in early {
+            let p = self.early_data.remove(&k).expect("present");
             self.buffered -= p.payload.len() as u64;
         }
         if let Some(i) = self.instances.get(&h.lock_id) {
@@ -858,6 +949,9 @@ impl Target {
         let i = self.instances.get_mut(&lock_id).expect("instance");
         if let Some(d) = i.data.take() {
             self.buffered -= d.bytes.len() as u64;
+        }
+        if let Some(p) = i.partial.take() {
+            self.buffered -= p.bytes.len() as u64;
         }
         if i.holds() {
             self.out.push(TargetAction::LockReleased { token: i.token });

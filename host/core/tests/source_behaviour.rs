@@ -415,3 +415,50 @@ fn a_mismatched_target_refuses_the_pair() {
     )));
     assert!(!src.is_up());
 }
+
+#[test]
+fn a_write_longer_than_a_frame_goes_out_in_pieces_under_one_lock() {
+    for mode in [Mode::Speculative, Mode::Implicit, Mode::Conservative] {
+        let mut sc = source_config(mode);
+        sc.max_data_payload = 1000;
+        let mut p = Pair::with(sc, target_config());
+        p.settle();
+        let a = p.write(1, 4096 + 100, 2500, 6);
+        p.settle();
+        let mut sent: Vec<Frame> = a
+            .iter()
+            .filter_map(|x| match x {
+                SourceAction::Send(f) => Some(f.clone()),
+                _ => None,
+            })
+            .collect();
+        sent.extend(p.src_log.iter().filter_map(|x| match x {
+            SourceAction::Send(f) if f.ty() == FrameType::Data => Some(f.clone()),
+            _ => None,
+        }));
+        let data: Vec<&Frame> = sent.iter().filter(|f| f.ty() == FrameType::Data).collect();
+        let places: std::collections::BTreeSet<(u64, u64)> = data
+            .iter()
+            .map(|f| specmirror_abi::data_piece(f.header.arg).expect("a piece"))
+            .collect();
+        assert_eq!(
+            places.into_iter().collect::<Vec<_>>(),
+            vec![(0, 2500), (1000, 2500), (2000, 2500)],
+            "{mode:?}"
+        );
+        assert!(data
+            .iter()
+            .all(|f| f.header.lock_id == data[0].header.lock_id
+                && f.header.offset == 4196 + specmirror_abi::data_piece(f.header.arg).unwrap().0
+                && !f
+                    .header
+                    .flags
+                    .contains(specmirror_abi::Flags::IMPLICIT_LOCK)));
+        assert!(
+            sent.iter().any(|f| f.ty() == FrameType::Lock),
+            "{mode:?}: an explicit lock, even in implicit mode"
+        );
+        assert_eq!(p.acks, vec![(1, Ok(()))], "{mode:?}");
+        assert_eq!(p.src_vol, p.tgt_vol, "{mode:?}");
+    }
+}

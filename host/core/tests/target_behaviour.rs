@@ -262,3 +262,79 @@ fn a_probe_hello_checks_the_pair_without_touching_the_session() {
     assert_eq!(p.tgt.generation(), Some(g), "the session is untouched");
     assert!(!p.tgt.is_idle(), "the held lock survives the probe");
 }
+
+/// One piece of a write of `total` bytes at `start`: `len` bytes at `at` within it.
+fn piece(p: &Pair, lock_id: u64, start: u64, at: u64, len: usize, total: u64, fill: u8) -> Frame {
+    let mut f = data_frame(p, lock_id, lock_id, start + at, len, fill);
+    f.header.arg = specmirror_abi::data_piece_arg(at, total);
+    f
+}
+
+fn written(actions: &[TargetAction]) -> Vec<(u64, Vec<u8>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            TargetAction::WriteVolume { offset, data, .. } => Some((*offset, data.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_write_in_pieces_lands_whole_once_every_piece_is_in_whatever_the_order() {
+    let mut p = Pair::new(Mode::Speculative);
+    // Pieces ahead of their LOCK, out of order and one of them twice.
+    for (at, len, fill) in [(2000, 500, 3u8), (0, 1000, 1)] {
+        let a = p.tgt_event(TargetEvent::Frame(piece(&p, 1, 100, at, len, 2500, fill)));
+        assert_eq!(writes(&a), 0);
+    }
+    let a = p.tgt_event(TargetEvent::Frame(lock_frame(&p, 1, 1, 0, 1)));
+    assert_eq!(writes(&a), 0, "a piece is missing");
+    let a = p.tgt_event(TargetEvent::Frame(piece(&p, 1, 100, 0, 1000, 2500, 9)));
+    assert_eq!(writes(&a), 0, "a duplicate piece completes nothing");
+    let a = p.tgt_event(TargetEvent::Frame(piece(&p, 1, 100, 1000, 1000, 2500, 2)));
+    let w = written(&a);
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].0, 100);
+    let mut want = vec![1u8; 1000];
+    want.extend(vec![2u8; 1000]);
+    want.extend(vec![3u8; 500]);
+    assert_eq!(w[0].1, want);
+    assert_eq!(p.tgt.buffered_bytes(), 2500, "counted once, whole");
+}
+
+#[test]
+fn pieces_of_a_write_never_land_before_the_lock_is_held() {
+    let mut p = Pair::new(Mode::Speculative);
+    assert!(p.tgt.try_lock_local(1, Regions { first: 0, count: 1 }));
+    p.tgt_event(TargetEvent::Frame(lock_frame(&p, 1, 1, 0, 1)));
+    for at in [0, 1000] {
+        let a = p.tgt_event(TargetEvent::Frame(piece(&p, 1, 0, at, 1000, 2000, 4)));
+        assert_eq!(writes(&a), 0);
+    }
+    let a = p.tgt.unlock_local(1, p.now);
+    assert_eq!(written(&a), vec![(0, vec![4u8; 2000])]);
+}
+
+#[test]
+fn pieces_that_do_not_fit_their_write_or_their_lock_are_refused() {
+    // A piece past its write's end, and pieces whose write leaves the locked region.
+    for (at, len, total, start) in [(1500u64, 1000usize, 2000u64, 0u64), (0, 1000, 8192, 0)] {
+        let mut p = Pair::new(Mode::Speculative);
+        p.tgt_event(TargetEvent::Frame(lock_frame(&p, 1, 1, 0, 1)));
+        let a = p.tgt_event(TargetEvent::Frame(piece(&p, 1, start, at, len, total, 5)));
+        assert_eq!(writes(&a), 0);
+        assert!(
+            a.iter().any(|x| matches!(x, TargetAction::Violation(_))),
+            "{at} {len} {total}: {a:?}"
+        );
+    }
+    // Two pieces that disagree about their write.
+    let mut p = Pair::new(Mode::Speculative);
+    p.tgt_event(TargetEvent::Frame(lock_frame(&p, 1, 1, 0, 1)));
+    p.tgt_event(TargetEvent::Frame(piece(&p, 1, 0, 0, 1000, 2000, 5)));
+    let a = p.tgt_event(TargetEvent::Frame(piece(&p, 1, 0, 1000, 1000, 3000, 5)));
+    assert_eq!(writes(&a), 0);
+    assert!(a.iter().any(|x| matches!(x, TargetAction::Violation(_))));
+    assert_eq!(p.tgt.buffered_bytes(), 0, "the partial write is dropped");
+}

@@ -7,8 +7,9 @@
 //! dropped or answered like any frame over a broken stream, and nothing acknowledged depends on
 //! the network delivering it.
 //!
-//! A frame must fit one datagram of the path MTU: DATA is split by the front end into pieces of at
-//! most [`Transport::max_payload`] bytes, each its own mirrored write.
+//! A frame must fit one datagram of the path MTU: the source sends a longer write's DATA in pieces
+//! of at most [`Transport::max_payload`] bytes under its one lock, and the target puts them
+//! together before the write lands (see `docs/protocol.md`).
 
 use std::net::SocketAddr;
 

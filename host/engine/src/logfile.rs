@@ -214,20 +214,6 @@ impl LogFile {
         ))
     }
 
-    /// The writes an existing log holds, read without changing the file; none when there is no
-    /// file yet. Call [`LogFile::check`] first.
-    pub fn peek(path: &Path) -> Result<Vec<LogRecord>, LogError> {
-        let mut file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(path)(e)),
-        };
-        let mut body = Vec::new();
-        file.read_to_end(&mut body).map_err(io_err(path))?;
-        let body = body.get(HEADER_LEN as usize..).unwrap_or_default();
-        Ok(replay(body).0.into_values().collect())
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }

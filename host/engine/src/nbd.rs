@@ -59,8 +59,8 @@ const CMD_FLAG_FUA: u16 = 1;
 const MAX_OPTION: u32 = 64 << 10;
 /// Longest request accepted; larger ones are refused.
 pub const MAX_REQUEST: u32 = 32 << 20;
-/// Largest piece handed to the mirror at once over a stream (a frame's largest payload).
-pub const CHUNK: usize = specmirror_abi::MAX_PAYLOAD as usize;
+/// Largest piece handed to the mirror at once (a frame's payload).
+const CHUNK: usize = specmirror_abi::MAX_PAYLOAD as usize;
 
 /// What the front end asks of the mirror.
 #[derive(Debug)]
@@ -97,9 +97,6 @@ pub struct Export {
     pub inflight: Arc<Budget>,
     /// Reads go to the mirror ([`IoRequest::Read`]) instead of straight to the volume.
     pub reads_through_mirror: bool,
-    /// Largest piece of a write handed to the mirror: a larger request becomes several mirrored
-    /// writes, answered once all are done. [`CHUNK`] over a stream; less over datagrams.
-    pub max_piece: usize,
 }
 
 /// A budget of bytes in flight, kept in KiB. One request never asks for more than the whole
@@ -503,7 +500,6 @@ fn spawn_writes(
 ) {
     let mirror = export.mirror.clone();
     let budget = export.inflight.clone();
-    let max_piece = export.max_piece.max(1) as u64;
     let tx = tx.clone();
     tokio::spawn(async move {
         let len = match &payload {
@@ -517,7 +513,7 @@ fn spawn_writes(
         let mut error = 0;
         let mut at = 0u64;
         while at < len {
-            let n = (len - at).min(max_piece) as usize;
+            let n = (len - at).min(CHUNK as u64) as usize;
             let data = match &mut payload {
                 // A write of one piece (nearly all of them) hands its buffer over, uncopied.
                 Payload::Data(d) if at == 0 && n == d.len() => std::mem::take(d),
@@ -575,7 +571,6 @@ mod tests {
             volume,
             inflight: inflight_budget(64 << 20),
             reads_through_mirror: false,
-            max_piece: CHUNK,
         })
     }
 

@@ -232,7 +232,6 @@ pub async fn start(
         mirror: io_tx,
         inflight: nbd::inflight_budget(opts.max_inflight),
         reads_through_mirror: true,
-        max_piece: nbd::CHUNK,
     });
     let nbd_addr = listen_nbd(&opts.nbd, export).await?;
     info!(nbd = %nbd_addr, node = opts.node_id, "accepting NBD clients");

@@ -154,19 +154,6 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
         region_size: opts.region_size,
     };
     LogFile::check(&opts.log, &identity)?;
-    let max_piece = opts.transport.max_payload() as usize;
-    if let Some(r) = LogFile::peek(&opts.log)?
-        .iter()
-        .find(|r| r.data.len() > max_piece)
-    {
-        return Err(SourceError::Transport(format!(
-            "the rollback log holds a write of {} bytes at offset {}, larger than one {} frame \
-             carries ({max_piece} bytes): start with --transport tcp until the log drains",
-            r.data.len(),
-            r.offset,
-            opts.transport.name()
-        )));
-    }
     if opts.transport != Transport::Tcp && opts.secret.is_some() {
         return Err(SourceError::Transport(
             "the UDP transport does not authenticate: use --transport tcp with --secret-file"
@@ -195,6 +182,7 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
     let mut cfg = SourceConfig::new(size, opts.region_size, opts.pair_id);
     cfg.mode = opts.mode;
     cfg.write_timeout = opts.link_timeout.as_nanos() as u64;
+    cfg.max_data_payload = opts.transport.max_payload();
     let (core, recovery) = Source::recover(cfg, replayed.generation, replayed.records);
     let (tx, rx) = mpsc::channel::<Msg>(4096);
     // The front end's requests reach the core task on a channel of their own: no hop between.
@@ -244,7 +232,6 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
         mirror: io_tx,
         inflight: nbd::inflight_budget(opts.max_inflight),
         reads_through_mirror: false,
-        max_piece,
     });
     let nbd_addr = listen_nbd(&opts.nbd, export).await?;
     info!(nbd = %nbd_addr, "accepting NBD clients");
