@@ -31,8 +31,11 @@ pub struct SourceConfig {
     pub pair_id: [u8; 16],
     pub node_id: u32,
     pub mode: Mode,
-    /// Retransmission timeout for an unanswered frame (doubles per retry up to 16×).
+    /// Retransmission timeout for an unanswered frame until the round trip has been measured
+    /// (then it follows the measurement); doubles per retry up to 16×.
     pub rto: Nanos,
+    /// The measured retransmission timeout never goes below this.
+    pub min_rto: Nanos,
     /// First backoff before a rejected lock is re-issued, and its ceiling.
     pub retry_initial: Nanos,
     pub retry_max: Nanos,
@@ -62,6 +65,7 @@ impl SourceConfig {
             node_id: 1,
             mode: Mode::Speculative,
             rto: 20 * crate::MS,
+            min_rto: crate::MS,
             max_data_payload: MAX_PAYLOAD,
             retry_initial: 100 * crate::US,
             retry_max: 10 * crate::MS,
@@ -186,6 +190,8 @@ struct Tx {
     /// The current instance follows a rejection: data waits for the grant.
     after_reject: bool,
     rto_at: Nanos,
+    /// When the current lock instance went out.
+    sent_at: Nanos,
     retransmits: u32,
     rejections: u32,
     deadline: Option<Nanos>,
@@ -232,11 +238,19 @@ pub struct Source {
     next_lock_id: u64,
     by_lock: BTreeMap<u64, u64>,
     live_locks: BTreeSet<u64>,
+    /// Lock instances aborted in this session, by lock id, with their write and when the ABORT
+    /// goes again: it is repeated until `ack_lock` passes the lock (then the target skips any
+    /// late copy of it by itself), so a lost ABORT cannot let a rolled-back write land later.
+    aborts: BTreeMap<u64, (u64, Nanos)>,
     flushes: BTreeMap<u64, Flush>,
     next_flush: u64,
     last_tx: Nanos,
     out: Vec<SourceAction>,
     stats: SourceStats,
+    /// Smoothed round trip of a write (out to WRITE_DONE) and its mean deviation, measured on
+    /// writes answered without a retransmission or a rejection (Karn's rule).
+    srtt: Option<Nanos>,
+    rttvar: Nanos,
 }
 
 impl Source {
@@ -252,11 +266,36 @@ impl Source {
             next_lock_id: 1,
             by_lock: BTreeMap::new(),
             live_locks: BTreeSet::new(),
+            aborts: BTreeMap::new(),
             flushes: BTreeMap::new(),
             next_flush: 1,
             last_tx: 0,
             out: Vec::new(),
             stats: SourceStats::default(),
+            srtt: None,
+            rttvar: 0,
+        }
+    }
+
+    /// The retransmission timeout: the configured one until a round trip was measured, then
+    /// smoothed round trip plus four deviations (as TCP computes it), at least `min_rto`.
+    pub fn rto(&self) -> Nanos {
+        match self.srtt {
+            None => self.cfg.rto,
+            Some(s) => (s + 4 * self.rttvar).max(self.cfg.min_rto),
+        }
+    }
+
+    fn sample_rtt(&mut self, r: Nanos) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(s) => {
+                self.rttvar = (3 * self.rttvar + s.abs_diff(r)) / 4;
+                self.srtt = Some((7 * s + r) / 8);
+            }
         }
     }
 
@@ -387,11 +426,16 @@ impl Source {
         let mut t: Option<Nanos> = None;
         let mut at = |x: Nanos| t = Some(t.map_or(x, |y| y.min(x)));
         match self.session {
-            Session::Handshaking { sent_at, .. } => at(sent_at + self.cfg.rto),
+            Session::Handshaking { sent_at, .. } => at(sent_at + self.rto()),
             Session::Up { .. } => at(self.last_tx + self.cfg.heartbeat_interval),
             _ => {}
         }
         let up = self.is_up();
+        if up {
+            for (_, at_) in self.aborts.values() {
+                at(*at_);
+            }
+        }
         for tx in self.tx.values() {
             if let Some(d) = tx.deadline {
                 if tx.phase != Phase::Done {
@@ -419,7 +463,7 @@ impl Source {
             sent_at,
         } = self.session
         {
-            if now >= sent_at + self.cfg.rto {
+            if now >= sent_at + self.rto() {
                 self.send_hello(generation, now);
             }
         }
@@ -528,7 +572,7 @@ impl Source {
                 handle,
                 local_done: false,
                 remote_done: false,
-                rto_at: now + self.cfg.rto,
+                rto_at: now + self.rto(),
                 deadline: now + self.cfg.write_timeout,
             },
         );
@@ -543,6 +587,8 @@ impl Source {
         h.seq = id;
         self.send(h, Vec::new(), now);
         if let Some(f) = self.flushes.get_mut(&id) {
+            // A flush waits for the target's sync, which a write's round trip says nothing
+            // about: it keeps the configured timeout.
             f.rto_at = now + self.cfg.rto;
         }
     }
@@ -677,6 +723,11 @@ impl Source {
         match h.ty {
             FrameType::LockGranted => self.on_granted(seq, h.lock_id, now),
             FrameType::WriteDone => {
+                let tx = &self.tx[&seq];
+                if tx.retransmits == 0 && tx.rejections == 0 {
+                    let r = now.saturating_sub(tx.sent_at);
+                    self.sample_rtt(r);
+                }
                 self.on_granted(seq, h.lock_id, now);
                 self.resolve_lock(h.lock_id);
                 self.tx.get_mut(&seq).expect("tx").phase = Phase::Done;
@@ -772,6 +823,7 @@ impl Source {
         self.next_lock_id = 1;
         self.by_lock.clear();
         self.live_locks.clear();
+        self.aborts.clear();
         self.out.push(SourceAction::SessionUp { generation });
         if self.cfg.announce_retire {
             // The peer may still keep regions for writes that left the log while the link was
@@ -801,11 +853,13 @@ impl Source {
         self.next_lock_id += 1;
         self.by_lock.insert(lock_id, seq);
         self.live_locks.insert(lock_id);
+        let rto = self.rto();
         let tx = self.tx.get_mut(&seq).expect("tx");
         tx.phase = Phase::Waiting { lock_id };
         tx.data_sent = false;
         tx.retransmits = 0;
-        tx.rto_at = now + self.cfg.rto;
+        tx.rto_at = now + rto;
+        tx.sent_at = now;
         let after_reject = tx.after_reject;
         let speculative = (self.cfg.mode == Mode::Speculative
             || (self.cfg.mode == Mode::Implicit && !self.implicit_lock(seq)))
@@ -880,6 +934,7 @@ impl Source {
     }
 
     fn retransmit_due(&mut self, now: Nanos) {
+        self.repeat_aborts(now);
         let seqs: Vec<u64> = self.tx.keys().copied().collect();
         for seq in seqs {
             let tx = &self.tx[&seq];
@@ -931,10 +986,41 @@ impl Source {
         }
     }
 
+    fn send_abort(&mut self, seq: u64, lock_id: u64, now: Nanos) {
+        let mut h = self.header(FrameType::Abort);
+        h.seq = seq;
+        h.lock_id = lock_id;
+        self.send(h, Vec::new(), now);
+        if lock_id != 0 && lock_id >= h.ack_lock {
+            let again = now + self.rto();
+            self.aborts.insert(lock_id, (seq, again));
+        }
+    }
+
+    /// Repeats the ABORTs the target may not have had, until `ack_lock` passes their locks.
+    fn repeat_aborts(&mut self, now: Nanos) {
+        let ack_lock = self
+            .live_locks
+            .first()
+            .copied()
+            .unwrap_or(self.next_lock_id);
+        self.aborts = self.aborts.split_off(&ack_lock);
+        let due: Vec<(u64, u64)> = self
+            .aborts
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(l, (s, _))| (*l, *s))
+            .collect();
+        for (lock_id, seq) in due {
+            self.send_abort(seq, lock_id, now);
+        }
+    }
+
     fn bump_rto(&mut self, seq: u64, now: Nanos) {
+        let rto = self.rto();
         let tx = self.tx.get_mut(&seq).expect("tx");
         tx.retransmits += 1;
-        tx.rto_at = now + self.cfg.rto * (1 << tx.retransmits.min(4));
+        tx.rto_at = now + rto * (1 << tx.retransmits.min(4));
     }
 
     /// Rolls a write back and fails it to its client. Writes without a client (recovered or
@@ -960,10 +1046,7 @@ impl Source {
         self.resolve_lock(lock_id);
         if self.is_up() {
             // Drops whatever the target holds for it and lifts its ordering barrier.
-            let mut h = self.header(FrameType::Abort);
-            h.seq = seq;
-            h.lock_id = lock_id;
-            self.send(h, Vec::new(), now);
+            self.send_abort(seq, lock_id, now);
         }
         let rb = self.log.rollback(seq).expect("entry");
         self.stats.rollbacks += 1;
@@ -1067,6 +1150,7 @@ impl Tx {
             ever_sent_data,
             after_reject: false,
             rto_at: 0,
+            sent_at: 0,
             retransmits: 0,
             rejections: 0,
             deadline,

@@ -12,7 +12,7 @@
 //! DATA that arrives before its lock is held waits in a bounded buffer and is handed to the volume
 //! only once the lock is held.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use specmirror_abi::{
     Flags, FrameType, Header, Hello, HelloStatus, RejectReason, CAP_BIDIRECTIONAL, MAX_PAYLOAD,
@@ -252,6 +252,9 @@ pub struct Target {
     /// Volume writes in flight in this session: token to lock id.
     writing: BTreeMap<u64, u64>,
     reorder: BTreeMap<u64, Pending>,
+    /// Lock commands the source aborted before they were processed here (still ahead in lock-id
+    /// order): skipped when their turn comes, so a late copy never takes its regions.
+    aborted_ahead: BTreeSet<u64>,
     /// DATA ahead of its lock command, by lock id and place in the write.
     early_data: BTreeMap<(u64, u64), Pending>,
     buffered: u64,
@@ -288,6 +291,7 @@ impl Target {
             orphans: BTreeMap::new(),
             writing: BTreeMap::new(),
             reorder: BTreeMap::new(),
+            aborted_ahead: BTreeSet::new(),
             early_data: BTreeMap::new(),
             buffered: 0,
             barriers: Vec::new(),
@@ -608,6 +612,7 @@ impl Target {
         self.ack_lock = 0;
         self.ack_seq = 0;
         self.reorder.clear();
+        self.aborted_ahead.clear();
         self.early_data.clear();
         self.buffered = 0;
         self.barriers.clear();
@@ -663,6 +668,7 @@ impl Target {
                 self.buffered -= p.payload.len() as u64;
             }
             self.next_lock = ack_lock;
+            self.aborted_ahead.retain(|l| *l >= ack_lock);
             self.drain_reorder(now);
         }
     }
@@ -670,6 +676,9 @@ impl Target {
     fn on_lock_command(&mut self, h: Header, payload: Vec<u8>, now: Nanos) {
         if h.lock_id < self.next_lock {
             return self.answer_duplicate(h.lock_id);
+        }
+        if self.aborted_ahead.contains(&h.lock_id) {
+            return; // aborted by the source before it got here
         }
         if h.lock_id > self.next_lock {
             if self.reorder.len() >= self.cfg.reorder_window
@@ -691,11 +700,30 @@ impl Target {
     }
 
     fn drain_reorder(&mut self, now: Nanos) {
-        while let Some(p) = self.reorder.remove(&self.next_lock) {
+        loop {
+            if self.skip_aborted() {
+                continue;
+            }
+            let Some(p) = self.reorder.remove(&self.next_lock) else {
+                return;
+            };
             self.buffered -= p.payload.len() as u64;
             self.process_lock(p.header, p.payload, now);
             self.next_lock += 1;
         }
+    }
+
+    /// Passes over the next lock command if the source aborted it before it arrived: it is
+    /// settled as aborted, and any copy of it is dropped. True if it was skipped.
+    fn skip_aborted(&mut self) -> bool {
+        if !self.aborted_ahead.remove(&self.next_lock) {
+            return false;
+        }
+        if let Some(p) = self.reorder.remove(&self.next_lock) {
+            self.buffered -= p.payload.len() as u64;
+        }
+        self.next_lock += 1;
+        true
     }
 
     fn answer_duplicate(&mut self, lock_id: u64) {
@@ -927,6 +955,18 @@ impl Target {
 
     fn on_abort(&mut self, h: Header, now: Nanos) {
         self.barriers.retain(|(s, _)| *s != h.seq);
+        if h.lock_id >= self.next_lock
+            && h.lock_id != 0
+            && self.aborted_ahead.len() < self.cfg.reorder_window
+        {
+            // The lock command is still ahead (lost, or waiting for earlier ones): it must never
+            // be processed, or a write the source rolled back would land after newer ones.
+            self.aborted_ahead.insert(h.lock_id);
+            if let Some(p) = self.reorder.remove(&h.lock_id) {
+                self.buffered -= p.payload.len() as u64;
+            }
+            self.drain_reorder(now);
+        }
         let early: Vec<(u64, u64)> = self
             .early_data
             .range((h.lock_id, 0)..=(h.lock_id, u64::MAX))

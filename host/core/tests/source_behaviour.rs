@@ -462,3 +462,28 @@ fn a_write_longer_than_a_frame_goes_out_in_pieces_under_one_lock() {
         assert_eq!(p.src_vol, p.tgt_vol, "{mode:?}");
     }
 }
+
+#[test]
+fn the_retransmission_timeout_follows_the_measured_round_trip() {
+    let mut sc = source_config(Mode::Speculative);
+    sc.min_rto = 10 * specmirror_core::US;
+    let mut p = Pair::with(sc, target_config());
+    p.settle();
+    assert_eq!(
+        p.src.rto(),
+        1_000 * specmirror_core::US,
+        "configured until measured"
+    );
+    for (i, rtt) in [300u64, 300, 300].into_iter().enumerate() {
+        p.write(i as u64 + 1, 0, 512, 1);
+        p.complete_local_writes();
+        p.deliver_to_target();
+        p.complete_target_writes();
+        p.now += rtt * specmirror_core::US;
+        p.deliver_to_source();
+    }
+    // Three samples of 300 µs: srtt 300 µs, deviation 150 → 112.5 → 84.375 µs; rto = srtt +
+    // 4 × deviation.
+    assert_eq!(p.src.rto(), 637_500, "after three 300 µs round trips");
+    assert_eq!(p.acks.len(), 3);
+}

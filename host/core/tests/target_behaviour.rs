@@ -338,3 +338,36 @@ fn pieces_that_do_not_fit_their_write_or_their_lock_are_refused() {
     assert!(a.iter().any(|x| matches!(x, TargetAction::Violation(_))));
     assert_eq!(p.tgt.buffered_bytes(), 0, "the partial write is dropped");
 }
+
+#[test]
+fn an_abort_that_overtakes_its_lock_command_keeps_the_write_off_the_volume() {
+    let mut p = Pair::new(Mode::Implicit);
+    // Lock 2 (an implicit write) waits behind lock 1, which is late; the source aborts lock 2.
+    let mut early = data_frame(&p, 2, 2, 0, 100, 0xb2);
+    early.header.flags = specmirror_abi::Flags::IMPLICIT_LOCK;
+    p.tgt_event(TargetEvent::Frame(early.clone()));
+    let mut h = Header::new(FrameType::Abort);
+    h.generation = p.tgt.generation().unwrap();
+    h.seq = 2;
+    h.lock_id = 2;
+    p.tgt_event(TargetEvent::Frame(Frame::control(h)));
+    // Lock 3 (an ABORT for it too arrives before it), then the late lock 1 and a copy of lock 2.
+    h.seq = 3;
+    h.lock_id = 3;
+    p.tgt_event(TargetEvent::Frame(Frame::control(h)));
+    let mut three = data_frame(&p, 3, 3, 0, 100, 0xcc);
+    three.header.flags = specmirror_abi::Flags::IMPLICIT_LOCK;
+    p.tgt_event(TargetEvent::Frame(three));
+    let mut one = data_frame(&p, 1, 1, 0, 100, 0x88);
+    one.header.flags = specmirror_abi::Flags::IMPLICIT_LOCK;
+    let a = p.tgt_event(TargetEvent::Frame(one));
+    assert_eq!(written(&a), vec![(0, vec![0x88; 100])]);
+    p.complete_target_writes();
+    let a = p.tgt_event(TargetEvent::Frame(early));
+    assert_eq!(writes(&a), 0, "an aborted write never lands");
+    // The next lock command after the aborted ones is processed as usual.
+    let mut four = data_frame(&p, 4, 4, 0, 100, 0x44);
+    four.header.flags = specmirror_abi::Flags::IMPLICIT_LOCK;
+    let a = p.tgt_event(TargetEvent::Frame(four));
+    assert_eq!(written(&a), vec![(0, vec![0x44; 100])]);
+}
