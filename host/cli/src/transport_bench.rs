@@ -122,7 +122,7 @@ pub async fn transports(p: Plan<'_>) -> Result<bool> {
         );
     }
     println!(
-        "udp: one frame per datagram of MTU {}; a 4 KiB write is {} mirrored pieces, a 64 KiB one {}.",
+        "udp: one frame per datagram of MTU {}; a 4 KiB write is {} DATA piece(s) under its one lock, a 64 KiB one {}.",
         p.mtu,
         4096u32.div_ceil(
             specmirror_engine::datagram::Transport::udp(p.mtu)?.max_payload()
