@@ -60,6 +60,79 @@ fn quick_bidirectional_bench_runs_and_its_output_parses() {
 }
 
 #[test]
+fn quick_transports_bench_runs_and_its_output_parses() {
+    let o = run(&[
+        "bench",
+        "--transports",
+        "--quick",
+        "--qd1-ops",
+        "50",
+        "--qd32-ops",
+        "200",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with('{')).collect();
+    // floor, tcp, udp at 0 and at 1 % loss; three measurements each.
+    assert_eq!(lines.len(), 12, "{out}");
+    for (transport, loss) in [("floor", "0"), ("tcp", "0"), ("udp", "0"), ("udp", "0.01")] {
+        let rows: Vec<&&str> = lines
+            .iter()
+            .filter(|l| field(l, "transport") == transport && field(l, "loss") == loss)
+            .collect();
+        assert_eq!(rows.len(), 3, "{transport} {loss}: {out}");
+        for l in rows {
+            let p50: f64 = field(l, "p50_us").parse().unwrap();
+            assert!(p50 > 0.0, "{l}");
+        }
+    }
+    assert!(out.contains("p50/floor"), "{out}");
+}
+
+#[test]
+fn udp_linkem_forwards_and_loses() {
+    let echo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let eaddr = echo.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 64];
+        while let Ok((n, from)) = echo.recv_from(&mut b) {
+            echo.send_to(&b[..n], from).ok();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let l = Daemon::start(
+        dir.path(),
+        "linkem",
+        &[
+            "linkem",
+            "--udp",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &eaddr,
+            "--delay",
+            "5ms",
+            "--loss",
+            "0.5",
+        ],
+    );
+    let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.connect(l.field("listen")).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut back = 0;
+    let mut b = [0u8; 8];
+    for i in 0..40u8 {
+        c.send(&[i]).unwrap();
+        if c.recv(&mut b).is_ok() {
+            back += 1;
+        }
+    }
+    // Each echo survives two crossings at 0.5: about a quarter come back.
+    assert!((2..=25).contains(&back), "{back} of 40 came back");
+}
+
+#[test]
 fn linkem_delays_and_forwards() {
     let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let eaddr = echo.local_addr().unwrap().to_string();
