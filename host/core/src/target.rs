@@ -831,17 +831,26 @@ impl Target {
             self.start_write(h.lock_id);
         }
         // DATA that came ahead of this lock command is taken in now, as if it arrived now.
-        let early: Vec<(u64, u64)> = self
-            .early_data
-            .range((h.lock_id, 0)..=(h.lock_id, u64::MAX))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in early {
-            let p = self.early_data.remove(&k).expect("present");
-            self.buffered -= p.payload.len() as u64;
+        for p in self.take_early_data(h.lock_id) {
             self.on_data(p.header, p.payload, now);
         }
         self.try_acquire(h.lock_id, now);
+    }
+
+    /// Takes every DATA frame (or piece) held ahead of lock command `lock_id` out of the buffer.
+    fn take_early_data(&mut self, lock_id: u64) -> Vec<Pending> {
+        let keys: Vec<(u64, u64)> = self
+            .early_data
+            .range((lock_id, 0)..=(lock_id, u64::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        keys.into_iter()
+            .map(|k| {
+                let p = self.early_data.remove(&k).expect("present");
+                self.buffered -= p.payload.len() as u64;
+                p
+            })
+            .collect()
     }
 
     fn on_data(&mut self, h: Header, payload: Vec<u8>, now: Nanos) {
@@ -967,15 +976,7 @@ impl Target {
             }
             self.drain_reorder(now);
         }
-        let early: Vec<(u64, u64)> = self
-            .early_data
-            .range((h.lock_id, 0)..=(h.lock_id, u64::MAX))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in early {
-            let p = self.early_data.remove(&k).expect("present");
-            self.buffered -= p.payload.len() as u64;
-        }
+        self.take_early_data(h.lock_id);
         if let Some(i) = self.instances.get(&h.lock_id) {
             if matches!(i.state, State::Waiting { .. } | State::Held { .. }) {
                 self.finish(h.lock_id, State::Aborted);
