@@ -23,6 +23,7 @@ sed 's/^module top(/module frame_parser(/' "$out/verilog/frame_parser.v" > "$out
 sed 's/^module top(/module lock_table(/' "$out/verilog/lock_table_8.v" > "$out/lock_table.v"
 sed 's/^module top(/module lock_table_16(/' "$out/verilog/lock_table.v" > "$out/lock_table_16.v"
 sed 's/^module top(/module lock_retry(/' "$out/verilog/lock_retry_8.v" > "$out/lock_retry.v"
+sed 's/^module top(/module answer_emitter(/' "$out/verilog/answer_emitter.v" > "$out/answer_emitter.v"
 
 count() { # count CELL-regex LOG: sums the "CELL  N" lines of the last statistics in a yosys log
   awk -v re="$1" '/Printing statistics/ {s = 0} $1 ~ re && $2 ~ /^[0-9]+$/ {s += $2} END {print s+0}' "$2"
@@ -37,6 +38,7 @@ read -r core_lut core_ff core_carry core_bram <<< "$(ice40_core spec_sender "$ou
 read -r rx_lut rx_ff rx_carry rx_bram <<< "$(ice40_core frame_parser "$out/frame_parser.v")"
 read -r lt_lut lt_ff lt_carry lt_bram <<< "$(ice40_core lock_table "$out/lock_table.v")"
 read -r l16_lut l16_ff l16_carry l16_bram <<< "$(ice40_core lock_table_16 "$out/lock_table_16.v")"
+read -r an_lut an_ff an_carry an_bram <<< "$(ice40_core answer_emitter "$out/answer_emitter.v")"
 
 pnr() { # pnr NAME TOP VERILOG... : synthesis, place and route, bitstream; sets pnr_fmax pnr_lc pnr_ram
   local name=$1 top=$2; shift 2
@@ -63,6 +65,8 @@ lt_fmax=$pnr_fmax; lt_fmax_line=$pnr_line; lt_lc_used=$pnr_lc; lt_ram_used=$pnr_
 # The receive side together (parser feeding the 8-entry table): reported, not gated.
 pnr lock_retry ice40_target_top "$out/lock_retry.v" "$here/ice40_target_top.v"
 lr_fmax=$pnr_fmax; lr_lc_used=$pnr_lc
+pnr answer_emitter ice40_answer_top "$out/answer_emitter.v" "$here/ice40_answer_top.v"
+an_fmax=$pnr_fmax; an_fmax_line=$pnr_line; an_lc_used=$pnr_lc; an_ram_used=$pnr_ram
 
 echo "== UltraScale+: utilization estimate (no timing)"
 yosys -q -l "$out/xcup.log" -p "read_verilog $out/spec_sender.v; synth_xilinx -family xcup -flatten -noiopad -top spec_sender; stat" >/dev/null
@@ -128,13 +132,25 @@ One decision per clock at most; a request is decided within \`N + 7\` clocks whe
 
 nextpnr, lock table: \`${lt_fmax_line}\`
 
+## Target answer path (\`AnswerEmitter\`)
+
+| target | LUTs | FFs | carry | BRAM | Fmax |
+|---|---:|---:|---:|---:|---|
+| iCE40 HX8K, alone (yosys \`synth_ice40\`) | ${an_lut} | ${an_ff} | ${an_carry} | ${an_bram} | — |
+| iCE40 HX8K ct256, placed and routed with board glue | ${an_lc_used} logic cells | | | ${an_ram_used} | ${an_fmax} MHz (target ${target_mhz} MHz) |
+
+Answers (LOCK_GRANTED, LOCK_REJECTED, WRITE_DONE, WRITE_FAILED) wait in a 16-deep block-RAM FIFO and
+leave as nine-word frames, one word per clock, byte for byte the software target's frames.
+
+nextpnr, answer path: \`${an_fmax_line}\`
+
 ## Tools
 
 - $(yosys -V)
 - $(nextpnr-ice40 --version 2>&1 | head -1)
 - icepack from fpga-icestorm $(dpkg-query -W -f='${Version}' fpga-icestorm 2>/dev/null || echo unknown)
 REPORT
-echo "== report written: bitstreams/REPORT.md (send path ${fmax} MHz, frame parser ${rx_fmax} MHz, lock table ${lt_fmax} MHz, ${elapsed} s)"
-for f in "$fmax" "$rx_fmax" "$lt_fmax"; do
+echo "== report written: bitstreams/REPORT.md (send path ${fmax} MHz, frame parser ${rx_fmax} MHz, lock table ${lt_fmax} MHz, answer path ${an_fmax} MHz, ${elapsed} s)"
+for f in "$fmax" "$rx_fmax" "$lt_fmax" "$an_fmax"; do
   awk -v f="$f" -v t="$target_mhz" 'BEGIN {exit !(f >= t)}' || { echo "error: Fmax ${f} MHz misses the ${target_mhz} MHz target" >&2; exit 1; }
 done

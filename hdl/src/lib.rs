@@ -3,6 +3,7 @@
 //! hardware packs fields at are asserted against it at compile time, and the tests check that the
 //! hardware emits the very bytes the software encoder does.
 
+pub mod answer_emitter;
 pub mod bench;
 pub mod crc32c_word;
 pub mod frame_parser;
@@ -12,6 +13,7 @@ pub mod register_file;
 pub mod spec_sender;
 pub mod verilog;
 
+pub use answer_emitter::AnswerEmitter;
 pub use crc32c_word::Crc32cWord;
 pub use frame_parser::FrameParser;
 pub use lock_retry::LockRetry;

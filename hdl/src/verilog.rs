@@ -69,6 +69,13 @@ pub fn lock_table_8() -> String {
     generate_verilog(&u)
 }
 
+/// The target's answer path as Verilog (top module `top`).
+pub fn answer_emitter() -> String {
+    let mut u = crate::answer_emitter::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The register block as Verilog (top module `top`).
 pub fn register_file() -> String {
     let mut u = crate::register_file::tests_support::connected();
@@ -147,6 +154,7 @@ mod tests {
             ("lock_table_8", lock_table_8()),
             ("lock_retry", lock_retry()),
             ("lock_retry_8", lock_retry_8()),
+            ("answer_emitter", answer_emitter()),
         ] {
             assert!(v.contains("module top"), "{name}");
             if let Err(e) = lint(name, &v) {

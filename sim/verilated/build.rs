@@ -86,6 +86,22 @@ const LOCK_PORTS: &[&str] = &[
     "overflow",
 ];
 
+/// Ports of the answer path, in the order the shim numbers them.
+const ANSWER_PORTS: &[&str] = &[
+    "clock",
+    "ans_valid",
+    "ans_ty",
+    "ans_seq",
+    "ans_lock_id",
+    "ans_arg",
+    "generation",
+    "tx_data",
+    "tx_valid",
+    "tx_last",
+    "tx_ready",
+    "dropped",
+];
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=../../hdl/src");
@@ -102,7 +118,7 @@ fn main() {
         }
     }
     let reg_refs: Vec<&str> = reg_ports.iter().map(|s| s.as_str()).collect();
-    let models: [(&str, &str, String, &[&str]); 4] = [
+    let models: [(&str, &str, String, &[&str]); 5] = [
         (
             "vsender",
             "Vsender",
@@ -126,6 +142,12 @@ fn main() {
             "Vlock",
             specmirror_hdl::verilog::lock_table(),
             LOCK_PORTS,
+        ),
+        (
+            "vanswer",
+            "Vanswer",
+            specmirror_hdl::verilog::answer_emitter(),
+            ANSWER_PORTS,
         ),
     ];
     let mut b = cc::Build::new();

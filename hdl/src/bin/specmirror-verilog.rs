@@ -20,6 +20,7 @@ fn main() {
         ("lock_table_8", specmirror_hdl::verilog::lock_table_8()),
         ("lock_retry", specmirror_hdl::verilog::lock_retry()),
         ("lock_retry_8", specmirror_hdl::verilog::lock_retry_8()),
+        ("answer_emitter", specmirror_hdl::verilog::answer_emitter()),
     ] {
         let path = out.join(format!("{name}.v"));
         if let Err(e) = std::fs::write(&path, v) {

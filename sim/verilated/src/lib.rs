@@ -246,3 +246,32 @@ verilated_model!(
     vlock_set,
     vlock_get
 );
+
+/// Ports of the answer path, numbered as the shim numbers them (see build.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum AnswerPort {
+    Clock = 0,
+    AnsValid,
+    AnsTy,
+    AnsSeq,
+    AnsLockId,
+    AnsArg,
+    Generation,
+    TxData,
+    TxValid,
+    TxLast,
+    TxReady,
+    Dropped,
+}
+
+verilated_model!(
+    /// The verilated answer path (`hdl::AnswerEmitter`).
+    VerilatedAnswerEmitter,
+    AnswerPort,
+    vanswer_new,
+    vanswer_free,
+    vanswer_eval,
+    vanswer_set,
+    vanswer_get
+);
