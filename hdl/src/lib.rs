@@ -11,6 +11,7 @@ pub mod lock_retry;
 pub mod lock_table;
 pub mod register_file;
 pub mod spec_sender;
+pub mod target_path;
 pub mod verilog;
 
 pub use answer_emitter::AnswerEmitter;
@@ -20,3 +21,4 @@ pub use lock_retry::LockRetry;
 pub use lock_table::{LockTable, LockTable16};
 pub use register_file::RegisterFile;
 pub use spec_sender::SpecSender;
+pub use target_path::TargetPath;

@@ -76,6 +76,13 @@ pub fn answer_emitter() -> String {
     generate_verilog(&u)
 }
 
+/// The target's lock path, wire to wire (parser, 16-entry table, answers), as Verilog.
+pub fn target_path() -> String {
+    let mut u = crate::target_path::tests_support::connected::<16, 4>();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The register block as Verilog (top module `top`).
 pub fn register_file() -> String {
     let mut u = crate::register_file::tests_support::connected();
@@ -155,6 +162,7 @@ mod tests {
             ("lock_retry", lock_retry()),
             ("lock_retry_8", lock_retry_8()),
             ("answer_emitter", answer_emitter()),
+            ("target_path", target_path()),
         ] {
             assert!(v.contains("module top"), "{name}");
             if let Err(e) = lint(name, &v) {

@@ -21,6 +21,7 @@ fn main() {
         ("lock_retry", specmirror_hdl::verilog::lock_retry()),
         ("lock_retry_8", specmirror_hdl::verilog::lock_retry_8()),
         ("answer_emitter", specmirror_hdl::verilog::answer_emitter()),
+        ("target_path", specmirror_hdl::verilog::target_path()),
     ] {
         let path = out.join(format!("{name}.v"));
         if let Err(e) = std::fs::write(&path, v) {
