@@ -75,10 +75,19 @@ fn quick_transports_bench_runs_and_its_output_parses() {
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with('{')).collect();
     // floor, tcp, udp at 0 and at 1 % loss; three measurements each.
     assert_eq!(lines.len(), 12, "{out}");
-    for (transport, loss) in [("floor", "0"), ("tcp", "0"), ("udp", "0"), ("udp", "0.01")] {
+    for (engine, transport, loss) in [
+        ("floor", "tcp", "0"),
+        ("software", "tcp", "0"),
+        ("software", "udp", "0"),
+        ("software", "udp", "0.01"),
+    ] {
         let rows: Vec<&&str> = lines
             .iter()
-            .filter(|l| field(l, "transport") == transport && field(l, "loss") == loss)
+            .filter(|l| {
+                field(l, "engine") == engine
+                    && field(l, "transport") == transport
+                    && field(l, "loss") == loss
+            })
             .collect();
         assert_eq!(rows.len(), 3, "{transport} {loss}: {out}");
         for l in rows {

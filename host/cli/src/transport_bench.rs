@@ -52,6 +52,8 @@ pub async fn transports(p: Plan<'_>) -> Result<bool> {
     for &rtt in p.rtts {
         let delay = rtt / 2;
         let us = rtt.as_secs_f64() * 1e6;
+        // (what the table calls it, loss, how the pair talks; none for the floor, which crosses
+        // the stream emulator)
         let mut runs: Vec<(&str, f64, Option<PairLink>)> = vec![("floor", 0.0, None)];
         runs.push(("tcp", 0.0, Some(PairLink::Tcp)));
         for &loss in p.losses {
@@ -77,14 +79,17 @@ pub async fn transports(p: Plan<'_>) -> Result<bool> {
             };
             eprintln!("done");
             ok &= m.qd1.ops == p.qd1_ops;
-            let engine = if how.is_none() { "floor" } else { "software" };
+            let (engine, mode, link) = match how {
+                None => ("floor", "floor", "tcp"),
+                Some(_) => ("software", "speculative", transport),
+            };
             for (qd, bs, r) in [
                 (1, 4096, &m.qd1),
                 (32, 4096, &m.qd32),
                 (32, 65536, &m.qd32_64k),
             ] {
                 println!(
-                    "{{\"engine\":\"{engine}\",\"mode\":\"speculative\",\"transport\":\"{transport}\",\"loss\":{loss},\"mtu\":{},\"rtt_us\":{us:.0},\"qd\":{qd},\"bs\":{bs},\"p50_us\":{:.1},\"p99_us\":{:.1},\"iops\":{:.0},\"mb_s\":{:.1}}}",
+                    "{{\"engine\":\"{engine}\",\"mode\":\"{mode}\",\"transport\":\"{link}\",\"loss\":{loss},\"mtu\":{},\"rtt_us\":{us:.0},\"qd\":{qd},\"bs\":{bs},\"p50_us\":{:.1},\"p99_us\":{:.1},\"iops\":{:.0},\"mb_s\":{:.1}}}",
                     if transport == "udp" { p.mtu } else { 0 },
                     r.percentile(0.5),
                     r.percentile(0.99),
