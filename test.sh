@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): installs the Debian packages the tests need when they
 # are missing, then checks formatting, runs clippy with warnings as errors, runs every test, proves
-# the VFIO backend in a QEMU guest, and builds the FPGA bitstream (which fails if the design misses its clock target).
+# the VFIO backend in a QEMU guest, and builds the FPGA bitstreams (iCE40 cores, and the ECP5 NIC with
+# its toolchain from PyPI), each of which fails if the design misses its clock target.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -31,3 +32,5 @@ echo "== tests/vfio/run.sh (the VFIO backend on QEMU's edu device in a guest wit
 ./tests/vfio/run.sh
 echo "== bitstreams/build.sh (iCE40 HX8K bitstream, UltraScale+ estimate, timing check)"
 ./bitstreams/build.sh
+echo "== bitstreams/ecp5/build.sh (ECP5-5G Versa NIC bitstream: LiteEth UDP/IP and the lock path, timing check)"
+./bitstreams/ecp5/build.sh
