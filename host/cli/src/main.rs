@@ -47,7 +47,8 @@ enum Command {
     /// Measure latency and throughput of every mode against the physical floor (and QEMU's
     /// synchronous mirror when installed) over the link emulator, in one run.
     Bench(bench::BenchArgs),
-    /// Forward TCP connections with a one-way delay in each direction, and cut the link on demand.
+    /// Forward TCP connections with a one-way delay in each direction, and cut the link on demand;
+    /// with --udp, forward datagrams and lose, duplicate or reorder some of them.
     Linkem(linkem::LinkemArgs),
     /// Inspect a device for the hardware engine: kernel binding, IOMMU group, BARs, register
     /// blocks, DMA mapping and interrupts, each checked and reported; exits non-zero unless it is
