@@ -94,18 +94,6 @@ pub struct LogFile {
     pending: Vec<u8>,
 }
 
-/// Replays a log's records: the live writes, the generation, and the bytes of whole records.
-fn replay(body: &[u8]) -> (BTreeMap<u64, LogRecord>, u32, usize) {
-    let mut live = BTreeMap::new();
-    let mut generation = 0;
-    let mut at = 0usize;
-    while let Some((rec, used)) = parse_record(&body[at..]) {
-        apply(&mut live, &mut generation, rec);
-        at += used;
-    }
-    (live, generation, at)
-}
-
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
     move |source| LogError::Io {
         path: path.to_path_buf(),
@@ -187,7 +175,13 @@ impl LogFile {
         file.seek(SeekFrom::Start(HEADER_LEN))
             .map_err(io_err(path))?;
         file.read_to_end(&mut body).map_err(io_err(path))?;
-        let (live, generation, at) = replay(&body);
+        let mut live = BTreeMap::new();
+        let mut generation = 0;
+        let mut at = 0usize;
+        while let Some((rec, used)) = parse_record(&body[at..]) {
+            apply(&mut live, &mut generation, rec);
+            at += used;
+        }
         let good = HEADER_LEN + at as u64;
         let truncated = body.len() as u64 - at as u64;
         if truncated > 0 {

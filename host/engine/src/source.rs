@@ -27,7 +27,7 @@ use crate::logfile::{LogError, LogFile, PairIdentity};
 use crate::nbd::{self, Export, IoRequest};
 use crate::persist::{Background, Persist, Step};
 use crate::volume::{Volume, VolumeError};
-use crate::wire::{probe_exchange, read_frame, ProbeError};
+use crate::wire::{probe_answer, probe_exchange, probe_frame, read_frame, ProbeError};
 
 /// Where the NBD front end listens.
 #[derive(Clone, Debug)]
@@ -440,11 +440,7 @@ async fn probe_udp(opts: &SourceOptions, size: u64) -> Result<Arc<UdpSocket>, So
         .await
         .map_err(|e| unreachable(e.to_string(), Duration::ZERO))?;
     let hello = Hello::for_pair(size, opts.region_size, opts.pair_id, 1, HelloStatus::Ok);
-    let probe = Frame::new(
-        specmirror_abi::Header::new(specmirror_abi::FrameType::Hello),
-        hello.to_bytes().to_vec(),
-    )
-    .encode();
+    let probe = probe_frame(&hello).encode();
     let mut buf = vec![0u8; datagram::RECV_BUFFER];
     let mut last = "no answer".to_string();
     loop {
@@ -467,9 +463,8 @@ async fn probe_udp(opts: &SourceOptions, size: u64) -> Result<Arc<UdpSocket>, So
             let Ok(f) = datagram::decode(&buf[..n]) else {
                 continue;
             };
-            if f.ty() == specmirror_abi::FrameType::HelloAck && f.header.generation == 0 {
-                let ack = Hello::decode(&f.payload)
-                    .map_err(|e| SourceError::Refused(format!("malformed HELLO_ACK: {e}")))?;
+            if let Some(ack) = probe_answer(&f) {
+                let ack = ack.map_err(|e| SourceError::Refused(e.to_string()))?;
                 check_ack(&ack, opts, size)?;
                 return Ok(Arc::new(sock));
             }

@@ -30,23 +30,35 @@ pub enum ProbeError {
     Malformed(#[from] HelloError),
 }
 
-/// Sends `hello` as a probe (generation 0, which opens no session) and returns the HELLO_ACK
-/// that answers it. Other frames the peer sends first (a node's own handshake) are skipped.
+/// `hello` as a probe: generation 0, which opens no session.
+pub fn probe_frame(hello: &Hello) -> Frame {
+    Frame::new(Header::new(FrameType::Hello), hello.to_bytes().to_vec())
+}
+
+/// The peer's answer to a probe, if `f` is one (a HELLO_ACK of generation 0).
+pub fn probe_answer(f: &Frame) -> Option<Result<Hello, ProbeError>> {
+    (f.header.ty == FrameType::HelloAck && f.header.generation == 0)
+        .then(|| Ok(Hello::decode(&f.payload)?))
+}
+
+/// Sends `hello` as a probe and returns the HELLO_ACK that answers it. Other frames the peer
+/// sends first (a node's own handshake) are skipped.
 pub async fn probe_exchange<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     hello: &Hello,
     timeout: Duration,
 ) -> Result<Hello, ProbeError> {
-    let f = Frame::new(Header::new(FrameType::Hello), hello.to_bytes().to_vec());
-    s.write_all(&f.encode()).await.map_err(WireError::Io)?;
+    s.write_all(&probe_frame(hello).encode())
+        .await
+        .map_err(WireError::Io)?;
     let mut buf = Vec::new();
     loop {
         let f = tokio::time::timeout(timeout, read_frame(s, &mut buf))
             .await
             .map_err(|_| ProbeError::Timeout(timeout))??
             .ok_or(ProbeError::Closed)?;
-        if f.header.ty == FrameType::HelloAck && f.header.generation == 0 {
-            return Ok(Hello::decode(&f.payload)?);
+        if let Some(ack) = probe_answer(&f) {
+            return ack;
         }
     }
 }
