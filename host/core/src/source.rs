@@ -631,11 +631,7 @@ impl Source {
     fn header(&self, ty: FrameType) -> Header {
         let mut h = Header::new(ty);
         h.generation = self.generation();
-        h.ack_lock = self
-            .live_locks
-            .first()
-            .copied()
-            .unwrap_or(self.next_lock_id);
+        h.ack_lock = self.ack_lock();
         h.ack_seq = self.log.first_seq().unwrap_or(self.next_seq);
         if ty == FrameType::Heartbeat {
             // Every write this source has made so far has a lower sequence number: a peer that
@@ -997,14 +993,17 @@ impl Source {
         }
     }
 
-    /// Repeats the ABORTs the target may not have had, until `ack_lock` passes their locks.
-    fn repeat_aborts(&mut self, now: Nanos) {
-        let ack_lock = self
-            .live_locks
+    /// This side's `ack_lock` watermark: every lock id below it is settled.
+    fn ack_lock(&self) -> u64 {
+        self.live_locks
             .first()
             .copied()
-            .unwrap_or(self.next_lock_id);
-        self.aborts = self.aborts.split_off(&ack_lock);
+            .unwrap_or(self.next_lock_id)
+    }
+
+    /// Repeats the ABORTs the target may not have had, until `ack_lock` passes their locks.
+    fn repeat_aborts(&mut self, now: Nanos) {
+        self.aborts = self.aborts.split_off(&self.ack_lock());
         let due: Vec<(u64, u64)> = self
             .aborts
             .iter()

@@ -713,14 +713,11 @@ impl Target {
         }
     }
 
-    /// Passes over the next lock command if the source aborted it before it arrived: it is
-    /// settled as aborted, and any copy of it is dropped. True if it was skipped.
+    /// Passes over the next lock command if the source aborted it before it arrived (`on_abort`
+    /// dropped any copy of it, and later copies are never taken in). True if it was skipped.
     fn skip_aborted(&mut self) -> bool {
         if !self.aborted_ahead.remove(&self.next_lock) {
             return false;
-        }
-        if let Some(p) = self.reorder.remove(&self.next_lock) {
-            self.buffered -= p.payload.len() as u64;
         }
         self.next_lock += 1;
         true
@@ -1160,10 +1157,9 @@ impl Target {
                 self.reply(FrameType::WriteDone, seq, lock_id, 0);
             }
             Err(e) => {
-                let regions = self.instances[&lock_id].regions;
                 self.finish(lock_id, State::Failed(e));
                 self.reply(FrameType::WriteFailed, seq, lock_id, e as u64);
-                self.raise_barrier(lock_id, seq, regions);
+                self.raise_barrier(lock_id, seq, done);
             }
         }
         self.try_waiters_where(now, |i| i.regions.overlaps(done));
