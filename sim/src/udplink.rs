@@ -27,6 +27,9 @@ pub struct UdpLinkConfig {
     pub duplicate: f64,
     /// Seed of the fate of each datagram.
     pub seed: u64,
+    /// Cut the link (drop everything) this often, for `cut_for`.
+    pub cut_every: Option<Duration>,
+    pub cut_for: Duration,
 }
 
 /// What the emulator did, both directions together.
@@ -83,6 +86,18 @@ impl UdpLink {
             client: Mutex::new(None),
             stats: UdpLinkStats::default(),
         });
+        if let Some(every) = cfg.cut_every {
+            let sh = shared.clone();
+            let for_ = cfg.cut_for;
+            std::thread::spawn(move || {
+                while !sh.stopped.load(Ordering::SeqCst) {
+                    std::thread::sleep(every);
+                    sh.cut.store(true, Ordering::SeqCst);
+                    std::thread::sleep(for_);
+                    sh.cut.store(false, Ordering::SeqCst);
+                }
+            });
+        }
         let up = direction(
             front.try_clone()?,
             cfg.clone(),
@@ -263,6 +278,7 @@ mod tests {
                 loss: 0.1,
                 duplicate: 0.1,
                 seed: 3,
+                ..Default::default()
             },
         )
         .unwrap();

@@ -90,8 +90,13 @@ pub struct Row {
 
 impl Row {
     pub fn json(&self) -> String {
+        self.json_with("")
+    }
+
+    /// The JSON line with `extra` fields (each `,"key":value`) after the mode.
+    pub fn json_with(&self, extra: &str) -> String {
         format!(
-            "{{\"engine\":\"{}\",\"mode\":\"{}\",\"rtt_us\":{:.0},\"qd\":{},\"bs\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"iops\":{:.0},\"mb_s\":{:.1}}}",
+            "{{\"engine\":\"{}\",\"mode\":\"{}\"{extra},\"rtt_us\":{:.0},\"qd\":{},\"bs\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"iops\":{:.0},\"mb_s\":{:.1}}}",
             self.engine,
             self.mode,
             self.rtt_us,
@@ -105,13 +110,14 @@ impl Row {
     }
 }
 
-/// QD1 4 KiB, QD32 4 KiB and QD32 64 KiB against one NBD address.
-async fn measure(
+/// QD1 4 KiB, QD32 4 KiB and QD32 64 KiB against one NBD address, in that order: `qd1_ops`
+/// writes at QD1, `qd32_ops` at QD32 of 4 KiB and a quarter of that of 64 KiB.
+pub(crate) async fn measure(
     addr: &str,
     engine: &'static str,
     mode: &str,
     rtt: Duration,
-    a: &BenchArgs,
+    (qd1_ops, qd32_ops): (u64, u64),
     stages: Option<&specmirror_engine::source::StageStats>,
 ) -> Result<Vec<Row>> {
     // `host:port#export` names an export; otherwise the default one.
@@ -121,9 +127,9 @@ async fn measure(
         .with_context(|| format!("connecting to {engine} at {addr}"))?;
     let mut rows = Vec::new();
     for (qd, bs, ops) in [
-        (1, 4096, a.qd1_ops),
-        (32, 4096, a.qd32_ops),
-        (32, 65536, a.qd32_ops / 4),
+        (1, 4096, qd1_ops),
+        (32, 4096, qd32_ops),
+        (32, 65536, qd32_ops / 4),
     ] {
         if let Some(s) = stages {
             s.reset();
@@ -177,6 +183,7 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
         }
         None => None,
     };
+    let ops = (a.qd1_ops, a.qd32_ops);
     for &rtt in &a.rtt {
         let delay = rtt / 2;
         let mut engines: Vec<(&'static str, String)> = vec![("floor", "floor".into())];
@@ -198,11 +205,11 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
             let got = match engine {
                 "floor" => {
                     let f = Floor::start(dir.path(), SIZE, delay).await?;
-                    measure(&f.nbd_addr, engine, &mode, rtt, &a, None).await?
+                    measure(&f.nbd_addr, engine, &mode, rtt, ops, None).await?
                 }
                 "qemu" => {
                     let q = crate::qemu_mirror::QemuMirror::start(dir.path(), SIZE, delay).await?;
-                    measure(&q.nbd_addr, engine, &mode, rtt, &a, None).await?
+                    measure(&q.nbd_addr, engine, &mode, rtt, ops, None).await?
                 }
                 _ => {
                     let m = match mode.as_str() {
@@ -211,7 +218,7 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
                         _ => Mode::Speculative,
                     };
                     let p = Pair::start(dir.path(), m, SIZE, delay).await?;
-                    measure(&p.nbd_addr, engine, &mode, rtt, &a, Some(&p.stages)).await?
+                    measure(&p.nbd_addr, engine, &mode, rtt, ops, Some(&p.stages)).await?
                 }
             };
             eprintln!("done");

@@ -70,7 +70,7 @@ async fn udp(a: LinkemArgs) -> Result<()> {
             anyhow::bail!("{name} {p} is not a probability (0 to 1)");
         }
     }
-    let link = std::sync::Arc::new(UdpLink::start(
+    let link = UdpLink::start(
         &a.listen,
         &a.forward,
         UdpLinkConfig {
@@ -79,20 +79,10 @@ async fn udp(a: LinkemArgs) -> Result<()> {
             loss: a.loss,
             duplicate: a.duplicate,
             seed: a.seed,
+            cut_every: a.loss_cut_every,
+            cut_for: a.cut_for,
         },
-    )?);
-    if let Some(every) = a.loss_cut_every {
-        let l = std::sync::Arc::downgrade(&link);
-        std::thread::spawn(move || loop {
-            std::thread::sleep(every);
-            let Some(k) = l.upgrade() else { return };
-            k.cut();
-            drop(k);
-            std::thread::sleep(a.cut_for);
-            let Some(k) = l.upgrade() else { return };
-            k.heal();
-        });
-    }
+    )?;
     println!("ready listen={} forward={} udp", link.addr, a.forward);
     crate::daemons::stop_signal().await;
     let s = link.stats();

@@ -29,14 +29,9 @@ pub struct Pair {
     pub nbd_addr: String,
     /// Where the source's acknowledged writes spent their time.
     pub stages: std::sync::Arc<specmirror_engine::source::StageStats>,
-    _link: Emulated,
+    /// The emulated link between source and target (stream or datagram), kept running.
+    _link: Box<dyn std::any::Any + Send>,
     rts: Vec<tokio::runtime::Runtime>,
-}
-
-/// The emulated link between source and target.
-enum Emulated {
-    Stream(Link),
-    Datagram(UdpLink),
 }
 
 /// How the pair's two ends talk: TCP through the stream emulator, or UDP datagrams of an MTU
@@ -79,7 +74,7 @@ impl Pair {
             secret: None,
             peer_timeout: Duration::from_secs(10),
         };
-        let (link, transport) = match how {
+        let (link, target_addr, transport): (Box<dyn std::any::Any + Send>, _, _) = match how {
             PairLink::Tcp => {
                 let listener = rt_target.spawn(target::bind("127.0.0.1:0")).await??;
                 let taddr = listener.local_addr()?.to_string();
@@ -92,7 +87,8 @@ impl Pair {
                         ..Default::default()
                     },
                 )?;
-                (Emulated::Stream(link), Transport::Tcp)
+                let addr = link.addr.clone();
+                (Box::new(link), addr, Transport::Tcp)
             }
             PairLink::Udp { mtu, loss } => {
                 let sock = rt_target
@@ -110,12 +106,9 @@ impl Pair {
                         ..Default::default()
                     },
                 )?;
-                (Emulated::Datagram(link), Transport::udp(mtu)?)
+                let addr = link.addr.clone();
+                (Box::new(link), addr, Transport::udp(mtu)?)
             }
-        };
-        let target_addr = match &link {
-            Emulated::Stream(l) => l.addr.clone(),
-            Emulated::Datagram(l) => l.addr.clone(),
         };
         let opts = SourceOptions {
             volume: dir.join("source.img"),

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use specmirror_abi::ring::Mode;
-use specmirror_engine::nbd_client::NbdClient;
+use specmirror_engine::datagram::Transport;
 
-use crate::load::{random_writes, LoadResult};
+use crate::bench::{measure, Row};
 use crate::pair::{Floor, Pair, PairLink};
 
 const SIZE: u64 = 256 << 20;
@@ -25,21 +25,6 @@ pub struct Plan<'a> {
     pub qd32_ops: u64,
 }
 
-struct Measured {
-    qd1: LoadResult,
-    qd32: LoadResult,
-    qd32_64k: LoadResult,
-}
-
-async fn measure(addr: &str, export: &str, p: &Plan<'_>) -> Result<Measured> {
-    let c = NbdClient::connect_export(addr, export).await?;
-    Ok(Measured {
-        qd1: random_writes(&c, 1, 4096, p.qd1_ops, SIZE).await?,
-        qd32: random_writes(&c, 32, 4096, p.qd32_ops.max(32), SIZE).await?,
-        qd32_64k: random_writes(&c, 32, 65536, (p.qd32_ops / 4).max(32), SIZE).await?,
-    })
-}
-
 pub async fn transports(p: Plan<'_>) -> Result<bool> {
     if p.rtts.is_empty() {
         bail!("--rtt needs at least one value");
@@ -47,6 +32,8 @@ pub async fn transports(p: Plan<'_>) -> Result<bool> {
     if let Some(l) = p.losses.iter().find(|l| !(0.0..1.0).contains(*l)) {
         bail!("--loss {l} is not a probability below 1");
     }
+    let piece = Transport::udp(p.mtu)?.max_payload();
+    let ops = (p.qd1_ops, p.qd32_ops);
     let mut table = Vec::new();
     let mut ok = true;
     for &rtt in p.rtts {
@@ -66,43 +53,51 @@ pub async fn transports(p: Plan<'_>) -> Result<bool> {
                 loss * 100.0
             );
             let dir = tempfile::tempdir()?;
-            let m = match how {
+            let (rows, link) = match how {
                 None => {
                     let f = Floor::start(dir.path(), SIZE, delay).await?;
-                    measure(&f.nbd_addr, "", &p).await?
+                    (
+                        measure(&f.nbd_addr, "floor", "floor", rtt, ops, None).await?,
+                        "tcp",
+                    )
                 }
                 Some(how) => {
                     let pair =
                         Pair::start_over(dir.path(), Mode::Speculative, SIZE, delay, how).await?;
-                    measure(&pair.nbd_addr, "specmirror", &p).await?
+                    let addr = format!("{}#specmirror", pair.nbd_addr);
+                    let rows = measure(&addr, "software", "speculative", rtt, ops, None).await?;
+                    (rows, transport)
                 }
             };
             eprintln!("done");
-            ok &= m.qd1.ops == p.qd1_ops;
-            let (engine, mode, link) = match how {
-                None => ("floor", "floor", "tcp"),
-                Some(_) => ("software", "speculative", transport),
-            };
-            for (qd, bs, r) in [
-                (1, 4096, &m.qd1),
-                (32, 4096, &m.qd32),
-                (32, 65536, &m.qd32_64k),
-            ] {
+            ok &= rows[0].r.ops == p.qd1_ops;
+            let mtu = if transport == "udp" { p.mtu } else { 0 };
+            for r in &rows {
                 println!(
-                    "{{\"engine\":\"{engine}\",\"mode\":\"{mode}\",\"transport\":\"{link}\",\"loss\":{loss},\"mtu\":{},\"rtt_us\":{us:.0},\"qd\":{qd},\"bs\":{bs},\"p50_us\":{:.1},\"p99_us\":{:.1},\"iops\":{:.0},\"mb_s\":{:.1}}}",
-                    if transport == "udp" { p.mtu } else { 0 },
-                    r.percentile(0.5),
-                    r.percentile(0.99),
-                    r.iops(),
-                    r.mb_s()
+                    "{}",
+                    r.json_with(&format!(
+                        ",\"transport\":\"{link}\",\"loss\":{loss},\"mtu\":{mtu}"
+                    ))
                 );
             }
             if how.is_none() {
-                floor_p50 = m.qd1.percentile(0.5);
+                floor_p50 = rows[0].r.percentile(0.5);
             }
-            table.push((us, transport, loss, floor_p50, m));
+            table.push((transport, loss, floor_p50, rows));
         }
     }
+    print_table(&table);
+    println!(
+        "udp: one frame per datagram of MTU {}; a 4 KiB write is {} DATA piece(s) under its one lock, a 64 KiB one {}.",
+        p.mtu,
+        4096u32.div_ceil(piece),
+        65536u32.div_ceil(piece),
+    );
+    Ok(ok)
+}
+
+/// One line per run: (what the table calls it, loss, the floor's QD1 p50, its three rows).
+fn print_table(table: &[(&str, f64, f64, Vec<Row>)]) {
     println!();
     println!(
         "{:>8} {:<6} {:>6} {:>9} {:>9} {:>12} {:>13} {:>11}",
@@ -115,26 +110,17 @@ pub async fn transports(p: Plan<'_>) -> Result<bool> {
         "qd32_64k_MB/s",
         "p50/floor"
     );
-    for (us, transport, loss, floor, m) in &table {
+    for (transport, loss, floor, rows) in table {
+        let (qd1, qd32, qd32_64k) = (&rows[0].r, &rows[1].r, &rows[2].r);
         println!(
-            "{us:>8.0} {transport:<6} {:>6.1} {:>9.1} {:>9.1} {:>12.0} {:>13.1} {:>11.2}",
+            "{:>8.0} {transport:<6} {:>6.1} {:>9.1} {:>9.1} {:>12.0} {:>13.1} {:>11.2}",
+            rows[0].rtt_us,
             loss * 100.0,
-            m.qd1.percentile(0.5),
-            m.qd1.percentile(0.99),
-            m.qd32.iops(),
-            m.qd32_64k.mb_s(),
-            m.qd1.percentile(0.5) / floor.max(1.0),
+            qd1.percentile(0.5),
+            qd1.percentile(0.99),
+            qd32.iops(),
+            qd32_64k.mb_s(),
+            qd1.percentile(0.5) / floor.max(1.0),
         );
     }
-    println!(
-        "udp: one frame per datagram of MTU {}; a 4 KiB write is {} DATA piece(s) under its one lock, a 64 KiB one {}.",
-        p.mtu,
-        4096u32.div_ceil(
-            specmirror_engine::datagram::Transport::udp(p.mtu)?.max_payload()
-        ),
-        65536u32.div_ceil(
-            specmirror_engine::datagram::Transport::udp(p.mtu)?.max_payload()
-        ),
-    );
-    Ok(ok)
 }
