@@ -48,6 +48,9 @@ pub struct AnswerEmitter {
     pub tx_ready: Signal<In, Bit>,
     /// Answers dropped because the FIFO was full.
     pub dropped: Signal<Out, Bits<32>>,
+    /// At most one place left in the FIFO. A sender that can wait, and looks at this through a
+    /// register, never has its answer dropped: one clock later there is still room for it.
+    pub almost_full: Signal<Out, Bit>,
     fifo: SynchronousFIFO<Packed, 4, 5, 1>,
     state: DFF<EmitState>,
     index: DFF<Bits<3>>,
@@ -84,6 +87,7 @@ impl Default for AnswerEmitter {
             tx_last: Default::default(),
             tx_ready: Default::default(),
             dropped: Default::default(),
+            almost_full: Default::default(),
             fifo: Default::default(),
             state: Default::default(),
             index: Default::default(),
@@ -124,6 +128,7 @@ impl Logic for AnswerEmitter {
             self.drops.d.next = self.drops.q.val() + 1;
         }
         self.dropped.next = self.drops.q.val();
+        self.almost_full.next = self.fifo.almost_full.val();
         self.fifo.read.next = self.pop.q.val();
         self.pop.d.next = false;
         // Defaults: nothing offered.

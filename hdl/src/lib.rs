@@ -3,9 +3,11 @@
 //! hardware packs fields at are asserted against it at compile time, and the tests check that the
 //! hardware emits the very bytes the software encoder does.
 
+pub mod answer_cache;
 pub mod answer_emitter;
 pub mod bench;
 pub mod crc32c_word;
+pub mod data_buffer;
 pub mod frame_parser;
 pub mod lock_retry;
 pub mod lock_table;
@@ -14,8 +16,10 @@ pub mod spec_sender;
 pub mod target_path;
 pub mod verilog;
 
+pub use answer_cache::AnswerCache;
 pub use answer_emitter::AnswerEmitter;
 pub use crc32c_word::Crc32cWord;
+pub use data_buffer::DataBuffer;
 pub use frame_parser::FrameParser;
 pub use lock_retry::LockRetry;
 pub use lock_table::{LockTable, LockTable16};

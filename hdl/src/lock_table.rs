@@ -58,9 +58,11 @@ pub struct LockTable<const N: usize, const S: usize> {
     /// First backoff in clocks, and blocked attempts before a lock is rejected.
     pub retry_backoff: Signal<In, Bits<16>>,
     pub retry_limit: Signal<In, Bits<16>>,
-    /// The write of the lock held in `rel_slot` is done.
+    /// The write of the lock held in `rel_slot` is done. With `rel_fail` it failed: the entry
+    /// becomes an ordering barrier, as a rejected lock's does, until the write is re-issued.
     pub rel_valid: Signal<In, Bit>,
     pub rel_slot: Signal<In, Bits<S>>,
+    pub rel_fail: Signal<In, Bit>,
     /// Drops every ordering barrier.
     pub clear_barriers: Signal<In, Bit>,
     /// One clock per decision: granted, or rejected with `dec_reason` (a `RejectReason`).
@@ -70,6 +72,9 @@ pub struct LockTable<const N: usize, const S: usize> {
     pub dec_lock_id: Signal<Out, Bits<64>>,
     pub dec_seq: Signal<Out, Bits<64>>,
     pub dec_slot: Signal<Out, Bits<S>>,
+    /// The decided lock's regions, `[dec_first, dec_end)`.
+    pub dec_first: Signal<Out, Bits<32>>,
+    pub dec_end: Signal<Out, Bits<32>>,
     /// One clock per retry of a busy lock (the LOCK_RETRIES counter).
     pub retried: Signal<Out, Bit>,
     /// Which slots hold their lock (for the data path: data may be written for these only).
@@ -103,6 +108,8 @@ pub struct LockTable<const N: usize, const S: usize> {
     // Stage 2a: which entries overlap it, and whether the local hold does.
     c_valid: DFF<Bit>,
     c_slot: DFF<Bits<S>>,
+    c_first: DFF<Bits<32>>,
+    c_end: DFF<Bits<32>>,
     c_pred: DFF<Bits<N>>,
     // Each 32-bit region comparison is split in 16-bit halves here and joined in stage 2b:
     // `a < b` is `a.hi < b.hi | a.hi == b.hi & a.lo < b.lo`.
@@ -129,6 +136,8 @@ pub struct LockTable<const N: usize, const S: usize> {
     b_range: DFF<Bit>,
     // Stage 2b: what blocks it.
     b_slot: DFF<Bits<S>>,
+    b_first: DFF<Bits<32>>,
+    b_end: DFF<Bits<32>>,
     /// `b_slot` decoded, and zero when no entry is to be acted on.
     b_onehot: DFF<Bits<N>>,
     b_blocked: DFF<Bit>,
@@ -140,6 +149,8 @@ pub struct LockTable<const N: usize, const S: usize> {
     o_lock_id: DFF<Bits<64>>,
     o_seq: DFF<Bits<64>>,
     o_slot: DFF<Bits<S>>,
+    o_first: DFF<Bits<32>>,
+    o_end: DFF<Bits<32>>,
     o_retried: DFF<Bit>,
     // Combinational helpers.
     /// The slot the registered request goes to: its barrier's, or the lowest free one.
@@ -202,7 +213,7 @@ pub struct LockTable<const N: usize, const S: usize> {
     why_order: Constant<Bits<8>>,
 }
 
-fn arr<T: Default, const N: usize>() -> [T; N] {
+pub(crate) fn arr<T: Default, const N: usize>() -> [T; N] {
     array_init::array_init(|_| T::default())
 }
 
@@ -225,6 +236,7 @@ impl<const N: usize, const S: usize> Default for LockTable<N, S> {
             retry_limit: Default::default(),
             rel_valid: Default::default(),
             rel_slot: Default::default(),
+            rel_fail: Default::default(),
             clear_barriers: Default::default(),
             dec_valid: Default::default(),
             dec_granted: Default::default(),
@@ -232,6 +244,8 @@ impl<const N: usize, const S: usize> Default for LockTable<N, S> {
             dec_lock_id: Default::default(),
             dec_seq: Default::default(),
             dec_slot: Default::default(),
+            dec_first: Default::default(),
+            dec_end: Default::default(),
             retried: Default::default(),
             held: Default::default(),
             overflow: Default::default(),
@@ -254,6 +268,8 @@ impl<const N: usize, const S: usize> Default for LockTable<N, S> {
             a_pred: Default::default(),
             c_valid: Default::default(),
             c_slot: Default::default(),
+            c_first: Default::default(),
+            c_end: Default::default(),
             c_pred: Default::default(),
             c_lt1h: Default::default(),
             c_eq1h: Default::default(),
@@ -276,6 +292,8 @@ impl<const N: usize, const S: usize> Default for LockTable<N, S> {
             c_rltl: Default::default(),
             b_range: Default::default(),
             b_slot: Default::default(),
+            b_first: Default::default(),
+            b_end: Default::default(),
             b_onehot: Default::default(),
             b_blocked: Default::default(),
             b_barrier: Default::default(),
@@ -285,6 +303,8 @@ impl<const N: usize, const S: usize> Default for LockTable<N, S> {
             o_lock_id: Default::default(),
             o_seq: Default::default(),
             o_slot: Default::default(),
+            o_first: Default::default(),
+            o_end: Default::default(),
             o_retried: Default::default(),
             free_slot: Default::default(),
             any_free: Default::default(),
@@ -355,6 +375,8 @@ impl<const N: usize, const S: usize> Logic for LockTable<N, S> {
             a_pred,
             c_valid,
             c_slot,
+            c_first,
+            c_end,
             c_pred,
             c_lt1h,
             c_eq1h,
@@ -377,6 +399,8 @@ impl<const N: usize, const S: usize> Logic for LockTable<N, S> {
             c_rltl,
             b_range,
             b_slot,
+            b_first,
+            b_end,
             b_onehot,
             b_blocked,
             b_barrier,
@@ -386,6 +410,8 @@ impl<const N: usize, const S: usize> Logic for LockTable<N, S> {
             o_lock_id,
             o_seq,
             o_slot,
+            o_first,
+            o_end,
             o_retried,
             r_valid,
             r_first,
@@ -581,6 +607,8 @@ impl<const N: usize, const S: usize> Logic for LockTable<N, S> {
         }
         self.c_valid.d.next = self.a_valid.q.val();
         self.c_slot.d.next = self.a_slot.q.val();
+        self.c_first.d.next = self.a_first.q.val();
+        self.c_end.d.next = self.a_end.q.val();
         self.c_pred.d.next = self.a_pred.q.val();
         self.c_lt1h.d.next = self.lt1h.val();
         self.c_eq1h.d.next = self.eq1h.val();
@@ -639,6 +667,8 @@ impl<const N: usize, const S: usize> Logic for LockTable<N, S> {
         self.b_range.d.next = (self.c_wlth.q.val() | (self.c_weqh.q.val() & self.c_wltl.q.val()))
             | (self.c_rlth.q.val() | (self.c_reqh.q.val() & self.c_rltl.q.val()));
         self.b_slot.d.next = self.c_slot.q.val();
+        self.b_first.d.next = self.c_first.q.val();
+        self.b_end.d.next = self.c_end.q.val();
         self.c_dec.next = 0.into();
         for i in 0..N {
             if self.c_valid.q.val() & (self.c_slot.q.val().index() == i) {
@@ -660,6 +690,8 @@ impl<const N: usize, const S: usize> Logic for LockTable<N, S> {
         self.o_lock_id.d.next = self.id_ram.read_data.val();
         self.o_seq.d.next = self.seq_ram.read_data.val();
         self.o_slot.d.next = self.b_slot.q.val();
+        self.o_first.d.next = self.b_first.q.val();
+        self.o_end.d.next = self.b_end.q.val();
         // The decision, from the selected entry's flags OR-ed over the one-hot selection.
         self.s_waiting.next = false;
         self.s_bad.next = false;
@@ -782,7 +814,11 @@ impl<const N: usize, const S: usize> Logic for LockTable<N, S> {
                 & (self.rel_slot.val().index() == i)
                 & (self.state[i].q.val() == self.st_held.val())
             {
-                self.state[i].d.next = self.st_free.val();
+                if self.rel_fail.val() {
+                    self.state[i].d.next = self.st_barrier.val();
+                } else {
+                    self.state[i].d.next = self.st_free.val();
+                }
             }
             // A barrier whose re-issue has been in the input register for a clock (its halves
             // compared) survives: the re-issue takes its slot and its place as it would have.
@@ -807,6 +843,8 @@ impl<const N: usize, const S: usize> Logic for LockTable<N, S> {
         self.dec_lock_id.next = self.o_lock_id.q.val();
         self.dec_seq.next = self.o_seq.q.val();
         self.dec_slot.next = self.o_slot.q.val();
+        self.dec_first.next = self.o_first.q.val();
+        self.dec_end.next = self.o_end.q.val();
         self.retried.next = self.o_retried.q.val();
     }
 }
@@ -831,6 +869,7 @@ pub mod tests_support {
         u.retry_limit.connect();
         u.rel_valid.connect();
         u.rel_slot.connect();
+        u.rel_fail.connect();
         u.clear_barriers.connect();
         u
     }

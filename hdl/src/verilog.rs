@@ -76,7 +76,21 @@ pub fn answer_emitter() -> String {
     generate_verilog(&u)
 }
 
-/// The target's lock path, wire to wire (parser, 16-entry table, answers), as Verilog.
+/// The target's answer cache, as Verilog.
+pub fn answer_cache() -> String {
+    let mut u = crate::answer_cache::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
+/// The target's data buffer (for the product's 16-entry table), as Verilog.
+pub fn data_buffer() -> String {
+    let mut u = crate::data_buffer::tests_support::connected::<16, 4>();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
+/// The target wire to wire (parser, 16-entry table, data buffer, answers), as Verilog.
 pub fn target_path() -> String {
     let mut u = crate::target_path::tests_support::connected::<16, 4>();
     u.connect_all();
@@ -162,6 +176,8 @@ mod tests {
             ("lock_retry", lock_retry()),
             ("lock_retry_8", lock_retry_8()),
             ("answer_emitter", answer_emitter()),
+            ("data_buffer", data_buffer()),
+            ("answer_cache", answer_cache()),
             ("target_path", target_path()),
         ] {
             assert!(v.contains("module top"), "{name}");

@@ -74,6 +74,7 @@ const LOCK_PORTS: &[&str] = &[
     "retry_limit",
     "rel_valid",
     "rel_slot",
+    "rel_fail",
     "clear_barriers",
     "dec_valid",
     "dec_granted",
@@ -81,6 +82,8 @@ const LOCK_PORTS: &[&str] = &[
     "dec_lock_id",
     "dec_seq",
     "dec_slot",
+    "dec_first",
+    "dec_end",
     "retried",
     "held",
     "overflow",
@@ -102,6 +105,62 @@ const ANSWER_PORTS: &[&str] = &[
     "dropped",
 ];
 
+/// Ports of the target path, in the order the shim numbers them.
+const TARGET_PORTS: &[&str] = &[
+    "clock",
+    "rx_data",
+    "rx_valid",
+    "rx_last",
+    "tx_data",
+    "tx_valid",
+    "tx_last",
+    "tx_ready",
+    "generation",
+    "region_count",
+    "retry_backoff",
+    "retry_limit",
+    "local_hold",
+    "local_first",
+    "local_end",
+    "clear_barriers",
+    "region_shift",
+    "volume_bytes",
+    "data_timeout",
+    "grant_timeout",
+    "wr_valid",
+    "wr_ready",
+    "wr_data",
+    "wr_last",
+    "wr_offset",
+    "wr_len",
+    "wr_fua",
+    "wr_slot",
+    "done_valid",
+    "done_ready",
+    "done_slot",
+    "done_error",
+    "dec_valid",
+    "dec_granted",
+    "dec_lock_id",
+    "dec_slot",
+    "held",
+    "frames_bad",
+    "lock_drops",
+    "answer_drops",
+    "data_drops",
+    "data_expired",
+    "data_repeats",
+    "data_violations",
+    "locks_revoked",
+    "lock_ahead",
+    "lock_repeats",
+    "stale",
+    "answers_repeated",
+    "repeats_missed",
+    "data_status",
+    "grants_taken",
+];
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=../../hdl/src");
@@ -118,7 +177,7 @@ fn main() {
         }
     }
     let reg_refs: Vec<&str> = reg_ports.iter().map(|s| s.as_str()).collect();
-    let models: [(&str, &str, String, &[&str]); 5] = [
+    let models: [(&str, &str, String, &[&str]); 6] = [
         (
             "vsender",
             "Vsender",
@@ -148,6 +207,12 @@ fn main() {
             "Vanswer",
             specmirror_hdl::verilog::answer_emitter(),
             ANSWER_PORTS,
+        ),
+        (
+            "vtarget",
+            "Vtarget",
+            specmirror_hdl::verilog::target_path(),
+            TARGET_PORTS,
         ),
     ];
     let mut b = cc::Build::new();

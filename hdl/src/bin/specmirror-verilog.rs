@@ -21,6 +21,8 @@ fn main() {
         ("lock_retry", specmirror_hdl::verilog::lock_retry()),
         ("lock_retry_8", specmirror_hdl::verilog::lock_retry_8()),
         ("answer_emitter", specmirror_hdl::verilog::answer_emitter()),
+        ("answer_cache", specmirror_hdl::verilog::answer_cache()),
+        ("data_buffer", specmirror_hdl::verilog::data_buffer()),
         ("target_path", specmirror_hdl::verilog::target_path()),
     ] {
         let path = out.join(format!("{name}.v"));

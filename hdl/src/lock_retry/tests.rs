@@ -17,6 +17,7 @@ impl Tb {
     fn new() -> Tb {
         let mut u = super::tests_support::connected::<16, 4>();
         u.connect_all();
+        u.generation.next = 1u64.to_bits();
         u.region_count.next = 1024u64.to_bits();
         u.retry_backoff.next = 8u64.to_bits();
         u.retry_limit.next = 3u64.to_bits();
@@ -101,14 +102,14 @@ fn lock_frames_from_the_encoder_are_granted_in_order() {
 #[test]
 fn a_corrupted_lock_frame_never_reaches_the_table() {
     let mut t = Tb::new();
-    let mut bad = lock(7, 70, 5, 1);
-    bad[40] ^= 0x10; // the lock id, under the CRC
+    let mut bad = lock(1, 70, 5, 1);
+    bad[40] ^= 0x10; // the region, under the CRC
     t.send(&bad);
-    t.send(&lock(8, 71, 5, 1));
+    t.send(&lock(1, 70, 5, 1));
     t.idle(60);
     assert_eq!(t.u.frames_bad.val().to_u64(), 1);
     assert_eq!(t.decs.len(), 1, "{:?}", t.decs);
-    assert!(t.decision(8).expect("the good frame after it").0);
+    assert!(t.decision(1).expect("the good copy after it").0);
 }
 
 #[test]
@@ -128,10 +129,10 @@ fn other_frames_and_implicit_locks_are_not_lock_requests() {
 #[test]
 fn regions_beyond_32_bits_are_rejected_as_out_of_range() {
     let mut t = Tb::new();
-    t.send(&lock(9, 90, 1 << 32, 1));
-    t.send(&lock(10, 91, 0, 1 << 33));
+    t.send(&lock(1, 90, 1 << 32, 1));
+    t.send(&lock(2, 91, 0, 1 << 33));
     t.idle(60);
-    for id in [9, 10] {
+    for id in [1, 2] {
         let d = t.decision(id).expect("decided");
         assert!(!d.0 && d.1 == RejectReason::OutOfRange as u64, "{d:?}");
     }
@@ -142,16 +143,67 @@ fn back_to_back_locks_wait_or_are_counted_never_lost_silently() {
     let mut t = Tb::new();
     // Fill the table with held locks so that the input stalls, then keep sending.
     for i in 0..16u64 {
-        t.send(&lock(100 + i, 100 + i, i * 4, 1));
+        t.send(&lock(1 + i, 100 + i, i * 4, 1));
     }
     t.idle(60);
     for i in 0..4u64 {
-        t.send(&lock(200 + i, 200 + i, 500 + i, 1));
+        t.send(&lock(17 + i, 200 + i, 500 + i, 1));
     }
     t.idle(60);
-    let decided = (200..204).filter(|id| t.decision(*id).is_some()).count() as u64;
+    let decided = (17..21).filter(|id| t.decision(*id).is_some()).count() as u64;
     assert_eq!(decided, 0, "the table is full of held locks");
-    // One waits at the table's input, one in the request register; the rest were dropped and
-    // counted.
-    assert_eq!(t.u.lock_drops.val().to_u64(), 2);
+    // One waits at the table's input, one in the request register; the third was dropped for
+    // want of room and the fourth, now ahead of the lock order, too: both counted.
+    assert_eq!(t.u.lock_drops.val().to_u64(), 1);
+    assert_eq!(t.u.lock_ahead.val().to_u64(), 1);
+    // The source sends them again once the table has room: in order, each taken once.
+    for id in 1..=4 {
+        t.u.rel_valid.next = true;
+        t.u.rel_slot.next = t.decision(id).unwrap().3.to_bits();
+        t.tick();
+    }
+    t.idle(60);
+    for i in 0..4u64 {
+        t.send(&lock(17 + i, 200 + i, 500 + i, 1));
+    }
+    t.idle(200);
+    for id in 17..21 {
+        assert!(t.decision(id).is_some(), "lock {id} decided");
+    }
+    assert_eq!(
+        t.decs.iter().filter(|d| d.2 == 17).count(),
+        1,
+        "a repeat is not a new lock"
+    );
+}
+
+#[test]
+fn locks_are_taken_in_lock_id_order_and_repeats_are_not_locks() {
+    let mut t = Tb::new();
+    t.send(&lock(2, 11, 10, 1)); // ahead of lock 1: dropped
+    t.send(&lock(1, 10, 0, 1));
+    t.send(&lock(1, 10, 0, 1)); // a repeat
+    t.send(&lock(3, 12, 20, 1)); // ahead of the missing 2: dropped
+    t.idle(60);
+    assert_eq!(t.decs.len(), 1, "{:?}", t.decs);
+    assert!(t.decision(1).unwrap().0);
+    assert_eq!(t.u.lock_ahead.val().to_u64(), 2);
+    assert_eq!(t.u.lock_repeats.val().to_u64(), 1);
+    t.send(&lock(2, 11, 10, 1));
+    t.send(&lock(3, 12, 20, 1));
+    t.idle(60);
+    assert!(t.decision(2).unwrap().0 && t.decision(3).unwrap().0);
+    // The source settled everything below 9 (it gave up on 4..8): lock 9 is next.
+    let mut h = Header::decode(&lock(9, 19, 30, 1)).unwrap();
+    h.ack_lock = 9;
+    t.send(&encode(&h, &[]));
+    t.idle(60);
+    assert!(t.decision(9).expect("taken after the watermark").0);
+    // A new session starts again at lock 1.
+    t.u.clear_barriers.next = true;
+    t.tick();
+    t.u.clear_barriers.next = false;
+    t.send(&lock(1, 50, 40, 1));
+    t.idle(60);
+    assert_eq!(t.decs.iter().filter(|d| d.2 == 1).count(), 2);
 }

@@ -20,6 +20,8 @@ struct Dec {
     lock_id: u64,
     seq: u64,
     slot: usize,
+    first: u64,
+    end: u64,
 }
 
 struct Tb<const N: usize = ENTRIES, const S: usize = 4> {
@@ -61,6 +63,8 @@ impl<const N: usize, const S: usize> Tb<N, S> {
                 lock_id: self.u.dec_lock_id.val().to_u64(),
                 seq: self.u.dec_seq.val().to_u64(),
                 slot: self.u.dec_slot.val().to_u64() as usize,
+                first: self.u.dec_first.val().to_u64(),
+                end: self.u.dec_end.val().to_u64(),
             });
         }
         if self.u.retried.val() {
@@ -218,6 +222,47 @@ fn a_busy_lock_retries_with_doubling_backoff_then_is_rejected_and_bars_later_wri
     assert!(t.request(5, 51, 5, 2));
     t.ticks(3 * SCAN);
     assert_eq!(t.decision(5), None, "51 must wait for 50's lock");
+}
+
+#[test]
+fn a_failed_write_leaves_a_barrier_until_it_is_reissued() {
+    let mut t = Tb::<16, 4>::new(1 << 14, 100, 1 << 20);
+    assert!(t.request(1, 70, 10, 2));
+    let a = t.until_decided(1, SCAN);
+    assert!(a.granted);
+    assert_eq!(a.seq, 70);
+    assert!(t.request(2, 71, 11, 1));
+    t.ticks(2 * SCAN);
+    assert_eq!(t.decision(2), None, "71 waits for 70's write");
+    // 70's write fails: 71, waiting behind it, may not land before 70's retry.
+    t.u.rel_fail.next = true;
+    t.release(a.slot);
+    t.u.rel_fail.next = false;
+    let b = t.until_decided(2, SCAN + 1);
+    assert!(!b.granted);
+    assert_eq!(b.reason, RejectReason::Ordering as u64, "{b:?}");
+    assert_eq!(t.u.held.val().to_u64(), 0, "the failed write holds nothing");
+    // The re-issue of 70 takes its place and is granted; 71's re-issue then waits for it.
+    assert!(t.request(3, 70, 10, 2));
+    let c = t.until_decided(3, SCAN + 1);
+    assert!(c.granted);
+    assert!(t.request(4, 71, 11, 1));
+    t.ticks(2 * SCAN);
+    assert_eq!(t.decision(4), None, "71 must wait for 70's lock");
+    t.release(c.slot);
+    assert!(t.until_decided(4, SCAN + 1).granted);
+}
+
+#[test]
+fn decisions_carry_the_locks_regions() {
+    let mut t = Tb::<16, 4>::new(8, 4, u32::MAX as u64);
+    assert!(t.request(1, 1, 0x1_2345, 7));
+    assert!(t.request(2, 2, 0xFFFF_0000, 0x100));
+    for (id, first, end) in [(1, 0x1_2345, 0x1_234C), (2, 0xFFFF_0000, 0xFFFF_0100)] {
+        let d = t.until_decided(id, 2 * SCAN);
+        assert!(d.granted);
+        assert_eq!((d.first, d.end), (first, end));
+    }
 }
 
 #[test]

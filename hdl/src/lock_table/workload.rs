@@ -27,6 +27,7 @@ pub struct LockIn {
     pub retry_limit: u64,
     pub rel_valid: bool,
     pub rel_slot: u64,
+    pub rel_fail: bool,
     pub clear_barriers: bool,
 }
 
@@ -40,6 +41,8 @@ pub struct LockOut {
     pub dec_lock_id: u64,
     pub dec_seq: u64,
     pub dec_slot: u64,
+    pub dec_first: u64,
+    pub dec_end: u64,
     pub retried: bool,
     pub held: u64,
     pub overflow: bool,
@@ -60,6 +63,7 @@ pub struct Stats {
     pub rejections: u64,
     pub retries: u64,
     pub overflow_clocks: u64,
+    pub failed_writes: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -158,11 +162,18 @@ pub fn run(io: &mut impl LockIo, entries: usize, cycles: u64, seed: u64, trace: 
             inp.local_hold = local.is_some();
             (inp.local_first, inp.local_end) = local.map_or((0, 0), |(f, e, _)| (f, e));
         }
-        // A release whose write is done.
+        // A release whose write is done; one in ten writes failed, which leaves a barrier until
+        // the write is re-issued, as a rejection does.
         if let Some((&slot, _)) = held.iter().find(|(_, (_, at))| *at <= now) {
-            held.remove(&slot);
+            let (r, _) = held.remove(&slot).expect("found");
             inp.rel_valid = true;
             inp.rel_slot = slot;
+            inp.rel_fail = rng.below(10) == 0;
+            if inp.rel_fail {
+                st.failed_writes += 1;
+                barriers.push(r);
+                rejected.push(r);
+            }
         }
         // A new write, or the re-issue of a rejected one (same sequence number).
         let mut offer = None;
@@ -214,7 +225,10 @@ pub fn run(io: &mut impl LockIo, entries: usize, cycles: u64, seed: u64, trace: 
         io.set(&inp);
         let ready = io.get().req_ready;
         if inp.rel_valid && !trace.is_empty() {
-            eprintln!("{now}: release slot {}", inp.rel_slot);
+            eprintln!(
+                "{now}: release slot {} (failed {})",
+                inp.rel_slot, inp.rel_fail
+            );
         }
         let accepted = match offer {
             Some((r, _)) if ready => {
@@ -247,6 +261,11 @@ pub fn run(io: &mut impl LockIo, entries: usize, cycles: u64, seed: u64, trace: 
             assert_eq!(
                 out.dec_seq, r.seq,
                 "clock {now}: decision carries another seq"
+            );
+            assert_eq!(
+                (out.dec_first, out.dec_end),
+                (r.first, r.end),
+                "clock {now}: decision carries other regions"
             );
             if trace.contains(&r.seq) {
                 eprintln!("{now}: {out:?}");
@@ -324,6 +343,7 @@ impl<const N: usize, const S: usize> LockIo for super::LockTable<N, S> {
         self.retry_limit.next = i.retry_limit.to_bits();
         self.rel_valid.next = i.rel_valid;
         self.rel_slot.next = i.rel_slot.to_bits();
+        self.rel_fail.next = i.rel_fail;
         self.clear_barriers.next = i.clear_barriers;
     }
 
@@ -337,6 +357,8 @@ impl<const N: usize, const S: usize> LockIo for super::LockTable<N, S> {
             dec_lock_id: self.dec_lock_id.val().to_u64(),
             dec_seq: self.dec_seq.val().to_u64(),
             dec_slot: self.dec_slot.val().to_u64(),
+            dec_first: self.dec_first.val().to_u64(),
+            dec_end: self.dec_end.val().to_u64(),
             retried: self.retried.val(),
             held: self.held.val().to_u64(),
             overflow: self.overflow.val(),

@@ -1,96 +1,22 @@
-//! LOCK frames in, answer frames out, against the software target fed the same frames: every
-//! answer is the very frame the software sends.
+//! LOCK and DATA frames in, answer frames and volume writes out, against the software target fed
+//! the same frames: every answer is the very frame the software sends, and the volume ends the
+//! same. The host model beside the hardware checks at every clock that no write leaves before its
+//! lock is held, and that every write falls inside the regions its lock holds.
 
-use rust_hdl::prelude::*;
-use specmirror_abi::{encode, FrameType, Header, Hello, HelloStatus};
-use specmirror_core::target::{Target, TargetAction, TargetConfig, TargetEvent};
-use specmirror_core::Frame;
+use specmirror_abi::FrameType;
 
+use super::host::{assert_same_answers, lock, software, writes, Host, REGIONS};
 use super::TargetPath;
-use crate::bench::{cycle, settle};
 
-const REGION: u64 = 4096;
-const REGIONS: u64 = 64;
-const PAIR: [u8; 16] = *b"hdl-target-path!";
-const GENERATION: u32 = 3;
-
-fn lock(lock_id: u64, seq: u64, first: u64, count: u64) -> Vec<u8> {
-    let mut h = Header::new(FrameType::Lock);
-    h.generation = GENERATION;
-    h.lock_id = lock_id;
-    h.seq = seq;
-    h.offset = first;
-    h.arg = count;
-    encode(&h, &[])
-}
-
-/// The frames the software target answers `frames` with, in session `GENERATION`.
-fn software(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut t = Target::new(TargetConfig::new(REGIONS * REGION, REGION, PAIR));
-    let hello = Hello::for_pair(REGIONS * REGION, REGION, PAIR, 1, HelloStatus::Ok);
-    let mut h = Header::new(FrameType::Hello);
-    h.generation = GENERATION;
-    t.handle(
-        TargetEvent::Frame(Frame::new(h, hello.to_bytes().to_vec())),
-        0,
-    );
-    let mut out = Vec::new();
-    for f in frames {
-        let (f, _) = Frame::decode(f).unwrap();
-        for a in t.handle(TargetEvent::Frame(f), 0) {
-            if let TargetAction::Send(s) = a {
-                out.push(s.encode());
-            }
-        }
-    }
-    out
-}
-
-/// The frames the lock path sends for `frames`, each streamed a word per clock with a gap after.
-fn hardware(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+/// The target path in rust-hdl's simulation, with the host and source around it.
+pub fn host(seed: u64) -> Host<TargetPath<16, 4>> {
     let mut u = super::tests_support::connected::<16, 4>();
-    u.connect_all();
-    u.generation.next = (GENERATION as u64).to_bits();
-    u.region_count.next = REGIONS.to_bits();
-    u.retry_backoff.next = 8u64.to_bits();
-    u.retry_limit.next = 3u64.to_bits();
-    u.tx_ready.next = true;
-    let mut words: Vec<(u64, bool)> = Vec::new();
-    for f in frames {
-        let w: Vec<u64> = f
-            .chunks(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        for (i, x) in w.iter().enumerate() {
-            words.push((*x, i + 1 == w.len()));
-        }
-        // A gap, as between frames on a wire.
-        words.extend(std::iter::repeat_n((u64::MAX, false), 24));
-    }
-    let (mut out, mut cur) = (Vec::new(), Vec::new());
-    for t in 0..words.len() + 2000 {
-        let w = words.get(t).copied();
-        u.rx_valid.next = w.is_some_and(|w| w.0 != u64::MAX || w.1);
-        u.rx_data.next = w.map_or(0, |w| w.0).to_bits();
-        u.rx_last.next = w.is_some_and(|w| w.1);
-        settle(&mut u);
-        if u.tx_valid.val() && u.tx_ready.val() {
-            cur.extend_from_slice(&u.tx_data.val().to_u64().to_le_bytes());
-            if u.tx_last.val() {
-                out.push(std::mem::take(&mut cur));
-            }
-        }
-        cycle(&mut u, |u: &mut TargetPath<16, 4>| &mut u.clock);
-    }
-    assert_eq!(u.frames_bad.val().to_u64(), 0);
-    assert_eq!(u.lock_drops.val().to_u64(), 0);
-    assert_eq!(u.answer_drops.val().to_u64(), 0);
-    out
+    rust_hdl::prelude::Block::connect_all(&mut u);
+    Host::new(u, seed)
 }
 
-fn by_lock(mut frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    frames.sort_by_key(|f| u64::from_le_bytes(f[24..32].try_into().unwrap()));
-    frames
+fn ty(f: &[u8]) -> u8 {
+    f[5]
 }
 
 #[test]
@@ -102,15 +28,74 @@ fn answers_every_lock_with_the_software_targets_frame() {
         .collect();
     frames.push(lock(13, 113, REGIONS - 1, 2));
     frames.push(lock(14, 114, 7, 0));
-    let sw = software(&frames);
+    let (sw, _) = software(&frames);
     assert_eq!(sw.len(), 14);
-    let ty = |f: &Vec<u8>| f[5];
     assert_eq!(
         sw.iter()
             .filter(|f| ty(f) == FrameType::LockGranted as u8)
             .count(),
         12
     );
-    let hw = hardware(&frames);
-    assert_eq!(by_lock(hw), by_lock(sw), "the same answers, byte for byte");
+    let mut h = host(1);
+    for f in &frames {
+        h.send(f);
+    }
+    h.settle_down(500);
+    assert_eq!(h.out.frames_bad, 0);
+    assert_eq!(h.out.lock_drops, 0);
+    assert_eq!(h.out.answer_drops, 0);
+    assert_same_answers(&h.answers, &sw, "locks alone");
+}
+
+#[test]
+fn writes_land_as_the_software_targets_do_and_never_before_their_locks() {
+    // More seeds and longer runs go through the Verilator model (sim/verilated).
+    for seed in [1] {
+        let frames = writes(seed, 24);
+        let (sw, sw_volume) = software(&frames);
+        assert_eq!(
+            sw.iter()
+                .filter(|f| ty(f) == FrameType::WriteDone as u8)
+                .count(),
+            24
+        );
+        let mut h = host(seed);
+        for f in &frames {
+            h.send(f);
+        }
+        let rounds = h.retransmit_until_done(&frames, 600);
+        assert!(
+            rounds < 20,
+            "seed {seed}: {rounds} rounds of retransmission"
+        );
+        assert_eq!(h.writes.len(), 24, "seed {seed}: every write went out once");
+        assert_eq!(h.out.answer_drops, 0, "seed {seed}");
+        assert_eq!(h.out.data_violations, 0, "seed {seed}");
+        assert_same_answers(&h.answers, &sw, &format!("seed {seed}"));
+        assert!(h.volume == sw_volume, "seed {seed}: the volumes differ");
+        assert_eq!(h.out.held, 0, "seed {seed}: every lock released");
+    }
+}
+
+#[test]
+fn lost_answers_are_repeated_from_the_cache_and_end_as_the_software_targets() {
+    let frames = writes(5, 24);
+    let (sw, sw_volume) = software(&frames);
+    let mut h = host(5);
+    h.faults.lose_out = 25;
+    for f in &frames {
+        h.send(f);
+    }
+    let rounds = h.retransmit_until_done(&frames, 600);
+    assert!(rounds < 50, "{rounds} rounds of retransmission");
+    assert!(h.out.lock_repeats > 0, "no lock command was repeated");
+    assert!(h.out.answers_repeated > 0, "no answer was repeated");
+    assert_same_answers(&h.answers, &sw, "with lost answers");
+    assert!(h.volume == sw_volume, "the volumes differ");
+    assert_eq!(
+        h.writes.len(),
+        24,
+        "a repeated DATA frame is never written twice"
+    );
+    assert_eq!(h.out.held, 0, "every lock released");
 }

@@ -23,6 +23,7 @@ impl LockIo for Ver {
         m.set(P::RetryLimit, i.retry_limit);
         m.set(P::RelValid, i.rel_valid as u64);
         m.set(P::RelSlot, i.rel_slot);
+        m.set(P::RelFail, i.rel_fail as u64);
         m.set(P::ClearBarriers, i.clear_barriers as u64);
     }
 
@@ -37,6 +38,8 @@ impl LockIo for Ver {
             dec_lock_id: m.get(P::DecLockId),
             dec_seq: m.get(P::DecSeq),
             dec_slot: m.get(P::DecSlot),
+            dec_first: m.get(P::DecFirst),
+            dec_end: m.get(P::DecEnd),
             retried: m.get(P::Retried) != 0,
             held: m.get(P::Held),
             overflow: m.get(P::Overflow) != 0,
