@@ -279,6 +279,8 @@ pub struct Host<T: TargetIo> {
     /// Every grant, write and completion, with its clock: (clock, table slot, lock id; with bit
     /// 62 set for a grant, u64::MAX for a completion).
     pub port_log: Vec<(u64, u64, u64)>,
+    /// Whether the two logs are kept (a long-running host turns them off).
+    pub logs: bool,
 }
 
 impl<T: TargetIo> Host<T> {
@@ -320,17 +322,43 @@ impl<T: TargetIo> Host<T> {
             sent: 0,
             sent_log: Vec::new(),
             port_log: Vec::new(),
+            logs: true,
         };
         h.model.set(&h.inp);
         h.out = h.model.get();
         h
     }
 
-    /// Queues a frame for the receive stream, through the network's faults.
+    /// Sizes the host's volume and the target's geometry (regions of `1 << region_shift` bytes).
+    pub fn set_geometry(&mut self, volume_bytes: u64, region_shift: u64) {
+        self.volume = vec![0u8; volume_bytes as usize];
+        self.inp.volume_bytes = volume_bytes;
+        self.inp.region_shift = region_shift;
+        self.inp.region_count = volume_bytes.div_ceil(1 << region_shift);
+    }
+
+    fn log_port(&mut self, e: (u64, u64, u64)) {
+        if self.logs {
+            self.port_log.push(e);
+        }
+    }
+
+    /// Frames still going in, or a write going out or waiting for its completion.
+    pub fn busy(&self) -> bool {
+        !self.words.is_empty()
+            || !self.dones.is_empty()
+            || !self.burst.is_empty()
+            || self.out.wr_valid
+    }
+
+    /// Queues a frame for the receive stream, through the network's faults. Bytes that are not a
+    /// frame go in too (the target drops and counts them).
     pub fn send(&mut self, frame: &[u8]) {
-        let h = Header::decode(frame).expect("a well-formed header");
-        if h.ty == FrameType::Lock {
-            self.locks.insert(h.lock_id, (h.offset, h.offset + h.arg));
+        if let Ok(h) = Header::decode(frame) {
+            if h.ty == FrameType::Lock {
+                self.locks
+                    .insert(h.lock_id, (h.offset, h.offset.saturating_add(h.arg)));
+            }
         }
         let f = self.faults;
         if self.rng.below(100) < f.lose_in {
@@ -387,9 +415,10 @@ impl<T: TargetIo> Host<T> {
             );
             let lock_id = self.granted[slot as usize].expect("a slot granted before");
             let (first, end) = self.locks[&lock_id];
+            let region_shift = self.inp.region_shift;
             let (off, len) = (o.wr_offset, o.wr_len);
             assert!(
-                off >> REGION_SHIFT >= first && (off + len - 1) >> REGION_SHIFT < end,
+                off >> region_shift >= first && (off + len - 1) >> region_shift < end,
                 "clock {}: write [{off}, +{len}) outside lock {lock_id}'s regions [{first}, {end})",
                 self.now
             );
@@ -401,14 +430,14 @@ impl<T: TargetIo> Host<T> {
                     self.volume[off as usize..][..len].copy_from_slice(&self.burst[..len]);
                     self.burst.clear();
                     self.writes.push((off, len, slot, lock_id));
-                    self.port_log.push((self.now, slot, lock_id));
+                    self.log_port((self.now, slot, lock_id));
                     let at = self.now + self.rng.below(self.done_delay + 1);
                     self.dones.push_back((at, slot));
                 }
             }
         }
         if due && o.done_ready {
-            self.port_log.push((self.now, self.inp.done_slot, u64::MAX));
+            self.log_port((self.now, self.inp.done_slot, u64::MAX));
             self.dones.pop_front();
             self.fail_next = 0;
         }
@@ -422,7 +451,9 @@ impl<T: TargetIo> Host<T> {
             if o.tx_last {
                 let f = std::mem::take(&mut self.cur);
                 self.sent += 1;
-                self.sent_log.push((self.now, f.clone()));
+                if self.logs {
+                    self.sent_log.push((self.now, f.clone()));
+                }
                 if self.rng.below(100) >= self.faults.lose_out {
                     self.answers.push(f);
                 }

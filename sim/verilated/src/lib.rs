@@ -4,6 +4,10 @@
 
 use std::ffi::c_void;
 
+use specmirror_hdl::target_path::host::{TargetIo, TpIn, TpOut};
+
+pub mod udp_target;
+
 /// Defines a safe wrapper around one verilated model's C shim.
 macro_rules! verilated_model {
     ($(#[$doc:meta])* $name:ident, $port:ident, $new:ident, $free:ident, $eval:ident, $set:ident, $get:ident) => {
@@ -347,3 +351,75 @@ verilated_model!(
     vtarget_set,
     vtarget_get
 );
+
+/// The verilated target path as a [`TargetIo`] model, for `hdl::target_path::host::Host`.
+pub struct Ver(pub VerilatedTargetPath);
+
+impl TargetIo for Ver {
+    fn set(&mut self, i: &TpIn) {
+        let m = &mut self.0;
+        m.set(TargetPort::RxData, i.rx_data);
+        m.set(TargetPort::RxValid, i.rx_valid as u64);
+        m.set(TargetPort::RxLast, i.rx_last as u64);
+        m.set(TargetPort::TxReady, i.tx_ready as u64);
+        m.set(TargetPort::Generation, i.generation);
+        m.set(TargetPort::RegionCount, i.region_count);
+        m.set(TargetPort::RetryBackoff, i.retry_backoff);
+        m.set(TargetPort::RetryLimit, i.retry_limit);
+        m.set(TargetPort::LocalHold, i.local_hold as u64);
+        m.set(TargetPort::LocalFirst, i.local_first);
+        m.set(TargetPort::LocalEnd, i.local_end);
+        m.set(TargetPort::ClearBarriers, i.clear_barriers as u64);
+        m.set(TargetPort::RegionShift, i.region_shift);
+        m.set(TargetPort::VolumeBytes, i.volume_bytes);
+        m.set(TargetPort::DataTimeout, i.data_timeout);
+        m.set(TargetPort::GrantTimeout, i.grant_timeout);
+        m.set(TargetPort::WrReady, i.wr_ready as u64);
+        m.set(TargetPort::DoneValid, i.done_valid as u64);
+        m.set(TargetPort::DoneSlot, i.done_slot);
+        m.set(TargetPort::DoneError, i.done_error);
+    }
+
+    fn get(&mut self) -> TpOut {
+        let m = &mut self.0;
+        m.eval();
+        TpOut {
+            tx_data: m.get(TargetPort::TxData),
+            tx_valid: m.get(TargetPort::TxValid) != 0,
+            tx_last: m.get(TargetPort::TxLast) != 0,
+            wr_valid: m.get(TargetPort::WrValid) != 0,
+            wr_data: m.get(TargetPort::WrData),
+            wr_last: m.get(TargetPort::WrLast) != 0,
+            wr_offset: m.get(TargetPort::WrOffset),
+            wr_len: m.get(TargetPort::WrLen),
+            wr_fua: m.get(TargetPort::WrFua) != 0,
+            wr_slot: m.get(TargetPort::WrSlot),
+            done_ready: m.get(TargetPort::DoneReady) != 0,
+            dec_valid: m.get(TargetPort::DecValid) != 0,
+            dec_granted: m.get(TargetPort::DecGranted) != 0,
+            dec_lock_id: m.get(TargetPort::DecLockId),
+            dec_slot: m.get(TargetPort::DecSlot),
+            held: m.get(TargetPort::Held),
+            frames_bad: m.get(TargetPort::FramesBad),
+            lock_drops: m.get(TargetPort::LockDrops),
+            answer_drops: m.get(TargetPort::AnswerDrops),
+            data_drops: m.get(TargetPort::DataDrops),
+            data_expired: m.get(TargetPort::DataExpired),
+            data_repeats: m.get(TargetPort::DataRepeats),
+            data_violations: m.get(TargetPort::DataViolations),
+            locks_revoked: m.get(TargetPort::LocksRevoked),
+            lock_ahead: m.get(TargetPort::LockAhead),
+            lock_repeats: m.get(TargetPort::LockRepeats),
+            stale: m.get(TargetPort::Stale),
+            answers_repeated: m.get(TargetPort::AnswersRepeated),
+            repeats_missed: m.get(TargetPort::RepeatsMissed),
+            data_status: m.get(TargetPort::DataStatus),
+            grants_taken: m.get(TargetPort::GrantsTaken),
+        }
+    }
+
+    fn tick(&mut self) {
+        self.0.eval();
+        self.0.tick();
+    }
+}

@@ -8,78 +8,7 @@ use specmirror_hdl::target_path::host::{
     assert_same_answers, software, writes, Faults, Host, TargetIo, TpIn, TpOut, MAX_ROUNDS,
 };
 use specmirror_hdl::target_path::{tests_support, TargetPath};
-use specmirror_verilated::{TargetPort as P, VerilatedTargetPath};
-
-struct Ver(VerilatedTargetPath);
-
-impl TargetIo for Ver {
-    fn set(&mut self, i: &TpIn) {
-        let m = &mut self.0;
-        m.set(P::RxData, i.rx_data);
-        m.set(P::RxValid, i.rx_valid as u64);
-        m.set(P::RxLast, i.rx_last as u64);
-        m.set(P::TxReady, i.tx_ready as u64);
-        m.set(P::Generation, i.generation);
-        m.set(P::RegionCount, i.region_count);
-        m.set(P::RetryBackoff, i.retry_backoff);
-        m.set(P::RetryLimit, i.retry_limit);
-        m.set(P::LocalHold, i.local_hold as u64);
-        m.set(P::LocalFirst, i.local_first);
-        m.set(P::LocalEnd, i.local_end);
-        m.set(P::ClearBarriers, i.clear_barriers as u64);
-        m.set(P::RegionShift, i.region_shift);
-        m.set(P::VolumeBytes, i.volume_bytes);
-        m.set(P::DataTimeout, i.data_timeout);
-        m.set(P::GrantTimeout, i.grant_timeout);
-        m.set(P::WrReady, i.wr_ready as u64);
-        m.set(P::DoneValid, i.done_valid as u64);
-        m.set(P::DoneSlot, i.done_slot);
-        m.set(P::DoneError, i.done_error);
-    }
-
-    fn get(&mut self) -> TpOut {
-        let m = &mut self.0;
-        m.eval();
-        TpOut {
-            tx_data: m.get(P::TxData),
-            tx_valid: m.get(P::TxValid) != 0,
-            tx_last: m.get(P::TxLast) != 0,
-            wr_valid: m.get(P::WrValid) != 0,
-            wr_data: m.get(P::WrData),
-            wr_last: m.get(P::WrLast) != 0,
-            wr_offset: m.get(P::WrOffset),
-            wr_len: m.get(P::WrLen),
-            wr_fua: m.get(P::WrFua) != 0,
-            wr_slot: m.get(P::WrSlot),
-            done_ready: m.get(P::DoneReady) != 0,
-            dec_valid: m.get(P::DecValid) != 0,
-            dec_granted: m.get(P::DecGranted) != 0,
-            dec_lock_id: m.get(P::DecLockId),
-            dec_slot: m.get(P::DecSlot),
-            held: m.get(P::Held),
-            frames_bad: m.get(P::FramesBad),
-            lock_drops: m.get(P::LockDrops),
-            answer_drops: m.get(P::AnswerDrops),
-            data_drops: m.get(P::DataDrops),
-            data_expired: m.get(P::DataExpired),
-            data_repeats: m.get(P::DataRepeats),
-            data_violations: m.get(P::DataViolations),
-            locks_revoked: m.get(P::LocksRevoked),
-            lock_ahead: m.get(P::LockAhead),
-            lock_repeats: m.get(P::LockRepeats),
-            stale: m.get(P::Stale),
-            answers_repeated: m.get(P::AnswersRepeated),
-            repeats_missed: m.get(P::RepeatsMissed),
-            data_status: m.get(P::DataStatus),
-            grants_taken: m.get(P::GrantsTaken),
-        }
-    }
-
-    fn tick(&mut self) {
-        self.0.eval();
-        self.0.tick();
-    }
-}
+use specmirror_verilated::{Ver, VerilatedTargetPath};
 
 /// Both simulators under one workload: every output compared at every read.
 struct Both {
