@@ -14,7 +14,33 @@ use specmirror_verilated::udp_target::{UdpTarget, UdpTargetConfig};
 
 const SIZE: u64 = 4 << 20;
 
-fn mirror_to_the_simulated_fpga(mode: &str) {
+/// `specmirror linkem --udp` in front of `forward`: loss, duplication and reordering.
+fn lossy_link(dir: &std::path::Path, forward: &str) -> Daemon {
+    Daemon::start(
+        dir,
+        "linkem",
+        &[
+            "linkem",
+            "--udp",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            forward,
+            "--delay",
+            "100us",
+            "--jitter",
+            "300us",
+            "--loss",
+            "0.01",
+            "--duplicate",
+            "0.01",
+            "--seed",
+            "21",
+        ],
+    )
+}
+
+fn mirror_to_the_simulated_fpga(mode: &str, lossy: bool) {
     need("qemu-io", "qemu-utils");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -28,10 +54,14 @@ fn mirror_to_the_simulated_fpga(mode: &str) {
         },
     )
     .unwrap();
+    let link = lossy.then(|| lossy_link(d, &target.addr().to_string()));
+    let to = link
+        .as_ref()
+        .map_or(target.addr().to_string(), |l| l.field("listen"));
     // Jumbo frames: a 4 KiB write goes in one DATA frame, as the hardware takes it.
     let source = start_source(
         d,
-        &target.addr().to_string(),
+        &to,
         mode,
         "4MiB",
         &["--transport", "udp", "--mtu", "9000"],
@@ -85,7 +115,7 @@ fn mirror_to_the_simulated_fpga(mode: &str) {
     assert_eq!(c.held, 0, "every lock released");
     assert!(report.host_frames > 0, "the handshake went to the host");
     eprintln!(
-        "{mode}: {} clocks, {} datagrams in, {} out, {} writes, {} frames for the host; bad {}, \
+        "{mode} (lossy link: {lossy}): {} clocks, {} datagrams in, {} out, {} writes, {} frames for the host; bad {}, \
          locks ahead {}, repeated {}, data dropped {}",
         report.clocks,
         report.datagrams_in,
@@ -101,10 +131,15 @@ fn mirror_to_the_simulated_fpga(mode: &str) {
 
 #[test]
 fn speculative_mode_mirrors_to_the_simulated_fpga_target() {
-    mirror_to_the_simulated_fpga("speculative");
+    mirror_to_the_simulated_fpga("speculative", false);
 }
 
 #[test]
 fn conservative_mode_mirrors_to_the_simulated_fpga_target() {
-    mirror_to_the_simulated_fpga("conservative");
+    mirror_to_the_simulated_fpga("conservative", false);
+}
+
+#[test]
+fn speculative_mode_mirrors_to_the_simulated_fpga_target_through_a_lossy_link() {
+    mirror_to_the_simulated_fpga("speculative", true);
 }
