@@ -152,3 +152,53 @@ fn long_runs_through_a_faulty_network_end_with_the_software_targets_answers_and_
     );
     assert!(totals.frames_bad > 0 && totals.lock_repeats > 0 && totals.answers_repeated > 0);
 }
+
+/// Clocks from a frame's last word to what it causes, for an uncontended write (printed, not
+/// asserted beyond their order): the LOCK's last word to the first word of LOCK_GRANTED, the
+/// DATA's last word to the first word on the volume-write port, the 4 KiB burst, and the host's
+/// completion to the first word of WRITE_DONE.
+#[test]
+fn latency_of_an_uncontended_write_in_clocks() {
+    use specmirror_abi::Flags;
+    use specmirror_hdl::target_path::host::{data, lock, pattern};
+    let mut h = Host::new(Ver(VerilatedTargetPath::new()), 1);
+    h.ready_percent = 100;
+    h.done_delay = 0;
+    h.send(&lock(1, 10, 0, 1));
+    h.send(&data(1, 10, 0, &pattern(1, 4096), Flags::NONE));
+    let (mut ends, mut tx_starts) = (Vec::new(), Vec::new());
+    let (mut wr_first, mut wr_last, mut done_at) = (None, None, None);
+    let mut in_tx = false;
+    for _ in 0..3000 {
+        h.step();
+        let t = h.now - 1;
+        if h.inp.rx_last {
+            ends.push(t);
+        }
+        if h.out.tx_valid && !in_tx {
+            tx_starts.push(t);
+        }
+        in_tx = h.out.tx_valid && !h.out.tx_last;
+        if h.out.wr_valid && wr_first.is_none() {
+            wr_first = Some(t);
+        }
+        if h.out.wr_valid && h.out.wr_last {
+            wr_last = Some(t);
+        }
+        if h.inp.done_valid && h.out.done_ready && done_at.is_none() {
+            done_at = Some(t);
+        }
+    }
+    let (lock_end, data_end) = (ends[0], ends[1]);
+    let (granted, done) = (tx_starts[0], tx_starts[1]);
+    let (wr_first, wr_last, done_at) = (wr_first.unwrap(), wr_last.unwrap(), done_at.unwrap());
+    assert!(lock_end < granted && data_end < wr_first && wr_first < wr_last && done_at < done);
+    eprintln!(
+        "LOCK to LOCK_GRANTED {} clocks; DATA to the write port {} clocks; 4 KiB burst {} clocks; \
+         completion to WRITE_DONE {} clocks",
+        granted - lock_end,
+        wr_first - data_end,
+        wr_last - wr_first + 1,
+        done - done_at
+    );
+}
