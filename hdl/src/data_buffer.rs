@@ -209,6 +209,12 @@ pub struct DataBuffer<const N: usize, const S: usize> {
     free_two: Signal<Local, Bit>,
     lock_held: Signal<Local, Bit>,
     held_pick: Signal<Local, Bits<S>>,
+    /// The two above through a register (the parser's fields stand still from a header to its
+    /// verdict, so they are current at the header and at the verdict), and the ABORT a clock
+    /// late: the decisions that use them start from registers.
+    held_q: DFF<Bit>,
+    pick_q: DFF<Bits<S>>,
+    abort_q: DFF<Bit>,
     bound_found: Signal<Local, Bit>,
     bound_pick: Signal<Local, Bits<SLOT_INDEX_BITS>>,
     hit_found: Signal<Local, Bit>,
@@ -354,6 +360,9 @@ impl<const N: usize, const S: usize> Default for DataBuffer<N, S> {
             free_two: Default::default(),
             lock_held: Default::default(),
             held_pick: Default::default(),
+            held_q: Default::default(),
+            pick_q: Default::default(),
+            abort_q: Default::default(),
             bound_found: Default::default(),
             bound_pick: Default::default(),
             hit_found: Default::default(),
@@ -415,6 +424,9 @@ impl<const N: usize, const S: usize> Logic for DataBuffer<N, S> {
             s_slot,
             s_fresh,
             n_revoked,
+            held_q,
+            pick_q,
+            abort_q,
             c_valid,
             c_slot,
             c_error,
@@ -515,12 +527,15 @@ impl<const N: usize, const S: usize> Logic for DataBuffer<N, S> {
                 self.held_pick.next = i.to_bits();
             }
         }
+        self.held_q.d.next = self.lock_held.val();
+        self.pick_q.d.next = self.held_pick.val();
+        self.abort_q.d.next = self.abort_valid.val();
         if self.hdr_valid.val() & (self.ty.val() == self.ty_data.val()) {
             // The last free slot is kept for data whose lock is held: data waiting for locks
             // that wait for an earlier write can never crowd out that write's data.
             if self.takeable.val()
                 & self.free_found.val()
-                & (self.free_two.val() | self.lock_held.val())
+                & (self.free_two.val() | self.held_q.q.val())
             {
                 self.rx_on.d.next = true;
                 self.rx_slot.d.next = self.free_pick.val();
@@ -804,15 +819,20 @@ impl<const N: usize, const S: usize> Logic for DataBuffer<N, S> {
             & (self.dec_slot.val() == self.s_cursor.q.val());
         self.s_cursor.d.next = self.s_cursor.q.val() + 1;
         if !self.v_valid.q.val() & (self.b_state.q.val() == BindState::Select) {
-            if self.abort_valid.val() & self.lock_held.val() {
+            // (The grant is looked at again now: its data may have bound in the meantime.)
+            if self.abort_q.q.val()
+                & self.held_q.q.val()
+                & self.g_valid.q.val().get_bit(self.pick_q.q.val().index())
+                & !self.g_taken.q.val().get_bit(self.pick_q.q.val().index())
+            {
                 self.v_valid.d.next = true;
-                self.v_slot.d.next = self.held_pick.val();
+                self.v_slot.d.next = self.pick_q.q.val();
                 self.v_fail.d.next = false;
                 self.v_silent.d.next = true;
                 self.gv.next = self
                     .gv
                     .val()
-                    .replace_bit(self.held_pick.val().index(), false);
+                    .replace_bit(self.pick_q.q.val().index(), false);
             } else if self.g_valid.q.val().get_bit(self.s_slot.q.val().index())
                 & !self.s_fresh.q.val()
                 & !self.g_taken.q.val().get_bit(self.s_slot.q.val().index())

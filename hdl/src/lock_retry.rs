@@ -100,14 +100,18 @@ pub struct LockRetry<const N: usize, const S: usize> {
     ahead: DFF<Bits<32>>,
     repeats: DFF<Bits<32>>,
     stale_count: DFF<Bits<32>>,
-    /// `next_lock - 1`: every lock id up to it was taken in (or settled by the source).
-    last_lock: DFF<Bits<64>>,
+    /// The lock id expected next, once a frame has set it (`nl_set`; until then, 1).
+    nl_q: DFF<Bits<64>>,
+    nl_set: DFF<Bit>,
     /// `max(next_lock, ack_lock)` of the frame being received, and its lock id compared with it.
     nl_pre: DFF<Bits<64>>,
+    /// `nl_pre + 1`, for a LOCK taken in.
+    nl_inc: DFF<Bits<64>>,
     id_eq: DFF<Bit>,
     id_lt: DFF<Bit>,
     is_lock: Signal<Local, Bit>,
     is_data: Signal<Local, Bit>,
+    nl_eff: Signal<Local, Bits<64>>,
     is_abort: Signal<Local, Bit>,
     /// The parser's verdict for a frame of this session.
     frame_ok: Signal<Local, Bit>,
@@ -177,7 +181,10 @@ impl<const N: usize, const S: usize> Default for LockRetry<N, S> {
             ahead: Default::default(),
             repeats: Default::default(),
             stale_count: Default::default(),
-            last_lock: Default::default(),
+            nl_q: Default::default(),
+            nl_set: Default::default(),
+            nl_inc: Default::default(),
+            nl_eff: Default::default(),
             nl_pre: Default::default(),
             id_eq: Default::default(),
             id_lt: Default::default(),
@@ -209,7 +216,9 @@ impl<const N: usize, const S: usize> Logic for LockRetry<N, S> {
             ahead,
             repeats,
             stale_count,
-            last_lock,
+            nl_q,
+            nl_set,
+            nl_inc,
             nl_pre,
             id_eq,
             id_lt
@@ -246,10 +255,17 @@ impl<const N: usize, const S: usize> Logic for LockRetry<N, S> {
             & (self.parser.ty.val() == self.ty_lock.val())
             & (self.parser.flags.val() == self.no_flags.val());
         // The frame's place in the lock order, ready by its verdict.
-        self.nl_pre.d.next = self.last_lock.q.val() + 1;
-        if self.parser.ack_lock.val() > self.last_lock.q.val() + 1 {
+        // One 64-bit carry chain per clock: the watermark comparison, then the lock id's, and the
+        // increment from a register.
+        self.nl_eff.next = self.nl_q.q.val();
+        if !self.nl_set.q.val() {
+            self.nl_eff.next = 1.into();
+        }
+        self.nl_pre.d.next = self.nl_eff.val();
+        if self.parser.ack_lock.val() > self.nl_eff.val() {
             self.nl_pre.d.next = self.parser.ack_lock.val();
         }
+        self.nl_inc.d.next = self.nl_pre.q.val() + 1;
         self.id_eq.d.next = self.parser.lock_id.val() == self.nl_pre.q.val();
         self.id_lt.d.next = self.parser.lock_id.val() < self.nl_pre.q.val();
         self.is_data.next = self.frame_ok.val()
@@ -257,7 +273,8 @@ impl<const N: usize, const S: usize> Logic for LockRetry<N, S> {
             & !(self.parser.flags.val() & self.implicit.val()).any();
         self.dup_valid.next = (self.is_lock.val() | self.is_data.val()) & self.id_lt.q.val();
         if self.frame_ok.val() {
-            self.last_lock.d.next = self.nl_pre.q.val() - 1;
+            self.nl_q.d.next = self.nl_pre.q.val();
+            self.nl_set.d.next = true;
         }
         if self.is_lock.val() & self.id_lt.q.val() {
             self.repeats.d.next = self.repeats.q.val() + 1;
@@ -285,7 +302,7 @@ impl<const N: usize, const S: usize> Logic for LockRetry<N, S> {
             if self.p_valid.q.val() & !self.locks.req_ready.val() {
                 self.drops.d.next = self.drops.q.val() + 1;
             } else {
-                self.last_lock.d.next = self.nl_pre.q.val();
+                self.nl_q.d.next = self.nl_inc.q.val();
                 self.p_valid.d.next = true;
                 self.p_lock_id.d.next = self.parser.lock_id.val();
                 self.p_seq.d.next = self.parser.seq.val();
@@ -313,7 +330,7 @@ impl<const N: usize, const S: usize> Logic for LockRetry<N, S> {
         self.overflow.next = self.locks.overflow.val();
         self.frames_bad.next = self.parser.bad_count.val();
         if self.clear_barriers.val() {
-            self.last_lock.d.next = 0.into();
+            self.nl_set.d.next = false;
         }
         self.lock_drops.next = self.drops.q.val();
         self.lock_ahead.next = self.ahead.q.val();
