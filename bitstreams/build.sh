@@ -25,6 +25,8 @@ sed 's/^module top(/module lock_table_16(/' "$out/verilog/lock_table.v" > "$out/
 sed 's/^module top(/module lock_retry(/' "$out/verilog/lock_retry_8.v" > "$out/lock_retry.v"
 sed 's/^module top(/module answer_emitter(/' "$out/verilog/answer_emitter.v" > "$out/answer_emitter.v"
 sed 's/^module top(/module target_path(/' "$out/verilog/target_path.v" > "$out/target_path.v"
+sed 's/^module top(/module data_buffer(/' "$out/verilog/data_buffer.v" > "$out/data_buffer.v"
+sed 's/^module top(/module answer_cache(/' "$out/verilog/answer_cache.v" > "$out/answer_cache.v"
 
 count() { # count CELL-regex LOG: sums the "CELL  N" lines of the last statistics in a yosys log
   awk -v re="$1" '/Printing statistics/ {s = 0} $1 ~ re && $2 ~ /^[0-9]+$/ {s += $2} END {print s+0}' "$2"
@@ -40,6 +42,8 @@ read -r rx_lut rx_ff rx_carry rx_bram <<< "$(ice40_core frame_parser "$out/frame
 read -r lt_lut lt_ff lt_carry lt_bram <<< "$(ice40_core lock_table "$out/lock_table.v")"
 read -r l16_lut l16_ff l16_carry l16_bram <<< "$(ice40_core lock_table_16 "$out/lock_table_16.v")"
 read -r an_lut an_ff an_carry an_bram <<< "$(ice40_core answer_emitter "$out/answer_emitter.v")"
+read -r db_lut db_ff db_carry db_bram <<< "$(ice40_core data_buffer "$out/data_buffer.v")"
+read -r ac_lut ac_ff ac_carry ac_bram <<< "$(ice40_core answer_cache "$out/answer_cache.v")"
 
 pnr() { # pnr NAME TOP VERILOG... : synthesis, place and route, bitstream; sets pnr_fmax pnr_lc pnr_ram
   local name=$1 top=$2; shift 2
@@ -132,8 +136,10 @@ The product's table has 16 entries (the size the register block reports). The HX
 cells) takes 8 beside its board glue (a 328-bit input shift register): the per-entry region
 comparators and the selection multiplexers grow with the entries (compare the two synthesis rows).
 Each block is gated at ${target_mhz} MHz on its own. The parser and the table together fill the part
-to the brim, and the parser's verdict logic then gets the long routes: the figure above is what
-nextpnr's seed 1 reached, other seeds land on either side of ${target_mhz} MHz.
+to the brim, and the lock order (the next lock id against the source's 64-bit watermark, one
+carry chain in the clock before the verdict) then gets the long routes: the figure above is what
+nextpnr's seed 1 reached. The product's receive side runs on the ECP5 board build, which meets
+its 75 MHz (\`bitstreams/ecp5/REPORT.md\`).
 One decision per clock at most; a request is decided within \`N + 7\` clocks when nothing blocks it
 (15 clocks for 8 entries, 23 for 16); retries are timed in steps of \`N\` clocks.
 
@@ -151,17 +157,22 @@ leave as nine-word frames, one word per clock, byte for byte the software target
 
 nextpnr, answer path: \`${an_fmax_line}\`
 
-## Target lock path, wire to wire (\`TargetPath\`)
+## Target, wire to wire (\`TargetPath\`)
 
-LOCK frames in through the parser and the 16-entry table, LOCK_GRANTED / LOCK_REJECTED frames out
-through the answer path.
+LOCK and DATA frames in through the parser, the 16-entry table, the data buffer (\`DataBuffer\`,
+4 slots of 4 KiB) and the answer cache (\`AnswerCache\`, 256 answers); answers out through the
+answer path, the data out on the volume-write port.
 
 | target | LUTs | FFs | carry | BRAM | Fmax |
 |---|---:|---:|---:|---:|---|
-| UltraScale+ (yosys \`synth_xilinx -family xcup\`, estimate) | ${tp_lut} | ${tp_ff} | ${tp_carry} | ${tp_bram} (+${tp_lutram} LUTRAM) | not estimated |
+| iCE40 HX8K, data buffer alone (yosys \`synth_ice40\`) | ${db_lut} | ${db_ff} | ${db_carry} | ${db_bram} | — |
+| iCE40 HX8K, answer cache alone (yosys \`synth_ice40\`) | ${ac_lut} | ${ac_ff} | ${ac_carry} | ${ac_bram} | — |
+| UltraScale+, the whole target path (yosys \`synth_xilinx -family xcup\`, estimate) | ${tp_lut} | ${tp_ff} | ${tp_carry} | ${tp_bram} (+${tp_lutram} LUTRAM) | not estimated |
 
-It does not fit the iCE40 HX8K beside the board glue (the parser and the 8-entry table alone fill
-it), so it is synthesised for the UltraScale+ estimate only.
+It does not fit the iCE40 HX8K: the parser and the 8-entry table alone fill its logic, and the
+data buffer alone wants ${db_bram} block RAMs of its 32. So the whole path is synthesised for the
+UltraScale+ estimate, and placed, routed and timed on the ECP5 board build
+(\`bitstreams/ecp5/REPORT.md\`).
 
 ## Tools
 

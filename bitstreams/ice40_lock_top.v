@@ -18,7 +18,7 @@ module ice40_lock_top(input clk, input sin, input load, output sout, output read
     .req_first(in[160:129]), .req_count(in[192:161]), .region_count(in[224:193]),
     .local_hold(in[225]), .local_first(in[257:226]), .local_end(in[289:258]),
     .retry_backoff(in[305:290]), .retry_limit(in[321:306]),
-    .rel_valid(in[322]), .rel_slot(in[325:323]), .clear_barriers(in[327]),
+    .rel_valid(in[322]), .rel_slot(in[325:323]), .rel_fail(in[326]), .clear_barriers(in[327]),
     .req_ready(d_ready), .dec_valid(d_valid), .dec_granted(d_granted), .dec_reason(d_reason),
     .dec_lock_id(d_lock_id), .dec_seq(d_seq), .dec_slot(d_slot), .retried(d_retried),
     .held(d_held));

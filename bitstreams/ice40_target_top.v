@@ -26,7 +26,8 @@ module ice40_target_top(input clk, input sin, input load, input cin, input cload
     .clock(clk), .rx_data(rx_data), .rx_valid(rx_valid), .rx_last(rx_last),
     .region_count(c[31:0]), .retry_backoff(c[47:32]), .retry_limit(c[63:48]),
     .local_hold(c[64]), .local_first(c[96:65]), .local_end(c[128:97]),
-    .rel_valid(c[129]), .rel_slot(c[132:130]), .clear_barriers(c[133]),
+    .rel_valid(c[129]), .rel_slot(c[132:130]), .clear_barriers(c[133]), .rel_fail(c[134]),
+    .generation(c[166:135]),
     .dec_valid(d_valid), .dec_granted(d_granted), .dec_reason(d_reason),
     .dec_lock_id(d_lock_id), .dec_seq(d_seq), .dec_slot(d_slot), .retried(d_retried),
     .held(d_held), .overflow(d_overflow), .frames_bad(bad), .lock_drops(drops));

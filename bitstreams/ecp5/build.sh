@@ -79,8 +79,10 @@ Built by \`bitstreams/ecp5/build.sh\` from \`bitstreams/ecp5/nic.py\` and the Ve
 generates. Do not edit: rerun the script. Build time ${elapsed} s (toolchain install included).
 
 Board: Lattice ECP5-5G Versa, LFE5UM5G-45F-8BG381C. Design: RGMII PHY, LiteEth MAC and UDP/IP
-(ARP, ICMP, UDP) with a 64-bit datapath on the system clock (${sys_clk} Hz), and the target's lock
-path (\`TargetPath\`: frame parser, 16-entry lock table, answer path) on UDP port 7800. No CPU.
+(ARP, ICMP, UDP) with a 64-bit datapath on the system clock (${sys_clk} Hz), and the target
+(\`TargetPath\`: frame parser, 16-entry lock table, data buffer, answer cache, answer path) on UDP
+port 7800, its volume-write port into a 64 KiB volume in block RAM (read back by a scan whose fold
+lights an LED, so that synthesis keeps it). No CPU.
 
 | resource | used |
 |---|---|
@@ -95,10 +97,11 @@ ${fmax_rows}
 
 Bitstream: \`specmirror_versa.bit\` ($(stat -c %s "$bit") bytes, in \`bitstreams/build/ecp5/soc/gateware\`, not committed).
 
-What is not in it yet: the early-data buffer and the volume-write path (so no WRITE_DONE), and the
-register block wired to a host (generation, region count and retry parameters are constants here,
-and no lock is released). No open PCIe core exists for the ECP5, so the board speaks to its peer
-over the network only.
+What is not in it yet: the handshake (HELLO), flushes and heartbeats, which on a NIC the host
+answers, and the register block wired to a host (generation, geometry, timeouts and retry
+parameters are constants here). Implicit locks and writes split in pieces are not taken by the
+hardware. No open PCIe core exists for the ECP5, so the board speaks to its peer over the network
+only.
 
 ## Tools
 
