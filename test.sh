@@ -31,7 +31,7 @@ cargo test --workspace
 echo "== tests/vfio/run.sh (the VFIO backend on QEMU's edu device in a guest with an IOMMU)"
 ./tests/vfio/run.sh
 # The two bitstream builds run side by side: each place-and-route tool keeps one core busy.
-echo "== bitstreams/ecp5/build.sh (ECP5-5G Versa NIC bitstream: LiteEth UDP/IP and the lock path, timing check), in the background"
+echo "== bitstreams/ecp5/build.sh (ECP5-5G Versa NIC bitstream: LiteEth UDP/IP and the target path, timing check), in the background"
 mkdir -p bitstreams/build
 ./bitstreams/ecp5/build.sh > bitstreams/build/ecp5-build.log 2>&1 &
 ecp5=$!
