@@ -14,32 +14,6 @@ use specmirror_verilated::udp_target::{UdpTarget, UdpTargetConfig};
 
 const SIZE: u64 = 4 << 20;
 
-/// `specmirror linkem --udp` in front of `forward`: loss, duplication and reordering.
-fn lossy_link(dir: &std::path::Path, forward: &str) -> Daemon {
-    Daemon::start(
-        dir,
-        "linkem",
-        &[
-            "linkem",
-            "--udp",
-            "--listen",
-            "127.0.0.1:0",
-            "--forward",
-            forward,
-            "--delay",
-            "100us",
-            "--jitter",
-            "300us",
-            "--loss",
-            "0.01",
-            "--duplicate",
-            "0.01",
-            "--seed",
-            "21",
-        ],
-    )
-}
-
 fn mirror_to_the_simulated_fpga(mode: &str, lossy: bool) {
     need("qemu-io", "qemu-utils");
     let dir = tempfile::tempdir().unwrap();
@@ -54,7 +28,7 @@ fn mirror_to_the_simulated_fpga(mode: &str, lossy: bool) {
         },
     )
     .unwrap();
-    let link = lossy.then(|| lossy_link(d, &target.addr().to_string()));
+    let link = lossy.then(|| udp_lossy_link(d, &target.addr().to_string(), "0.01", "300us", "21"));
     let to = link
         .as_ref()
         .map_or(target.addr().to_string(), |l| l.field("listen"));
@@ -63,7 +37,7 @@ fn mirror_to_the_simulated_fpga(mode: &str, lossy: bool) {
         d,
         &to,
         mode,
-        "4MiB",
+        &SIZE.to_string(),
         &["--transport", "udp", "--mtu", "9000"],
     );
     let port = port_of(&source.field("nbd"));

@@ -16,32 +16,6 @@ fn udp_target(dir: &Path, size: &str) -> Daemon {
     start_target(dir, size, &["--transport", "udp"])
 }
 
-/// `specmirror linkem --udp` in front of `forward`.
-fn lossy_link(dir: &Path, forward: &str, loss: &str, seed: &str) -> Daemon {
-    Daemon::start(
-        dir,
-        "linkem",
-        &[
-            "linkem",
-            "--udp",
-            "--listen",
-            "127.0.0.1:0",
-            "--forward",
-            forward,
-            "--delay",
-            "100us",
-            "--jitter",
-            "400us",
-            "--loss",
-            loss,
-            "--duplicate",
-            "0.01",
-            "--seed",
-            seed,
-        ],
-    )
-}
-
 /// Stops a daemon with SIGTERM (so it logs its final figures) and returns its log.
 fn stop(mut d: Daemon) -> String {
     Command::new("kill")
@@ -69,7 +43,7 @@ fn mirror_through_loss(mode: &str, seed: &str) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let target = udp_target(d, "32MiB");
-    let link = lossy_link(d, &target.field("listen"), "0.01", seed);
+    let link = udp_lossy_link(d, &target.field("listen"), "0.01", "400us", seed);
     let source = start_source(
         d,
         &link.field("listen"),

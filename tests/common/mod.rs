@@ -295,6 +295,33 @@ pub fn restart_target_at(dir: &Path, addr: &str, extra: &[&str]) -> Daemon {
     panic!("target did not restart on {addr}");
 }
 
+/// `specmirror linkem --udp` in front of `forward`: 100 us one way, `jitter` (which reorders),
+/// `loss` and 1 % duplication, from random stream `seed`.
+pub fn udp_lossy_link(dir: &Path, forward: &str, loss: &str, jitter: &str, seed: &str) -> Daemon {
+    Daemon::start(
+        dir,
+        "linkem",
+        &[
+            "linkem",
+            "--udp",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            forward,
+            "--delay",
+            "100us",
+            "--jitter",
+            jitter,
+            "--loss",
+            loss,
+            "--duplicate",
+            "0.01",
+            "--seed",
+            seed,
+        ],
+    )
+}
+
 pub fn start_source(dir: &Path, target: &str, mode: &str, size: &str, extra: &[&str]) -> Daemon {
     let vol = dir.join("source.img");
     let log = dir.join("source.log");

@@ -137,14 +137,16 @@ fn run(socket: UdpSocket, cfg: UdpTargetConfig, stop: Arc<AtomicBool>) -> UdpTar
     let mut peer: Option<SocketAddr> = None;
     let (mut datagrams_in, mut datagrams_out, mut host_frames) = (0u64, 0u64, 0u64);
     let mut buf = vec![0u8; 65536];
+    // The socket's mode, changed only when it must be (a system call each time).
+    let mut blocking = true;
     while !stop.load(Ordering::Relaxed) {
-        // Take what the socket has; wait a little only when the model is idle.
+        // Take what the socket has; wait a little (its read timeout) only when the model is idle.
         let mut waited = false;
         loop {
-            if h.busy() || waited {
-                socket.set_nonblocking(true).expect("nonblocking socket");
-            } else {
-                socket.set_nonblocking(false).expect("blocking socket");
+            let wait = !h.busy() && !waited;
+            if wait != blocking {
+                socket.set_nonblocking(!wait).expect("socket mode");
+                blocking = wait;
             }
             waited = true;
             let (n, from) = match socket.recv_from(&mut buf) {
@@ -194,7 +196,6 @@ fn run(socket: UdpSocket, cfg: UdpTargetConfig, stop: Arc<AtomicBool>) -> UdpTar
                 i += 1;
             }
         }
-        socket.set_nonblocking(true).expect("nonblocking socket");
         for _ in 0..BATCH {
             h.step();
         }
