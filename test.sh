@@ -22,26 +22,39 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-echo "== cargo fmt --check"
+t0=$(date +%s)
+phase() { echo "== [$(( $(date +%s) - t0 )) s] $*"; }
+
+# LiteX and LiteEth (the simulated NIC is built from them) and the ECP5 toolchain, from PyPI.
+phase "toolchain venv (bitstreams/ecp5/venv.sh)"
+./bitstreams/ecp5/venv.sh >/dev/null
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy -D warnings"
+phase "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo test"
-cargo test --workspace
-echo "== tests/vfio/run.sh (the VFIO backend on QEMU's edu device in a guest with an IOMMU)"
-./tests/vfio/run.sh
-# The two bitstream builds run side by side: each place-and-route tool keeps one core busy.
-echo "== bitstreams/ecp5/build.sh (ECP5-5G Versa NIC bitstream: LiteEth UDP/IP and the target path, timing check), in the background"
+# The Verilog both bitstream builds take, generated once.
+phase "generating Verilog from hdl/"
 mkdir -p bitstreams/build
-./bitstreams/ecp5/build.sh > bitstreams/build/ecp5-build.log 2>&1 &
+export SPECMIRROR_VERILOG_DIR="$PWD/bitstreams/build/verilog"
+cargo run -q -p specmirror-hdl --bin specmirror-verilog -- "$SPECMIRROR_VERILOG_DIR" >/dev/null
+# The ECP5 build is the longest step and keeps one core busy: it runs, at low priority, beside
+# the tests (which mostly wait on I/O and timers) and the iCE40 build.
+phase "bitstreams/ecp5/build.sh (ECP5-5G Versa NIC bitstream: LiteEth UDP/IP and the target path, timing check), in the background"
+nice -n 10 ./bitstreams/ecp5/build.sh > bitstreams/build/ecp5-build.log 2>&1 &
 ecp5=$!
-echo "== bitstreams/build.sh (iCE40 HX8K bitstream, UltraScale+ estimate, timing check)"
+phase "cargo test"
+cargo test --workspace
+phase "tests/vfio/run.sh (the VFIO backend on QEMU's edu device in a guest with an IOMMU)"
+./tests/vfio/run.sh
+phase "bitstreams/build.sh (iCE40 HX8K bitstream, UltraScale+ estimate, timing check)"
 ice40_rc=0
 ./bitstreams/build.sh || ice40_rc=$?
+phase "waiting for the ECP5 build"
 ecp5_rc=0
 wait "$ecp5" || ecp5_rc=$?
 echo "== bitstreams/ecp5/build.sh output"
 cat bitstreams/build/ecp5-build.log
+phase "done"
 if [ "$ice40_rc" -ne 0 ] || [ "$ecp5_rc" -ne 0 ]; then
   echo "error: a bitstream build failed (iCE40 exit $ice40_rc, ECP5 exit $ecp5_rc)" >&2
   exit 1

@@ -16,17 +16,16 @@ for t in yosys nextpnr-ice40 icepack; do
 done
 started=$(date +%s)
 
-echo "== generating Verilog from hdl/"
-(cd "$root" && cargo run -q -p specmirror-hdl --bin specmirror-verilog -- "$out/verilog" >/dev/null)
-sed 's/^module top(/module spec_sender(/' "$out/verilog/spec_sender.v" > "$out/spec_sender.v"
-sed 's/^module top(/module frame_parser(/' "$out/verilog/frame_parser.v" > "$out/frame_parser.v"
-sed 's/^module top(/module lock_table(/' "$out/verilog/lock_table_8.v" > "$out/lock_table.v"
-sed 's/^module top(/module lock_table_16(/' "$out/verilog/lock_table.v" > "$out/lock_table_16.v"
-sed 's/^module top(/module lock_retry(/' "$out/verilog/lock_retry_8.v" > "$out/lock_retry.v"
-sed 's/^module top(/module answer_emitter(/' "$out/verilog/answer_emitter.v" > "$out/answer_emitter.v"
-sed 's/^module top(/module target_path(/' "$out/verilog/target_path.v" > "$out/target_path.v"
-sed 's/^module top(/module data_buffer(/' "$out/verilog/data_buffer.v" > "$out/data_buffer.v"
-sed 's/^module top(/module answer_cache(/' "$out/verilog/answer_cache.v" > "$out/answer_cache.v"
+verilog=$("$root/bitstreams/verilog.sh" "$out/verilog")
+sed 's/^module top(/module spec_sender(/' "$verilog/spec_sender.v" > "$out/spec_sender.v"
+sed 's/^module top(/module frame_parser(/' "$verilog/frame_parser.v" > "$out/frame_parser.v"
+sed 's/^module top(/module lock_table(/' "$verilog/lock_table_8.v" > "$out/lock_table.v"
+sed 's/^module top(/module lock_table_16(/' "$verilog/lock_table.v" > "$out/lock_table_16.v"
+sed 's/^module top(/module lock_retry(/' "$verilog/lock_retry_8.v" > "$out/lock_retry.v"
+sed 's/^module top(/module answer_emitter(/' "$verilog/answer_emitter.v" > "$out/answer_emitter.v"
+sed 's/^module top(/module target_path(/' "$verilog/target_path.v" > "$out/target_path.v"
+sed 's/^module top(/module data_buffer(/' "$verilog/data_buffer.v" > "$out/data_buffer.v"
+sed 's/^module top(/module answer_cache(/' "$verilog/answer_cache.v" > "$out/answer_cache.v"
 
 count() { # count CELL-regex LOG: sums the "CELL  N" lines of the last statistics in a yosys log
   awk -v re="$1" '/Printing statistics/ {s = 0} $1 ~ re && $2 ~ /^[0-9]+$/ {s += $2} END {print s+0}' "$2"

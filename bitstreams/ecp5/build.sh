@@ -6,25 +6,21 @@
 #
 #   bitstreams/ecp5/build.sh [SYS_CLK_HZ]        (default 75e6)
 #
-# SPECMIRROR_ECP5_VENV names the venv (default ~/.cache/specmirror/ecp5-venv, reused across
-# runs); YoWASP keeps its compiled tools in ~/.cache/YoWASP (the first run takes two minutes more).
+# bitstreams/ecp5/venv.sh makes the venv (SPECMIRROR_ECP5_VENV, default
+# ~/.cache/specmirror/ecp5-venv, reused across runs); SPECMIRROR_VERILOG_DIR names Verilog already
+# generated from hdl/ (else it is generated here); YoWASP keeps its compiled tools in
+# ~/.cache/YoWASP (the first run takes two minutes more).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out="$here/../build/ecp5"
 sys_clk=${1:-75e6}
-venv=${SPECMIRROR_ECP5_VENV:-$HOME/.cache/specmirror/ecp5-venv}
 started=$(date +%s)
 mkdir -p "$out/bin"
 
-command -v python3 >/dev/null || { echo "error: python3 is not installed (Debian packages python3, python3-venv)" >&2; exit 1; }
-if [ ! -x "$venv/bin/python" ]; then
-  echo "== creating the toolchain venv in $venv"
-  python3 -m venv "$venv" || { echo "error: cannot create a venv (Debian package python3-venv)" >&2; exit 1; }
-fi
-echo "== installing the pinned toolchain (bitstreams/ecp5/requirements.txt)"
-"$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
+python=$("$here/venv.sh")
+venv=$(dirname "$(dirname "$python")")
 
 # LiteX calls yosys, nextpnr-ecp5 and ecppack by name. YoWASP runs them in a WASI sandbox that
 # maps /tmp to a private folder, so absolute /tmp paths in LiteX's yosys script are made relative.
@@ -46,9 +42,8 @@ done
 chmod +x "$out/bin/"*
 export PATH="$out/bin:$PATH"
 
-echo "== generating Verilog from hdl/"
-(cd "$root" && cargo run -q -p specmirror-hdl --bin specmirror-verilog -- "$out/verilog" >/dev/null)
-sed 's/^module top(/module target_path(/' "$out/verilog/target_path.v" > "$out/target_path.v"
+verilog=$("$root/bitstreams/verilog.sh" "$out/verilog")
+sed 's/^module top(/module target_path(/' "$verilog/target_path.v" > "$out/target_path.v"
 
 echo "== LiteX: Versa ECP5-5G, sys clock ${sys_clk} Hz (synthesis, place and route, bitstream)"
 (cd "$out" && "$venv/bin/python" "$here/nic.py" --verilog "$out/target_path.v" \
