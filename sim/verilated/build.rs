@@ -161,6 +161,129 @@ const TARGET_PORTS: &[&str] = &[
     "grants_taken",
 ];
 
+/// Ports of the simulated NIC (`nic_sim` from bitstreams/ecp5/nic.py), in the order the shim
+/// numbers them.
+const NIC_PORTS: &[&str] = &[
+    "clk",
+    "rst",
+    "phy_rx_valid",
+    "phy_rx_data",
+    "phy_tx_valid",
+    "phy_tx_data",
+    "generation",
+    "region_count",
+    "retry_backoff",
+    "retry_limit",
+    "local_hold",
+    "local_first",
+    "local_end",
+    "clear_barriers",
+    "region_shift",
+    "volume_bytes",
+    "data_timeout",
+    "grant_timeout",
+    "wr_valid",
+    "wr_ready",
+    "wr_data",
+    "wr_last",
+    "wr_offset",
+    "wr_len",
+    "wr_fua",
+    "wr_slot",
+    "done_valid",
+    "done_ready",
+    "done_slot",
+    "done_error",
+    "host_rx_valid",
+    "host_rx_last",
+    "host_rx_data",
+    "host_rx_last_be",
+    "host_rx_error",
+    "host_rx_ip",
+    "host_rx_port",
+    "host_tx_valid",
+    "host_tx_ready",
+    "host_tx_last",
+    "host_tx_data",
+    "host_tx_last_be",
+    "host_tx_length",
+    "host_tx_ip",
+    "host_tx_port",
+    "datagrams",
+    "flagged",
+    "held",
+    "frames_bad",
+    "lock_drops",
+    "answer_drops",
+    "data_drops",
+    "stale",
+];
+
+/// The simulated NIC's Verilog: LiteEth (MAC, IP, UDP, ARP) around the target path, written by
+/// bitstreams/ecp5/nic.py with the venv's python (bitstreams/ecp5/venv.sh makes it).
+fn nic_verilog(mdir: &Path) -> PathBuf {
+    println!("cargo:rerun-if-changed=../../bitstreams/ecp5/nic.py");
+    println!("cargo:rerun-if-env-changed=SPECMIRROR_ECP5_VENV");
+    let venv = std::env::var_os("SPECMIRROR_ECP5_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/specmirror/ecp5-venv"))
+        })
+        .expect("HOME or SPECMIRROR_ECP5_VENV");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        panic!(
+            "the simulated NIC needs LiteX and LiteEth in {}: run bitstreams/ecp5/venv.sh (./test.sh does)",
+            venv.display()
+        );
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bitstreams/ecp5/nic.py");
+    let v = mdir.join("nic_sim.v");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg("--sim-verilog")
+        .arg(&v)
+        .current_dir(mdir)
+        .output()
+        .expect("run the venv's python");
+    if !out.status.success() {
+        panic!(
+            "nic.py --sim-verilog failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    v
+}
+
+fn verilate(mdir: &Path, class: &str, top: &str, files: &[PathBuf], waivers: &[&str]) {
+    let status = Command::new("verilator")
+        .args(["--cc", "--top-module", top, "--prefix", class, "-O3"])
+        .args(["--x-assign", "fast", "--x-initial", "fast", "-Wno-fatal"])
+        .args(waivers)
+        .arg("--Mdir")
+        .arg(mdir)
+        .args(files)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("verilator failed ({s}) on {class}"),
+        Err(e) => panic!(
+            "verilator is not installed ({e}): install the Debian package verilator (./test.sh does)"
+        ),
+    }
+}
+
+fn add_model(b: &mut cc::Build, mdir: &Path) {
+    b.include(mdir);
+    for e in std::fs::read_dir(mdir).expect("read build folder") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "cpp") {
+            b.file(p);
+        }
+    }
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=../../hdl/src");
@@ -234,35 +357,38 @@ fn main() {
         std::fs::create_dir_all(&mdir).expect("create build folder");
         let v = mdir.join("top.v");
         std::fs::write(&v, verilog).expect("write Verilog");
-        let status = Command::new("verilator")
-            .args(["--cc", "--top-module", "top", "--prefix", class, "-O3"])
-            .args([
-                "--x-assign",
-                "fast",
-                "--x-initial",
-                "fast",
-                "-Wno-fatal",
-                "-Wno-WIDTH",
-            ])
-            .arg("--Mdir")
-            .arg(&mdir)
-            .arg(&v)
-            .status();
-        match status {
-            Ok(s) if s.success() => {}
-            Ok(s) => panic!("verilator failed ({s}) on {name}"),
-            Err(e) => panic!(
-                "verilator is not installed ({e}): install the Debian package verilator (./test.sh does)"
-            ),
-        }
+        verilate(&mdir, class, "top", &[v], &["-Wno-WIDTH"]);
         write_shim(&mdir, name, class, ports);
-        b.include(&mdir);
-        for e in std::fs::read_dir(&mdir).expect("read build folder") {
-            let p = e.expect("entry").path();
-            if p.extension().is_some_and(|x| x == "cpp") {
-                b.file(p);
-            }
-        }
+        add_model(&mut b, &mdir);
+    }
+    {
+        let mdir = out.join("vnic");
+        std::fs::create_dir_all(&mdir).expect("create build folder");
+        let nic = nic_verilog(&mdir);
+        let tp = mdir.join("target_path.v");
+        let verilog = specmirror_hdl::verilog::target_path().replacen(
+            "module top(",
+            "module target_path(",
+            1,
+        );
+        std::fs::write(&tp, verilog).expect("write Verilog");
+        // LiteEth's generated Verilog: combinational processes written with `<=` (COMBDLY), and
+        // ready/valid chains Verilator cannot order statically (UNOPTFLAT, settled by iteration).
+        verilate(
+            &mdir,
+            "Vnic",
+            "nic_sim",
+            &[nic, tp],
+            &[
+                "-Wno-WIDTH",
+                "-Wno-COMBDLY",
+                "-Wno-UNOPTFLAT",
+                "-Wno-lint",
+                "-Wno-style",
+            ],
+        );
+        write_shim(&mdir, "vnic", "Vnic", NIC_PORTS);
+        add_model(&mut b, &mdir);
     }
     b.compile("verilated_models");
     println!("cargo:rustc-link-lib=pthread");

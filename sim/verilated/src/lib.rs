@@ -96,6 +96,10 @@ macro_rules! verilated_model {
     };
 }
 
+pub mod ether;
+pub mod nic;
+pub mod nic_target;
+
 /// Ports of the send path, numbered as the shim numbers them (see build.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
