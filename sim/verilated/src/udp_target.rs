@@ -111,7 +111,7 @@ impl UdpTarget {
 }
 
 /// Frames the hardware leaves to the host's software.
-fn for_the_host(h: &Header, generation: u64) -> bool {
+pub(crate) fn for_the_host(h: &Header, generation: u64) -> bool {
     match h.ty {
         FrameType::Hello | FrameType::Flush | FrameType::Heartbeat => true,
         FrameType::Lock | FrameType::Data => h.generation as u64 != generation,
