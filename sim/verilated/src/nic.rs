@@ -175,6 +175,11 @@ pub struct Nic {
     host_out_word: usize,
     clear_barriers: bool,
     last_activity: u64,
+    /// While set, the host's ARP replies wait here (a slow host), and go when it is cleared.
+    pub hold_arp_replies: bool,
+    held_arp_replies: Vec<Vec<u8>>,
+    /// The clock each frame from the NIC started on, in order.
+    pub frame_starts: Vec<u64>,
 }
 
 impl Nic {
@@ -200,6 +205,9 @@ impl Nic {
             host_out_word: 0,
             clear_barriers: false,
             last_activity: 0,
+            hold_arp_replies: false,
+            held_arp_replies: Vec::new(),
+            frame_starts: Vec::new(),
         };
         n.m.set(NicPort::Rst, 1);
         for _ in 0..8 {
@@ -259,9 +267,15 @@ impl Nic {
         self.host_out.push_back((to.0, to.1, data.to_vec()));
     }
 
+    /// Clocks of link bytes (and gaps) queued towards the NIC.
+    pub fn busy_bytes(&self) -> usize {
+        self.wire_in.len()
+    }
+
     /// Something is on its way in, out or to the volume, or moved lately.
     pub fn busy(&self) -> bool {
         !self.wire_in.is_empty()
+            || (!self.hold_arp_replies && !self.held_arp_replies.is_empty())
             || !self.wire_out.is_empty()
             || !self.dones.is_empty()
             || !self.burst.is_empty()
@@ -304,6 +318,11 @@ impl Nic {
 
     /// One clock.
     pub fn step(&mut self) {
+        if !self.hold_arp_replies {
+            for r in std::mem::take(&mut self.held_arp_replies) {
+                self.send_wire(&r);
+            }
+        }
         let p = self.params;
         let m = &mut self.m;
         m.set(NicPort::Generation, p.generation as u64);
@@ -355,6 +374,9 @@ impl Nic {
 
         // The link out of the NIC.
         if m.get(NicPort::PhyTxValid) != 0 {
+            if self.wire_out.is_empty() {
+                self.frame_starts.push(self.now);
+            }
             self.wire_out.push(m.get(NicPort::PhyTxData) as u8);
             self.last_activity = self.now;
         } else if !self.wire_out.is_empty() {
@@ -445,12 +467,17 @@ impl Nic {
                             target_mac: a.sender_mac,
                             target_ip: a.sender_ip,
                         };
-                        self.send_wire(&ether::wire_frame(
+                        let w = ether::wire_frame(
                             a.sender_mac,
                             HOST_MAC,
                             ether::ETHERTYPE_ARP,
                             &r.encode(),
-                        ));
+                        );
+                        if self.hold_arp_replies {
+                            self.held_arp_replies.push(w);
+                        } else {
+                            self.send_wire(&w);
+                        }
                     }
                 }
                 Err(e) => self.malformed.push(e),

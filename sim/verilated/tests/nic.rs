@@ -208,3 +208,78 @@ fn the_host_path_sends_datagrams_through_the_nic() {
     // Nothing went to the target path.
     assert_eq!(n.counters().datagrams, 0);
 }
+
+#[test]
+fn receive_goes_on_while_answers_wait_for_arp() {
+    let mut n = nic();
+    n.hold_arp_replies = true;
+    // Three locks and their data while the NIC cannot send: it waits for the host's address.
+    for i in 1..=3u64 {
+        n.send_datagram(PEER, NIC_PORT, &tp::lock(i, i, i, 1));
+        n.send_datagram(
+            PEER,
+            NIC_PORT,
+            &tp::data(i, i, i << SHIFT, &[i as u8; 1024], Default::default()),
+        );
+    }
+    n.run(40_000);
+    assert!(n.datagrams.is_empty(), "no answer can leave before ARP");
+    assert!(n.arps.iter().any(|a| a.op == ARP_REQUEST));
+    // Every datagram was taken and every write made: receive did not wait for transmit.
+    assert_eq!(n.counters().datagrams, 6);
+    assert_eq!(n.writes.len(), 3, "{:?}", n.writes);
+    // The host answers ARP at last, and every answer goes out.
+    n.hold_arp_replies = false;
+    let a = answers(&mut n);
+    let mut got: Vec<_> = a.iter().map(|h| (h.lock_id, h.ty)).collect();
+    got.sort_by_key(|&(id, ty)| (id, ty as u8));
+    let want: Vec<_> = (1..=3u64)
+        .flat_map(|i| [(i, FrameType::LockGranted), (i, FrameType::WriteDone)])
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(n.counters().answer_drops, 0);
+}
+
+/// Clocks through the NIC for one lock and one 4 KiB write, once the host's address is known.
+/// Printed (`--nocapture`), not asserted: figures, not a timed test.
+#[test]
+fn latency_through_the_nic() {
+    let mut n = nic();
+    n.send_datagram(PEER, NIC_PORT, &tp::lock(1, 1, 0, 1));
+    n.send_datagram(
+        PEER,
+        NIC_PORT,
+        &tp::data(1, 1, 0, &[1; 4096], Default::default()),
+    );
+    assert_eq!(answers(&mut n).len(), 2);
+
+    let lock = tp::lock(2, 2, 1, 1);
+    let start = n.now;
+    let out_before = n.frame_starts.len();
+    n.send_datagram(PEER, NIC_PORT, &lock);
+    let lock_wire = n.busy_bytes();
+    n.send_datagram(
+        PEER,
+        NIC_PORT,
+        &tp::data(2, 2, 1 << SHIFT, &[2; 4096], Default::default()),
+    );
+    let both_wire = n.busy_bytes();
+    let a = answers(&mut n);
+    assert_eq!(
+        a.iter().map(|h| h.ty).collect::<Vec<_>>(),
+        vec![FrameType::LockGranted, FrameType::WriteDone]
+    );
+    let starts = &n.frame_starts[out_before..];
+    assert_eq!(starts.len(), 2);
+    eprintln!(
+        "NIC latency (clocks, a byte per clock on the PHY model): LOCK frame {lock_wire} bytes on the wire; \
+         LOCK's first byte in to LOCK_GRANTED's first byte out {}; LOCK + 4 KiB DATA {both_wire} bytes on the wire; \
+         LOCK's first byte in to WRITE_DONE's first byte out {}",
+        starts[0] - start,
+        starts[1] - start
+    );
+    // The answer cannot start before the lock frame is in (its CRC decides), nor WRITE_DONE
+    // before the data frame is.
+    assert!(starts[0] - start >= lock_wire as u64);
+    assert!(starts[1] - start >= both_wire as u64);
+}
