@@ -199,3 +199,8 @@ fn speculative_mode_mirrors_to_the_simulated_fpga_target_through_a_lossy_link() 
 fn speculative_mode_mirrors_to_the_simulated_fpga_nic() {
     mirror_to("speculative", false, true);
 }
+
+#[test]
+fn speculative_mode_mirrors_to_the_simulated_fpga_nic_through_a_lossy_link() {
+    mirror_to("speculative", true, true);
+}
