@@ -287,7 +287,44 @@ fn add_model(b: &mut cc::Build, mdir: &Path) {
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=../../hdl/src");
+    println!("cargo:rerun-if-changed=../../bitstreams/ecp5/requirements.txt");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    // Verilating and compiling the models takes minutes; the library is kept under the target
+    // folder by a hash of everything it is made from (the HDL and ABI sources, the locked crate
+    // versions, the NIC's script and toolchain pins, Verilator's version, this file), so a
+    // second build of the same models (clippy's, then the tests') links the first one's.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut key = Fnv::new();
+    key.add(include_str!("build.rs").as_bytes());
+    key.add(&verilator_version());
+    for dir in ["hdl/src", "host/abi/src"] {
+        hash_tree(&mut key, &root.join(dir));
+    }
+    for file in [
+        "Cargo.lock",
+        "hdl/Cargo.toml",
+        "bitstreams/ecp5/nic.py",
+        "bitstreams/ecp5/requirements.txt",
+    ] {
+        key.add(file.as_bytes());
+        key.add(&std::fs::read(root.join(file)).expect("read a model input"));
+    }
+    let cache = out
+        .ancestors()
+        .nth(4)
+        .expect("OUT_DIR inside the target folder")
+        .join("verilated-cache")
+        .join(format!("{:016x}", key.0));
+    let lib = "libverilated_models.a";
+    if cache.join(lib).exists() {
+        println!("cargo:rustc-link-search=native={}", cache.display());
+        println!("cargo:rustc-link-lib=static=verilated_models");
+        println!("cargo:rustc-link-lib=stdc++");
+        println!("cargo:rustc-link-lib=pthread");
+        println!("cargo:rustc-link-lib=atomic");
+        return;
+    }
+
     // The register file's ports: scalars, then each per-register array in turn (Verilator spells
     // rust-hdl's `value$3` as `value__0243`).
     let mut reg_ports: Vec<String> = ["clock", "addr", "wdata", "write", "rdata"]
@@ -338,6 +375,15 @@ fn main() {
             TARGET_PORTS,
         ),
     ];
+    // The NIC's Verilog, and the target path it instantiates under its own module name.
+    let nic_dir = out.join("vnic");
+    std::fs::create_dir_all(&nic_dir).expect("create build folder");
+    let nic = nic_verilog(&nic_dir);
+    let nic_tp = nic_dir.join("target_path.v");
+    let tp_verilog =
+        specmirror_hdl::verilog::target_path().replacen("module top(", "module target_path(", 1);
+    std::fs::write(&nic_tp, &tp_verilog).expect("write Verilog");
+
     let mut b = cc::Build::new();
     b.cpp(true)
         .std("c++17")
@@ -361,38 +407,76 @@ fn main() {
         write_shim(&mdir, name, class, ports);
         add_model(&mut b, &mdir);
     }
-    {
-        let mdir = out.join("vnic");
-        std::fs::create_dir_all(&mdir).expect("create build folder");
-        let nic = nic_verilog(&mdir);
-        let tp = mdir.join("target_path.v");
-        let verilog = specmirror_hdl::verilog::target_path().replacen(
-            "module top(",
-            "module target_path(",
-            1,
-        );
-        std::fs::write(&tp, verilog).expect("write Verilog");
-        // LiteEth's generated Verilog: combinational processes written with `<=` (COMBDLY), and
-        // ready/valid chains Verilator cannot order statically (UNOPTFLAT, settled by iteration).
-        verilate(
-            &mdir,
-            "Vnic",
-            "nic_sim",
-            &[nic, tp],
-            &[
-                "-Wno-WIDTH",
-                "-Wno-COMBDLY",
-                "-Wno-UNOPTFLAT",
-                "-Wno-lint",
-                "-Wno-style",
-            ],
-        );
-        write_shim(&mdir, "vnic", "Vnic", NIC_PORTS);
-        add_model(&mut b, &mdir);
-    }
+    // LiteEth's generated Verilog: combinational processes written with `<=` (COMBDLY), and
+    // ready/valid chains Verilator cannot order statically (UNOPTFLAT, settled by iteration).
+    verilate(
+        &nic_dir,
+        "Vnic",
+        "nic_sim",
+        &[nic, nic_tp],
+        &[
+            "-Wno-WIDTH",
+            "-Wno-COMBDLY",
+            "-Wno-UNOPTFLAT",
+            "-Wno-lint",
+            "-Wno-style",
+        ],
+    );
+    write_shim(&nic_dir, "vnic", "Vnic", NIC_PORTS);
+    add_model(&mut b, &nic_dir);
     b.compile("verilated_models");
     println!("cargo:rustc-link-lib=pthread");
     println!("cargo:rustc-link-lib=atomic");
+    // Into the cache, whole or not at all.
+    if std::fs::create_dir_all(&cache).is_ok() {
+        let tmp = cache.join(format!("{lib}.{}", std::process::id()));
+        if std::fs::copy(out.join(lib), &tmp).is_ok() {
+            let _ = std::fs::rename(&tmp, cache.join(lib));
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: a hash that is the same in every build.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn add(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        // A separator, so that ("ab", "c") and ("a", "bc") differ.
+        self.0 = (self.0 ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+/// Every file under `dir`, in name order: its path and its bytes.
+fn hash_tree(key: &mut Fnv, dir: &Path) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read a source folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            hash_tree(key, &p);
+        } else {
+            key.add(p.file_name().expect("name").as_encoded_bytes());
+            key.add(&std::fs::read(&p).expect("read a source file"));
+        }
+    }
+}
+
+fn verilator_version() -> Vec<u8> {
+    match Command::new("verilator").arg("--version").output() {
+        Ok(o) => o.stdout,
+        Err(e) => panic!(
+            "verilator is not installed ({e}): install the Debian package verilator (./test.sh does)"
+        ),
+    }
 }
 
 fn write_shim(mdir: &Path, name: &str, class: &str, ports: &[&str]) {
