@@ -45,7 +45,8 @@ modules=$(ls -d "$kdir"/lib/modules/*)
 say "guest kernel $(basename "$vmlinuz")"
 
 say "building specmirror and vfio-edu-check"
-cargo build -q -p specmirror -p specmirror-driver --bins
+# The test profile (its output is target/debug too): what `cargo test` built already is reused.
+cargo build -q --profile test -p specmirror -p specmirror-driver --bins
 bin=$root/target/debug
 
 # The initramfs: busybox, the two binaries with their shared libraries, the modules, /init.
