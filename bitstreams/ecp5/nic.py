@@ -96,6 +96,20 @@ class _CRG(LiteXModule):
         self.specials += AsyncResetSynchronizer(self.cd_sys, ~pll.locked | ~rst_n)
 
 
+def udp_ip_core(phy, sys_clk_freq):
+    """LiteEth's MAC, ARP, IPv4, ICMP and UDP with a 64-bit datapath on the system clock."""
+    return LiteEthUDPIPCore(
+        phy,
+        mac_address=MAC_ADDRESS,
+        ip_address=IP_ADDRESS,
+        clk_freq=sys_clk_freq,
+        dw=64,
+        with_sys_datapath=True,
+        # Only IP packets to this address: LiteEth's MAC takes frames to any MAC address.
+        with_ip_broadcast=False,
+    )
+
+
 class TargetPort(LiteXModule):
     """The target path (`target_path`, Verilog from hdl/) on UDP port UDP_PORT of a LiteEth
     UDP/IP core. `params` maps each of PARAMETERS to a constant or a signal. The volume-write
@@ -208,16 +222,7 @@ class NIC(SoCMini):
             tx_delay=0e-9,
             rx_delay=0e-9,
         )
-        self.ethcore = LiteEthUDPIPCore(
-            self.ethphy,
-            mac_address=MAC_ADDRESS,
-            ip_address=IP_ADDRESS,
-            clk_freq=sys_clk_freq,
-            dw=64,
-            with_sys_datapath=True,
-            # Only IP packets to this address: LiteEth's MAC takes frames to any MAC address.
-            with_ip_broadcast=False,
-        )
+        self.ethcore = udp_ip_core(self.ethphy, sys_clk_freq)
         params = {
             "generation": 1,
             "region_count": VOLUME_BYTES >> REGION_SHIFT,
@@ -295,16 +300,7 @@ class NICSim(LiteXModule):
         self.comb += [self.cd_sys.clk.eq(clk), self.cd_sys.rst.eq(rst)]
         pads = Record([("source_valid", 1), ("source_data", 8), ("sink_valid", 1), ("sink_data", 8)])
         self.ethphy = PHYModel(pads)
-        self.ethcore = LiteEthUDPIPCore(
-            self.ethphy,
-            mac_address=MAC_ADDRESS,
-            ip_address=IP_ADDRESS,
-            clk_freq=sys_clk_freq,
-            dw=64,
-            with_sys_datapath=True,
-            # Only IP packets to this address: LiteEth's MAC takes frames to any MAC address.
-            with_ip_broadcast=False,
-        )
+        self.ethcore = udp_ip_core(self.ethphy, sys_clk_freq)
         # Into the NIC (phy_rx_*) and out of it (phy_tx_*), a byte per clock; a frame is the
         # bytes of one run of valid clocks: preamble, Ethernet frame, CRC.
         self.comb += [
