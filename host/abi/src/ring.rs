@@ -114,6 +114,34 @@ pub struct Completion {
     pub reserved: Le64,
 }
 
+impl Completion {
+    /// The entry as it lies in the completion ring.
+    pub fn to_bytes(&self) -> [u8; COMPLETION_LEN] {
+        let mut b = [0u8; COMPLETION_LEN];
+        b[0..8].copy_from_slice(&self.seq.to_bytes());
+        b[8..16].copy_from_slice(&self.lock_id.to_bytes());
+        b[16] = self.status;
+        b[17] = self.flags;
+        b[18..20].copy_from_slice(&self.reason.to_bytes());
+        b[20..24].copy_from_slice(&self.timestamp.to_bytes());
+        b[24..32].copy_from_slice(&self.reserved.to_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8; COMPLETION_LEN]) -> Completion {
+        let field = |at: usize, n: usize| &b[at..at + n];
+        Completion {
+            seq: Le64::from_bytes(field(0, 8).try_into().expect("8 bytes")),
+            lock_id: Le64::from_bytes(field(8, 8).try_into().expect("8 bytes")),
+            status: b[16],
+            flags: b[17],
+            reason: Le16::from_bytes(field(18, 2).try_into().expect("2 bytes")),
+            timestamp: Le32::from_bytes(field(20, 4).try_into().expect("4 bytes")),
+            reserved: Le64::from_bytes(field(24, 8).try_into().expect("8 bytes")),
+        }
+    }
+}
+
 impl Descriptor {
     pub fn to_bytes(&self) -> [u8; DESCRIPTOR_LEN] {
         let mut b = [0u8; DESCRIPTOR_LEN];
@@ -167,6 +195,28 @@ mod tests {
         assert_eq!(offset_of!(Completion, timestamp), 20);
         assert_eq!(offset_of!(Completion, reserved), 24);
         assert_eq!(RING_ALIGN % COMPLETION_LEN, 0);
+    }
+
+    #[test]
+    fn completion_bytes_match_in_memory_layout_and_parse_back() {
+        let c = Completion {
+            seq: 0x0102_0304_0506_0708.into(),
+            lock_id: 0x1112_1314_1516_1718.into(),
+            status: CompletionStatus::LockRejected as u8,
+            flags: COMPLETION_PHASE,
+            reason: 0x2122.into(),
+            timestamp: 0x3132_3334.into(),
+            reserved: 0x4142_4344_4546_4748.into(),
+        };
+        let raw: [u8; COMPLETION_LEN] = [
+            0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // seq
+            0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11, // lock id
+            2, 1, 0x22, 0x21, // status, flags, reason
+            0x34, 0x33, 0x32, 0x31, // timestamp
+            0x48, 0x47, 0x46, 0x45, 0x44, 0x43, 0x42, 0x41, // reserved
+        ];
+        assert_eq!(c.to_bytes(), raw);
+        assert_eq!(Completion::from_bytes(&raw), c);
     }
 
     #[test]

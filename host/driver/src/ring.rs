@@ -135,15 +135,7 @@ impl CompletionRing {
         let mut b = [0u8; COMPLETION_LEN];
         self.mem.read(slot * COMPLETION_LEN, &mut b);
         self.head = self.head.wrapping_add(1);
-        Some(Completion {
-            seq: u64::from_le_bytes(b[0..8].try_into().expect("8")).into(),
-            lock_id: u64::from_le_bytes(b[8..16].try_into().expect("8")).into(),
-            status: b[16],
-            flags: b[17],
-            reason: u16::from_le_bytes([b[18], b[19]]).into(),
-            timestamp: u32::from_le_bytes(b[20..24].try_into().expect("4")).into(),
-            reserved: u64::from_le_bytes(b[24..32].try_into().expect("8")).into(),
-        })
+        Some(Completion::from_bytes(&b))
     }
 
     /// Tells the device how far the host has read, so it may reuse the slots.
