@@ -3,7 +3,9 @@
 //! 64-bit valid/ready/last transmit stream, one word per clock.
 //!
 //! Modes (the ABI's `ring::Mode`): speculative sends LOCK then DATA back to back; implicit sends one
-//! DATA frame flagged IMPLICIT_LOCK; conservative sends LOCK, then waits for `granted` before DATA.
+//! DATA frame flagged IMPLICIT_LOCK; conservative sends LOCK, then waits for `granted` before DATA,
+//! and on `rejected` gives the descriptor up with its data unsent (the send tracker reports the
+//! rejection; the host re-issues the write, in conservative mode).
 //! The CRC is computed on the fly as words leave, so the data is read once and never buffered.
 //!
 //! Mind Verilog's widths: an operator inside a wider expression works at the wider width, so the
@@ -62,6 +64,9 @@ pub struct SpecSender {
     pub data_ready: Signal<Out, Bit>,
     /// The receive path saw LOCK_GRANTED for the current lock (conservative mode waits for it).
     pub granted: Signal<In, Bit>,
+    /// The receive path saw LOCK_REJECTED for the current lock: while waiting for the grant, the
+    /// sender gives the descriptor up without its data (the host re-issues the write).
+    pub rejected: Signal<In, Bit>,
     // Transmit stream.
     pub tx_data: Signal<Out, Bits<64>>,
     pub tx_valid: Signal<Out, Bit>,
@@ -125,6 +130,7 @@ impl Default for SpecSender {
             data_valid: Default::default(),
             data_ready: Default::default(),
             granted: Default::default(),
+            rejected: Default::default(),
             tx_data: Default::default(),
             tx_valid: Default::default(),
             tx_last: Default::default(),
@@ -311,7 +317,9 @@ impl Logic for SpecSender {
                 }
             }
             SendState::WaitGrant => {
-                if self.granted.val() {
+                if self.rejected.val() {
+                    self.state.d.next = SendState::Idle;
+                } else if self.granted.val() {
                     self.state.d.next = SendState::DataHeader;
                 }
             }
@@ -382,6 +390,7 @@ pub mod tests_support {
         u.data_in.connect();
         u.data_valid.connect();
         u.granted.connect();
+        u.rejected.connect();
         u.tx_ready.connect();
         u
     }

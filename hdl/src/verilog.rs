@@ -97,6 +97,13 @@ pub fn target_path() -> String {
     generate_verilog(&u)
 }
 
+/// The send tracker as Verilog (top module `top`).
+pub fn send_tracker() -> String {
+    let mut u = crate::send_tracker::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The register block as Verilog (top module `top`).
 pub fn register_file() -> String {
     let mut u = crate::register_file::tests_support::connected();
@@ -179,6 +186,7 @@ mod tests {
             ("data_buffer", data_buffer()),
             ("answer_cache", answer_cache()),
             ("target_path", target_path()),
+            ("send_tracker", send_tracker()),
         ] {
             assert!(v.contains("module top"), "{name}");
             if let Err(e) = lint(name, &v) {

@@ -24,6 +24,7 @@ fn main() {
         ("answer_cache", specmirror_hdl::verilog::answer_cache()),
         ("data_buffer", specmirror_hdl::verilog::data_buffer()),
         ("target_path", specmirror_hdl::verilog::target_path()),
+        ("send_tracker", specmirror_hdl::verilog::send_tracker()),
     ] {
         let path = out.join(format!("{name}.v"));
         if let Err(e) = std::fs::write(&path, v) {

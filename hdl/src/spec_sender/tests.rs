@@ -155,3 +155,42 @@ fn conservative_mode_holds_data_until_the_grant() {
     );
     assert_eq!(run.bytes(), golden(c));
 }
+
+#[test]
+fn a_rejection_while_waiting_for_the_grant_halts_the_data() {
+    let c = CASES.iter().find(|c| c.mode == Mode::Conservative).unwrap();
+    let mut u = new_sender();
+    u.desc_valid.next = true;
+    u.desc_seq.next = c.seq.to_bits();
+    u.desc_lock_id.next = c.lock_id.to_bits();
+    u.desc_length.next = (c.length as u64).to_bits();
+    u.desc_mode.next = (c.mode as u64).to_bits();
+    u.desc_first_region.next = c.first_region().to_bits();
+    u.desc_region_count.next = c.region_count().to_bits();
+    u.tx_ready.next = true;
+    u.data_valid.next = true;
+    let (mut frames, mut data_taken, mut ready_again) = (0, 0, None);
+    for t in 0..200u64 {
+        u.rejected.next = t == 40;
+        settle(&mut u);
+        if u.desc_ready.val() && u.desc_valid.val() && t > 0 {
+            ready_again.get_or_insert(t);
+        }
+        if t < 100 {
+            frames += (u.tx_valid.val() && u.tx_last.val()) as usize;
+            data_taken += u.data_ready.val() as usize;
+        }
+        let took = u.desc_ready.val() && u.desc_valid.val();
+        cycle(&mut u, clock);
+        if took && t == 0 {
+            u.desc_valid.next = false;
+        }
+        if t == 100 {
+            // The next descriptor, offered from clock 101, is taken at once: the sender is idle.
+            u.desc_valid.next = true;
+        }
+    }
+    assert_eq!(frames, 1, "the LOCK frame only");
+    assert_eq!(data_taken, 0, "no data word read");
+    assert_eq!(ready_again, Some(101), "idle again after the rejection");
+}
