@@ -31,6 +31,7 @@ const SENDER_PORTS: &[&str] = &[
     "tx_last",
     "tx_ready",
     "busy",
+    "rejected",
 ];
 
 /// Ports of the frame parser, in the order the shim numbers them.
@@ -159,6 +160,32 @@ const TARGET_PORTS: &[&str] = &[
     "repeats_missed",
     "data_status",
     "grants_taken",
+];
+
+/// Ports of the send tracker, in the order the shim numbers them (`name#k` is 64-bit word `k` of
+/// a wider port).
+const TRACKER_PORTS: &[&str] = &[
+    "clock",
+    "sent_valid",
+    "sent_lock_id",
+    "sent_seq",
+    "room",
+    "ans_valid",
+    "ans_ty",
+    "ans_lock_id",
+    "ans_arg",
+    "wait_lock_id",
+    "granted",
+    "rejected",
+    "cpl_valid",
+    "cpl_ready",
+    "cpl_data#0",
+    "cpl_data#1",
+    "cpl_data#2",
+    "cpl_data#3",
+    "inflight",
+    "unmatched",
+    "cpl_drops",
 ];
 
 /// Ports of the simulated NIC (`nic_sim` from bitstreams/ecp5/nic.py), in the order the shim
@@ -337,7 +364,7 @@ fn main() {
         }
     }
     let reg_refs: Vec<&str> = reg_ports.iter().map(|s| s.as_str()).collect();
-    let models: [(&str, &str, String, &[&str]); 6] = [
+    let models: [(&str, &str, String, &[&str]); 7] = [
         (
             "vsender",
             "Vsender",
@@ -373,6 +400,12 @@ fn main() {
             "Vtarget",
             specmirror_hdl::verilog::target_path(),
             TARGET_PORTS,
+        ),
+        (
+            "vtracker",
+            "Vtracker",
+            specmirror_hdl::verilog::send_tracker(),
+            TRACKER_PORTS,
         ),
     ];
     // The NIC's Verilog, and the target path it instantiates under its own module name.
@@ -483,6 +516,21 @@ fn write_shim(mdir: &Path, name: &str, class: &str, ports: &[&str]) {
     let mut set = String::new();
     let mut get = String::new();
     for (i, p) in ports.iter().enumerate() {
+        if let Some((name, word)) = p.split_once('#') {
+            // A word of a port wider than 64 bits (Verilator's 32-bit words, low first).
+            let k: usize = word.parse().expect("word index");
+            set.push_str(&format!(
+                "    case {i}: m->{name}[{lo}] = (uint32_t)v; m->{name}[{hi}] = (uint32_t)(v >> 32); break;\n",
+                lo = 2 * k,
+                hi = 2 * k + 1
+            ));
+            get.push_str(&format!(
+                "    case {i}: return (uint64_t)m->{name}[{lo}] | ((uint64_t)m->{name}[{hi}] << 32);\n",
+                lo = 2 * k,
+                hi = 2 * k + 1
+            ));
+            continue;
+        }
         set.push_str(&format!("    case {i}: m->{p} = v; break;\n"));
         get.push_str(&format!("    case {i}: return (uint64_t)m->{p};\n"));
     }

@@ -99,6 +99,7 @@ macro_rules! verilated_model {
 pub mod ether;
 pub mod nic;
 pub mod nic_target;
+pub mod served;
 
 /// Ports of the send path, numbered as the shim numbers them (see build.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +128,7 @@ pub enum Port {
     TxLast,
     TxReady,
     Busy,
+    Rejected,
 }
 
 /// Ports of the frame parser, numbered as the shim numbers them (see build.rs).
@@ -354,6 +356,45 @@ verilated_model!(
     vtarget_eval,
     vtarget_set,
     vtarget_get
+);
+
+/// Ports of the send tracker, numbered as the shim numbers them (see build.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum TrackerPort {
+    Clock = 0,
+    SentValid,
+    SentLockId,
+    SentSeq,
+    Room,
+    AnsValid,
+    AnsTy,
+    AnsLockId,
+    AnsArg,
+    WaitLockId,
+    Granted,
+    Rejected,
+    CplValid,
+    CplReady,
+    /// The completion entry's four words, low first.
+    CplData0,
+    CplData1,
+    CplData2,
+    CplData3,
+    Inflight,
+    Unmatched,
+    CplDrops,
+}
+
+verilated_model!(
+    /// The verilated send tracker (`hdl::SendTracker8`).
+    VerilatedTracker,
+    TrackerPort,
+    vtracker_new,
+    vtracker_free,
+    vtracker_eval,
+    vtracker_set,
+    vtracker_get
 );
 
 /// The verilated target path as a [`TargetIo`] model, for `hdl::target_path::host::Host`.
