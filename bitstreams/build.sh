@@ -26,6 +26,7 @@ sed 's/^module top(/module answer_emitter(/' "$verilog/answer_emitter.v" > "$out
 sed 's/^module top(/module target_path(/' "$verilog/target_path.v" > "$out/target_path.v"
 sed 's/^module top(/module data_buffer(/' "$verilog/data_buffer.v" > "$out/data_buffer.v"
 sed 's/^module top(/module answer_cache(/' "$verilog/answer_cache.v" > "$out/answer_cache.v"
+sed 's/^module top(/module send_tracker(/' "$verilog/send_tracker.v" > "$out/send_tracker.v"
 
 count() { # count CELL-regex LOG: sums the "CELL  N" lines of the last statistics in a yosys log
   awk -v re="$1" '/Printing statistics/ {s = 0} $1 ~ re && $2 ~ /^[0-9]+$/ {s += $2} END {print s+0}' "$2"
@@ -43,6 +44,7 @@ read -r l16_lut l16_ff l16_carry l16_bram <<< "$(ice40_core lock_table_16 "$out/
 read -r an_lut an_ff an_carry an_bram <<< "$(ice40_core answer_emitter "$out/answer_emitter.v")"
 read -r db_lut db_ff db_carry db_bram <<< "$(ice40_core data_buffer "$out/data_buffer.v")"
 read -r ac_lut ac_ff ac_carry ac_bram <<< "$(ice40_core answer_cache "$out/answer_cache.v")"
+read -r st_lut st_ff st_carry st_bram <<< "$(ice40_core send_tracker "$out/send_tracker.v")"
 
 pnr() { # pnr NAME TOP VERILOG... : synthesis, place and route, bitstream; sets pnr_fmax pnr_lc pnr_ram
   local name=$1 top=$2; shift 2
@@ -155,6 +157,16 @@ Answers (LOCK_GRANTED, LOCK_REJECTED, WRITE_DONE, WRITE_FAILED) wait in a 16-dee
 leave as nine-word frames, one word per clock, byte for byte the software target's frames.
 
 nextpnr, answer path: \`${an_fmax_line}\`
+
+## Source answers to completions (\`SendTracker\`)
+
+| target | LUTs | FFs | carry | BRAM | Fmax |
+|---|---:|---:|---:|---:|---|
+| iCE40 HX8K, 8 entries alone (yosys \`synth_ice40\`) | ${st_lut} | ${st_ff} | ${st_carry} | ${st_bram} | — |
+
+Eight descriptors in flight, each answer matched against every entry's 64-bit lock id, completion
+entries (32 bytes, the ABI's layout) in a 16-deep block-RAM FIFO. Synthesised only: it is not
+placed with the send path yet.
 
 ## Target, wire to wire (\`TargetPath\`)
 
