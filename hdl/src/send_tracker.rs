@@ -41,7 +41,8 @@ pub struct SendTracker<const N: usize, const S: usize> {
     pub sent_valid: Signal<In, Bit>,
     pub sent_lock_id: Signal<In, Bits<64>>,
     pub sent_seq: Signal<In, Bits<64>>,
-    /// An entry is free: the send path may take a descriptor.
+    /// An entry is free: the send path may take a descriptor (from a register: low for the
+    /// first clock after reset).
     pub room: Signal<Out, Bit>,
     /// An answer's header, from the receive path's frame parser (one per frame at most).
     pub ans_valid: Signal<In, Bit>,
@@ -89,6 +90,10 @@ pub struct SendTracker<const N: usize, const S: usize> {
     unmatched_q: DFF<Bits<32>>,
     drops_q: DFF<Bits<32>>,
     hits: Signal<Local, Bits<N>>,
+    free_n: Signal<Local, Bits<4>>,
+    taking: Signal<Local, Bit>,
+    freeing: Signal<Local, Bit>,
+    room_q: DFF<Bit>,
     free_found: Signal<Local, Bit>,
     free_slot: Signal<Local, Bits<S>>,
     hit_found: Signal<Local, Bit>,
@@ -110,6 +115,10 @@ pub struct SendTracker<const N: usize, const S: usize> {
 
 impl<const N: usize, const S: usize> Default for SendTracker<N, S> {
     fn default() -> Self {
+        assert!(
+            1 << S == N && N < 16,
+            "N entries (under 16) with S-bit slot numbers"
+        );
         let ty = |t: FrameType| Constant::new((t as u64).to_bits());
         let st = |s: CompletionStatus| Constant::new((s as u64).to_bits());
         Self {
@@ -152,6 +161,10 @@ impl<const N: usize, const S: usize> Default for SendTracker<N, S> {
             unmatched_q: Default::default(),
             drops_q: Default::default(),
             hits: Default::default(),
+            free_n: Default::default(),
+            taking: Default::default(),
+            freeing: Default::default(),
+            room_q: Default::default(),
             free_found: Default::default(),
             free_slot: Default::default(),
             hit_found: Default::default(),
@@ -192,6 +205,7 @@ impl<const N: usize, const S: usize> Logic for SendTracker<N, S> {
             now,
             pop,
             count,
+            room_q,
             unmatched_q,
             drops_q
         );
@@ -220,7 +234,15 @@ impl<const N: usize, const S: usize> Logic for SendTracker<N, S> {
                 self.free_slot.next = i.to_bits();
             }
         }
-        self.room.next = self.free_found.val();
+        self.free_n.next = 0.into();
+        for i in 0..N {
+            if !self.used[i].q.val() {
+                self.free_n.next = self.free_n.val() + 1;
+            }
+        }
+        // `room` comes from a register (so no combinational path runs from `sent_valid` back to
+        // it): whether an entry is free after this clock's take and release.
+        self.room.next = self.room_q.q.val();
 
         // Stage 1: register the answers (other frame types are not the tracker's).
         self.a_valid.d.next = self.ans_valid.val()
@@ -287,6 +309,17 @@ impl<const N: usize, const S: usize> Logic for SendTracker<N, S> {
                 self.status.next = self.st_failed.val();
                 self.reason.next = self.m_arg.q.val().get_bits::<16>(0);
             }
+        }
+        self.taking.next = self.sent_valid.val() & self.free_found.val();
+        self.freeing.next = self.m_valid.q.val()
+            & self.hit_found.val()
+            & (self.m_ty.q.val() != self.ty_granted.val());
+        if self.taking.val() & !self.freeing.val() {
+            self.room_q.d.next = self.free_n.val() > 1;
+        } else if !self.taking.val() & self.freeing.val() {
+            self.room_q.d.next = true;
+        } else {
+            self.room_q.d.next = self.free_n.val() > 0;
         }
         for i in 0..N {
             if self.m_valid.q.val() & self.hit_found.val() & (self.hit_slot.val().index() == i) {

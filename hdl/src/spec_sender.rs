@@ -4,8 +4,9 @@
 //!
 //! Modes (the ABI's `ring::Mode`): speculative sends LOCK then DATA back to back; implicit sends one
 //! DATA frame flagged IMPLICIT_LOCK; conservative sends LOCK, then waits for `granted` before DATA,
-//! and on `rejected` gives the descriptor up with its data unsent (the send tracker reports the
-//! rejection; the host re-issues the write, in conservative mode).
+//! and on `rejected` gives the descriptor up with its data unsent: its data words are read and
+//! dropped, so the next descriptor's data lines up (the send tracker reports the rejection; the
+//! host re-issues the write, in conservative mode).
 //! The CRC is computed on the fly as words leave, so the data is read once and never buffered.
 //!
 //! Mind Verilog's widths: an operator inside a wider expression works at the wider width, so the
@@ -38,6 +39,8 @@ pub enum SendState {
     DataHeader,
     DataPayload,
     DataTrailer,
+    /// A rejected lock's data words, read and dropped, so the next descriptor's data lines up.
+    Drain,
 }
 
 #[derive(LogicBlock)]
@@ -74,6 +77,8 @@ pub struct SpecSender {
     pub tx_ready: Signal<In, Bit>,
     /// High while a frame is being emitted or awaited.
     pub busy: Signal<Out, Bit>,
+    /// The lock id of the descriptor being sent (the one conservative mode waits on).
+    pub lock_id_out: Signal<Out, Bits<64>>,
 
     state: DFF<SendState>,
     index: DFF<Bits<3>>,
@@ -136,6 +141,7 @@ impl Default for SpecSender {
             tx_last: Default::default(),
             tx_ready: Default::default(),
             busy: Default::default(),
+            lock_id_out: Default::default(),
             state: Default::default(),
             index: Default::default(),
             words_left: Default::default(),
@@ -194,6 +200,7 @@ impl Logic for SpecSender {
         self.tx_last.next = false;
         self.tx_data.next = 0.into();
         self.busy.next = true;
+        self.lock_id_out.next = self.lock_id.q.val();
         // The CRC folds in the pending word every clock; the trailer takes the fold of the last
         // word directly, so no clock is lost waiting for the CRC.
         self.crc_step.crc_in.next = self.crc.q.val();
@@ -318,7 +325,11 @@ impl Logic for SpecSender {
             }
             SendState::WaitGrant => {
                 if self.rejected.val() {
-                    self.state.d.next = SendState::Idle;
+                    if self.words_left.q.val() == 0 {
+                        self.state.d.next = SendState::Idle;
+                    } else {
+                        self.state.d.next = SendState::Drain;
+                    }
                 } else if self.granted.val() {
                     self.state.d.next = SendState::DataHeader;
                 }
@@ -359,6 +370,15 @@ impl Logic for SpecSender {
                 if self.tx_ready.val() {
                     self.pend_valid.d.next = false;
                     self.state.d.next = SendState::Idle;
+                }
+            }
+            SendState::Drain => {
+                self.data_ready.next = true;
+                if self.data_valid.val() {
+                    self.words_left.d.next = self.words_left.q.val() - 1;
+                    if self.words_left.q.val() == 1 {
+                        self.state.d.next = SendState::Idle;
+                    }
                 }
             }
             _ => {

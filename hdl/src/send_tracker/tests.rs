@@ -114,8 +114,9 @@ fn back_to_back_answers_for_one_lock_are_taken_in_order() {
 fn a_full_completion_fifo_drops_and_counts() {
     let mut u = tracker();
     u.cpl_ready.next = false;
-    // Eight descriptors, then a grant and a done for each: sixteen completions fill the FIFO,
-    // and the last answers find it full.
+    cycle(&mut u, clock); // (`room` comes from a register)
+                          // Eight descriptors, then a grant and a done for each: sixteen completions fill the FIFO,
+                          // and the last answers find it full.
     for i in 0..ENTRIES as u64 {
         u.sent_valid.next = true;
         u.sent_lock_id.next = (10 + i).to_bits();
@@ -174,6 +175,7 @@ fn the_send_path_hears_its_locks_grant_or_rejection() {
         let mut u = tracker();
         u.cpl_ready.next = true;
         u.wait_lock_id.next = 7u64.to_bits();
+        cycle(&mut u, clock); // (`room` comes from a register)
         for (id, seq) in [(6u64, 1u64), (7, 2)] {
             u.sent_valid.next = true;
             u.sent_lock_id.next = id.to_bits();
