@@ -104,6 +104,13 @@ pub fn send_tracker() -> String {
     generate_verilog(&u)
 }
 
+/// The source path as Verilog (top module `top`).
+pub fn source_path() -> String {
+    let mut u = crate::source_path::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The register block as Verilog (top module `top`).
 pub fn register_file() -> String {
     let mut u = crate::register_file::tests_support::connected();
@@ -187,6 +194,7 @@ mod tests {
             ("answer_cache", answer_cache()),
             ("target_path", target_path()),
             ("send_tracker", send_tracker()),
+            ("source_path", source_path()),
         ] {
             assert!(v.contains("module top"), "{name}");
             if let Err(e) = lint(name, &v) {

@@ -32,6 +32,7 @@ const SENDER_PORTS: &[&str] = &[
     "tx_ready",
     "busy",
     "rejected",
+    "lock_id_out",
 ];
 
 /// Ports of the frame parser, in the order the shim numbers them.
@@ -186,6 +187,45 @@ const TRACKER_PORTS: &[&str] = &[
     "inflight",
     "unmatched",
     "cpl_drops",
+];
+
+/// Ports of the source path, in the order the shim numbers them.
+const SOURCE_PORTS: &[&str] = &[
+    "clock",
+    "desc_valid",
+    "desc_ready",
+    "desc_seq",
+    "desc_lock_id",
+    "desc_offset",
+    "desc_length",
+    "desc_mode",
+    "desc_flags",
+    "desc_first_region",
+    "desc_region_count",
+    "generation",
+    "ack_lock",
+    "ack_seq",
+    "data_in",
+    "data_valid",
+    "data_ready",
+    "tx_data",
+    "tx_valid",
+    "tx_last",
+    "tx_ready",
+    "rx_data",
+    "rx_valid",
+    "rx_last",
+    "cpl_valid",
+    "cpl_ready",
+    "cpl_data#0",
+    "cpl_data#1",
+    "cpl_data#2",
+    "cpl_data#3",
+    "frames_bad",
+    "stale",
+    "unmatched",
+    "cpl_drops",
+    "inflight",
 ];
 
 /// Ports of the simulated NIC (`nic_sim` from bitstreams/ecp5/nic.py), in the order the shim
@@ -364,7 +404,7 @@ fn main() {
         }
     }
     let reg_refs: Vec<&str> = reg_ports.iter().map(|s| s.as_str()).collect();
-    let models: [(&str, &str, String, &[&str]); 7] = [
+    let models: [(&str, &str, String, &[&str]); 8] = [
         (
             "vsender",
             "Vsender",
@@ -406,6 +446,12 @@ fn main() {
             "Vtracker",
             specmirror_hdl::verilog::send_tracker(),
             TRACKER_PORTS,
+        ),
+        (
+            "vsource",
+            "Vsource",
+            specmirror_hdl::verilog::source_path(),
+            SOURCE_PORTS,
         ),
     ];
     // The NIC's Verilog, and the target path it instantiates under its own module name.

@@ -25,6 +25,7 @@ fn main() {
         ("data_buffer", specmirror_hdl::verilog::data_buffer()),
         ("target_path", specmirror_hdl::verilog::target_path()),
         ("send_tracker", specmirror_hdl::verilog::send_tracker()),
+        ("source_path", specmirror_hdl::verilog::source_path()),
     ] {
         let path = out.join(format!("{name}.v"));
         if let Err(e) = std::fs::write(&path, v) {

@@ -24,7 +24,7 @@ pub const GENERATION: u32 = 3;
 pub const RETRANSMIT_WINDOW: usize = 8;
 /// Retransmission rounds before the source model gives up.
 pub const MAX_ROUNDS: u32 = 1000;
-const PAIR: [u8; 16] = *b"hdl-target-path!";
+pub const PAIR: [u8; 16] = *b"hdl-target-path!";
 
 /// The target path's inputs for one clock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 
 use std::ffi::c_void;
 
+use specmirror_hdl::source_path::host::{SourceIo, SpIn, SpOut};
 use specmirror_hdl::target_path::host::{TargetIo, TpIn, TpOut};
 
 pub mod udp_target;
@@ -129,6 +130,7 @@ pub enum Port {
     TxReady,
     Busy,
     Rejected,
+    LockIdOut,
 }
 
 /// Ports of the frame parser, numbered as the shim numbers them (see build.rs).
@@ -396,6 +398,114 @@ verilated_model!(
     vtracker_set,
     vtracker_get
 );
+
+/// Ports of the source path, numbered as the shim numbers them (see build.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum SourcePort {
+    Clock = 0,
+    DescValid,
+    DescReady,
+    DescSeq,
+    DescLockId,
+    DescOffset,
+    DescLength,
+    DescMode,
+    DescFlags,
+    DescFirstRegion,
+    DescRegionCount,
+    Generation,
+    AckLock,
+    AckSeq,
+    DataIn,
+    DataValid,
+    DataReady,
+    TxData,
+    TxValid,
+    TxLast,
+    TxReady,
+    RxData,
+    RxValid,
+    RxLast,
+    CplValid,
+    CplReady,
+    CplData0,
+    CplData1,
+    CplData2,
+    CplData3,
+    FramesBad,
+    Stale,
+    Unmatched,
+    CplDrops,
+    Inflight,
+}
+
+verilated_model!(
+    /// The verilated source path (`hdl::SourcePath`).
+    VerilatedSourcePath,
+    SourcePort,
+    vsource_new,
+    vsource_free,
+    vsource_eval,
+    vsource_set,
+    vsource_get
+);
+
+/// The verilated source path as a [`SourceIo`] model, for `hdl::source_path::host`.
+pub struct VerSource(pub VerilatedSourcePath);
+
+impl SourceIo for VerSource {
+    fn set(&mut self, i: &SpIn) {
+        use SourcePort as P;
+        let m = &mut self.0;
+        m.set(P::DescValid, i.desc_valid as u64);
+        m.set(P::DescSeq, i.desc_seq);
+        m.set(P::DescLockId, i.desc_lock_id);
+        m.set(P::DescOffset, i.desc_offset);
+        m.set(P::DescLength, i.desc_length);
+        m.set(P::DescMode, i.desc_mode);
+        m.set(P::DescFirstRegion, i.desc_first_region);
+        m.set(P::DescRegionCount, i.desc_region_count);
+        m.set(P::Generation, i.generation);
+        m.set(P::DataIn, i.data_in);
+        m.set(P::DataValid, i.data_valid as u64);
+        m.set(P::TxReady, i.tx_ready as u64);
+        m.set(P::RxData, i.rx_data);
+        m.set(P::RxValid, i.rx_valid as u64);
+        m.set(P::RxLast, i.rx_last as u64);
+        m.set(P::CplReady, i.cpl_ready as u64);
+    }
+
+    fn get(&mut self) -> SpOut {
+        use SourcePort as P;
+        let m = &mut self.0;
+        m.eval();
+        SpOut {
+            desc_ready: m.get(P::DescReady) != 0,
+            data_ready: m.get(P::DataReady) != 0,
+            tx_data: m.get(P::TxData),
+            tx_valid: m.get(P::TxValid) != 0,
+            tx_last: m.get(P::TxLast) != 0,
+            cpl_valid: m.get(P::CplValid) != 0,
+            cpl_data: [
+                m.get(P::CplData0),
+                m.get(P::CplData1),
+                m.get(P::CplData2),
+                m.get(P::CplData3),
+            ],
+            frames_bad: m.get(P::FramesBad),
+            stale: m.get(P::Stale),
+            unmatched: m.get(P::Unmatched),
+            cpl_drops: m.get(P::CplDrops),
+            inflight: m.get(P::Inflight),
+        }
+    }
+
+    fn tick(&mut self) {
+        self.0.eval();
+        self.0.tick();
+    }
+}
 
 /// The verilated target path as a [`TargetIo`] model, for `hdl::target_path::host::Host`.
 pub struct Ver(pub VerilatedTargetPath);

@@ -1,0 +1,383 @@
+//! A closed loop around a source path model (rust-hdl's or Verilator's): descriptors and their
+//! data go in, the frames that leave are handed to the software target core (which writes its
+//! volume and answers after a round trip), its answers come back in, and [`check`] holds every
+//! descriptor's completions to the protocol: LOCK_GRANTED then WRITE_DONE for a write the target
+//! took, LOCK_REJECTED (out of range) for one past the volume's end, its data held back in
+//! conservative mode; and the target's volume as the writes left it.
+
+use std::collections::VecDeque;
+
+use rust_hdl::prelude::*;
+use specmirror_abi::ring::{Completion, CompletionStatus, Mode};
+use specmirror_abi::{FrameType, Header, Hello, HelloStatus, RejectReason};
+use specmirror_core::target::{Target, TargetAction, TargetConfig, TargetEvent};
+use specmirror_core::Frame;
+
+use super::SourcePath;
+use crate::bench::{cycle, settle, Rng};
+use crate::target_path::host::{GENERATION, PAIR, REGION, REGIONS};
+
+/// The source path's inputs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpIn {
+    pub desc_valid: bool,
+    pub desc_seq: u64,
+    pub desc_lock_id: u64,
+    pub desc_offset: u64,
+    pub desc_length: u64,
+    pub desc_mode: u64,
+    pub desc_first_region: u64,
+    pub desc_region_count: u64,
+    pub generation: u64,
+    pub data_in: u64,
+    pub data_valid: bool,
+    pub tx_ready: bool,
+    pub rx_data: u64,
+    pub rx_valid: bool,
+    pub rx_last: bool,
+    pub cpl_ready: bool,
+}
+
+/// The source path's outputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpOut {
+    pub desc_ready: bool,
+    pub data_ready: bool,
+    pub tx_data: u64,
+    pub tx_valid: bool,
+    pub tx_last: bool,
+    pub cpl_valid: bool,
+    pub cpl_data: [u64; 4],
+    pub frames_bad: u64,
+    pub stale: u64,
+    pub unmatched: u64,
+    pub cpl_drops: u64,
+    pub inflight: u64,
+}
+
+/// A model of the source path: set the inputs, read the settled outputs, clock it.
+pub trait SourceIo {
+    fn set(&mut self, i: &SpIn);
+    fn get(&mut self) -> SpOut;
+    fn tick(&mut self);
+}
+
+/// rust-hdl's simulation of the source path.
+pub struct Hdl(pub SourcePath);
+
+impl Hdl {
+    pub fn new() -> Hdl {
+        let mut u = super::tests_support::connected();
+        u.connect_all();
+        Hdl(u)
+    }
+}
+
+impl Default for Hdl {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn clock(u: &mut SourcePath) -> &mut Signal<In, Clock> {
+    &mut u.clock
+}
+
+impl SourceIo for Hdl {
+    fn set(&mut self, i: &SpIn) {
+        let u = &mut self.0;
+        u.desc_valid.next = i.desc_valid;
+        u.desc_seq.next = i.desc_seq.to_bits();
+        u.desc_lock_id.next = i.desc_lock_id.to_bits();
+        u.desc_offset.next = i.desc_offset.to_bits();
+        u.desc_length.next = i.desc_length.to_bits();
+        u.desc_mode.next = i.desc_mode.to_bits();
+        u.desc_flags.next = 0u64.to_bits();
+        u.desc_first_region.next = i.desc_first_region.to_bits();
+        u.desc_region_count.next = i.desc_region_count.to_bits();
+        u.generation.next = i.generation.to_bits();
+        u.ack_lock.next = 0u64.to_bits();
+        u.ack_seq.next = 0u64.to_bits();
+        u.data_in.next = i.data_in.to_bits();
+        u.data_valid.next = i.data_valid;
+        u.tx_ready.next = i.tx_ready;
+        u.rx_data.next = i.rx_data.to_bits();
+        u.rx_valid.next = i.rx_valid;
+        u.rx_last.next = i.rx_last;
+        u.cpl_ready.next = i.cpl_ready;
+    }
+
+    fn get(&mut self) -> SpOut {
+        let u = &mut self.0;
+        settle(u);
+        let d = u.cpl_data.val();
+        SpOut {
+            desc_ready: u.desc_ready.val(),
+            data_ready: u.data_ready.val(),
+            tx_data: u.tx_data.val().to_u64(),
+            tx_valid: u.tx_valid.val(),
+            tx_last: u.tx_last.val(),
+            cpl_valid: u.cpl_valid.val(),
+            cpl_data: [
+                d.get_bits::<64>(0).to_u64(),
+                d.get_bits::<64>(64).to_u64(),
+                d.get_bits::<64>(128).to_u64(),
+                d.get_bits::<64>(192).to_u64(),
+            ],
+            frames_bad: u.frames_bad.val().to_u64(),
+            stale: u.stale.val().to_u64(),
+            unmatched: u.unmatched.val().to_u64(),
+            cpl_drops: u.cpl_drops.val().to_u64(),
+            inflight: u.inflight.val().to_u64(),
+        }
+    }
+
+    fn tick(&mut self) {
+        cycle(&mut self.0, clock)
+    }
+}
+
+/// A write: its sequence number and lock id, its mode, where, and what.
+pub struct Write {
+    pub id: u64,
+    pub mode: Mode,
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+/// `n` writes of up to 512 bytes at random places, every ninth past the volume's end; each in
+/// `mode`, or in a random explicit-lock mode when `mode` is `None`.
+pub fn workload(seed: u64, n: u64, mode: Option<Mode>) -> Vec<Write> {
+    let mut r = Rng(seed);
+    (1..=n)
+        .map(|id| {
+            let past = id % 9 == 0;
+            let len = 8 * (1 + r.below(64)) as usize - r.below(8) as usize;
+            let offset = if past {
+                REGIONS * REGION + r.below(4) * REGION
+            } else {
+                r.below(REGIONS * REGION - len as u64)
+            };
+            let data = (0..len).map(|_| r.below(256) as u8).collect();
+            let mode = mode.unwrap_or(if r.below(2) == 0 {
+                Mode::Speculative
+            } else {
+                Mode::Conservative
+            });
+            Write {
+                id,
+                mode,
+                offset,
+                data,
+            }
+        })
+        .collect()
+}
+
+/// What a closed-loop run did.
+pub struct Outcome {
+    pub completions: Vec<Completion>,
+    pub volume: Vec<u8>,
+    /// The lock ids of the DATA frames the target got.
+    pub data_frames: Vec<u64>,
+    pub out: SpOut,
+    pub clocks: u64,
+}
+
+fn session() -> Target {
+    let mut t = Target::new(TargetConfig::new(REGIONS * REGION, REGION, PAIR));
+    let hello = Hello::for_pair(REGIONS * REGION, REGION, PAIR, 1, HelloStatus::Ok);
+    let mut h = Header::new(FrameType::Hello);
+    h.generation = GENERATION;
+    t.handle(
+        TargetEvent::Frame(Frame::new(h, hello.to_bytes().to_vec())),
+        0,
+    );
+    t
+}
+
+/// Runs `writes` through `io` against the software target, with round trips of 50 to 150
+/// clocks, the transmit stream, the data port and the completion port stalling at random.
+pub fn run<T: SourceIo>(io: &mut T, writes: &[Write], seed: u64) -> Outcome {
+    let mut r = Rng(seed);
+    let mut t = session();
+    let mut volume = vec![0u8; (REGIONS * REGION) as usize];
+    let mut next = 0usize;
+    let mut words: VecDeque<u64> = VecDeque::new();
+    let mut frame = Vec::new();
+    // Answer words on their way back, each with the clock it arrives.
+    let mut answers: VecDeque<(u64, u64, bool)> = VecDeque::new();
+    let (mut completions, mut data_frames) = (Vec::new(), Vec::new());
+    let mut events: VecDeque<TargetEvent> = VecDeque::new();
+    let (mut now, mut quiet) = (0u64, 0u64);
+    let mut out = SpOut::default();
+    while now < 200 * (writes.len() as u64 + 10) * 20 {
+        let mut i = SpIn {
+            generation: GENERATION as u64,
+            ..SpIn::default()
+        };
+        // The next descriptor, and its data words once taken.
+        i.desc_valid = next < writes.len() && words.is_empty();
+        if i.desc_valid {
+            let w = &writes[next];
+            let first = w.offset / REGION;
+            let end = (w.offset + w.data.len() as u64).div_ceil(REGION);
+            i.desc_seq = w.id;
+            i.desc_lock_id = w.id;
+            i.desc_offset = w.offset;
+            i.desc_length = w.data.len() as u64;
+            i.desc_mode = w.mode as u64;
+            i.desc_first_region = first;
+            i.desc_region_count = end - first;
+        }
+        i.data_valid = !words.is_empty() && r.below(4) != 0;
+        i.data_in = words.front().copied().unwrap_or(0);
+        i.tx_ready = r.below(5) != 0;
+        i.cpl_ready = r.below(3) != 0;
+        let arriving = answers.front().is_some_and(|a| a.0 <= now);
+        if let Some(&(_, w, last)) = answers.front().filter(|_| arriving) {
+            i.rx_valid = true;
+            i.rx_data = w;
+            i.rx_last = last;
+        }
+        io.set(&i);
+        out = io.get();
+        if i.desc_valid && out.desc_ready {
+            words.extend(writes[next].data.chunks(8).map(|c| {
+                let mut b = [0u8; 8];
+                b[..c.len()].copy_from_slice(c);
+                u64::from_le_bytes(b)
+            }));
+            next += 1;
+        }
+        if i.data_valid && out.data_ready {
+            words.pop_front();
+        }
+        if arriving {
+            answers.pop_front();
+        }
+        if out.cpl_valid && i.cpl_ready {
+            let mut b = [0u8; 32];
+            for (k, w) in out.cpl_data.iter().enumerate() {
+                b[8 * k..8 * k + 8].copy_from_slice(&w.to_le_bytes());
+            }
+            completions.push(Completion::from_bytes(&b));
+        }
+        if out.tx_valid && i.tx_ready {
+            frame.extend_from_slice(&out.tx_data.to_le_bytes());
+            if out.tx_last {
+                let (f, _) =
+                    Frame::decode(&std::mem::take(&mut frame)).expect("a well-formed frame");
+                if f.header.ty == FrameType::Data {
+                    data_frames.push(f.header.lock_id);
+                }
+                events.push_back(TargetEvent::Frame(f));
+            }
+        }
+        while let Some(e) = events.pop_front() {
+            for a in t.handle(e, now) {
+                match a {
+                    TargetAction::Send(s) => {
+                        let at = (now + 50 + r.below(100)).max(answers.back().map_or(0, |x| x.0));
+                        let b = s.encode();
+                        let n = b.len() / 8;
+                        for (k, c) in b.chunks(8).enumerate() {
+                            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+                            answers.push_back((at, w, k + 1 == n));
+                        }
+                    }
+                    TargetAction::WriteVolume {
+                        token,
+                        offset,
+                        data,
+                        ..
+                    } => {
+                        volume[offset as usize..][..data.len()].copy_from_slice(&data);
+                        events.push_back(TargetEvent::VolumeWriteDone {
+                            token,
+                            result: Ok(()),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        io.tick();
+        now += 1;
+        // Done when nothing has moved for a while (a completion may wait a clock behind a pop).
+        let idle = next == writes.len()
+            && words.is_empty()
+            && answers.is_empty()
+            && out.inflight == 0
+            && !out.cpl_valid;
+        quiet = if idle { quiet + 1 } else { 0 };
+        if quiet > 20 {
+            break;
+        }
+    }
+    Outcome {
+        completions,
+        volume,
+        data_frames,
+        out,
+        clocks: now,
+    }
+}
+
+/// Holds a run's outcome to the protocol (see the module's comment).
+pub fn check(writes: &[Write], o: &Outcome, what: &str) {
+    assert_eq!(o.out.frames_bad, 0, "{what}");
+    assert_eq!(o.out.cpl_drops, 0, "{what}");
+    let mut volume = vec![0u8; (REGIONS * REGION) as usize];
+    let mut by_lock: std::collections::BTreeMap<u64, Vec<(CompletionStatus, u16)>> =
+        Default::default();
+    for c in &o.completions {
+        assert_eq!(c.seq.get(), c.lock_id.get(), "{what}: a completion's seq");
+        let status = CompletionStatus::from_u8(c.status).expect("a status");
+        by_lock
+            .entry(c.lock_id.get())
+            .or_default()
+            .push((status, c.reason.get()));
+    }
+    let mut speculative_rejected = 0;
+    for w in writes {
+        let got = by_lock.remove(&w.id).unwrap_or_default();
+        if w.offset >= REGIONS * REGION {
+            assert_eq!(
+                got,
+                vec![(
+                    CompletionStatus::LockRejected,
+                    RejectReason::OutOfRange as u16
+                )],
+                "{what}: write {}",
+                w.id
+            );
+            // Conservative mode held its data back; speculative mode had sent it already.
+            let sent = o.data_frames.contains(&w.id);
+            assert_eq!(
+                sent,
+                w.mode == Mode::Speculative,
+                "{what}: write {}'s data ({:?})",
+                w.id,
+                w.mode
+            );
+            speculative_rejected += sent as u64;
+        } else {
+            assert_eq!(
+                got,
+                vec![
+                    (CompletionStatus::LockGranted, 0),
+                    (CompletionStatus::WriteDone, 0)
+                ],
+                "{what}: write {}",
+                w.id
+            );
+            volume[w.offset as usize..][..w.data.len()].copy_from_slice(&w.data);
+        }
+    }
+    assert!(by_lock.is_empty(), "{what}: completions for no write");
+    assert!(o.volume == volume, "{what}: the target's volume");
+    // The target answers a rejected lock's data with the rejection again: by then its entry is
+    // gone, so the answer is unmatched.
+    assert_eq!(o.out.unmatched, speculative_rejected, "{what}");
+}
