@@ -15,7 +15,7 @@ use specmirror_core::Frame;
 
 use super::SourcePath;
 use crate::bench::{cycle, settle, Rng};
-use crate::target_path::host::{GENERATION, PAIR, REGION, REGIONS};
+use crate::target_path::host::{Host as TargetHost, TargetIo, GENERATION, PAIR, REGION, REGIONS};
 
 /// The source path's inputs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -137,6 +137,99 @@ impl SourceIo for Hdl {
     }
 }
 
+/// The target at the other end of the loop.
+pub trait Peer {
+    /// A whole frame from the source, at clock `now`.
+    fn take(&mut self, frame: &[u8], now: u64);
+    /// One clock; the answer frames the target sends in it.
+    fn step(&mut self, now: u64) -> Vec<Vec<u8>>;
+    fn volume(&self) -> &[u8];
+}
+
+/// The software target core, its volume writes completing at once.
+pub struct SoftwarePeer {
+    target: Target,
+    volume: Vec<u8>,
+    out: Vec<Vec<u8>>,
+}
+
+impl SoftwarePeer {
+    pub fn new() -> SoftwarePeer {
+        let mut target = Target::new(TargetConfig::new(REGIONS * REGION, REGION, PAIR));
+        let hello = Hello::for_pair(REGIONS * REGION, REGION, PAIR, 1, HelloStatus::Ok);
+        let mut h = Header::new(FrameType::Hello);
+        h.generation = GENERATION;
+        target.handle(
+            TargetEvent::Frame(Frame::new(h, hello.to_bytes().to_vec())),
+            0,
+        );
+        SoftwarePeer {
+            target,
+            volume: vec![0u8; (REGIONS * REGION) as usize],
+            out: Vec::new(),
+        }
+    }
+}
+
+impl Default for SoftwarePeer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Peer for SoftwarePeer {
+    fn take(&mut self, frame: &[u8], now: u64) {
+        let (f, _) = Frame::decode(frame).expect("a well-formed frame");
+        let mut events = VecDeque::from([TargetEvent::Frame(f)]);
+        while let Some(e) = events.pop_front() {
+            for a in self.target.handle(e, now) {
+                match a {
+                    TargetAction::Send(s) => self.out.push(s.encode()),
+                    TargetAction::WriteVolume {
+                        token,
+                        offset,
+                        data,
+                        ..
+                    } => {
+                        self.volume[offset as usize..][..data.len()].copy_from_slice(&data);
+                        events.push_back(TargetEvent::VolumeWriteDone {
+                            token,
+                            result: Ok(()),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, _now: u64) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn volume(&self) -> &[u8] {
+        &self.volume
+    }
+}
+
+/// The hardware target path (any [`TargetIo`] model), with its host model writing the volume.
+pub struct HardwarePeer<T: TargetIo>(pub TargetHost<T>);
+
+impl<T: TargetIo> Peer for HardwarePeer<T> {
+    fn take(&mut self, frame: &[u8], _now: u64) {
+        self.0.send(frame);
+    }
+
+    fn step(&mut self, _now: u64) -> Vec<Vec<u8>> {
+        self.0.step();
+        std::mem::take(&mut self.0.answers)
+    }
+
+    fn volume(&self) -> &[u8] {
+        &self.0.volume
+    }
+}
+
 /// A write: its sequence number and lock id, its mode, where, and what.
 pub struct Write {
     pub id: u64,
@@ -184,31 +277,23 @@ pub struct Outcome {
     pub clocks: u64,
 }
 
-fn session() -> Target {
-    let mut t = Target::new(TargetConfig::new(REGIONS * REGION, REGION, PAIR));
-    let hello = Hello::for_pair(REGIONS * REGION, REGION, PAIR, 1, HelloStatus::Ok);
-    let mut h = Header::new(FrameType::Hello);
-    h.generation = GENERATION;
-    t.handle(
-        TargetEvent::Frame(Frame::new(h, hello.to_bytes().to_vec())),
-        0,
-    );
-    t
-}
-
-/// Runs `writes` through `io` against the software target, with round trips of 50 to 150
-/// clocks, the transmit stream, the data port and the completion port stalling at random.
-pub fn run<T: SourceIo>(io: &mut T, writes: &[Write], seed: u64) -> Outcome {
+/// Runs `writes` through `io` against `peer`, at most `window` of them in flight (the host's
+/// part: it knows how much data the target can hold), with round trips of 50 to 150 clocks, the
+/// transmit stream, the data port and the completion port stalling at random.
+pub fn run<T: SourceIo, P: Peer>(
+    io: &mut T,
+    peer: &mut P,
+    writes: &[Write],
+    window: u32,
+    seed: u64,
+) -> Outcome {
     let mut r = Rng(seed);
-    let mut t = session();
-    let mut volume = vec![0u8; (REGIONS * REGION) as usize];
     let mut next = 0usize;
     let mut words: VecDeque<u64> = VecDeque::new();
     let mut frame = Vec::new();
     // Answer words on their way back, each with the clock it arrives.
     let mut answers: VecDeque<(u64, u64, bool)> = VecDeque::new();
     let (mut completions, mut data_frames) = (Vec::new(), Vec::new());
-    let mut events: VecDeque<TargetEvent> = VecDeque::new();
     let (mut now, mut quiet) = (0u64, 0u64);
     let mut out = SpOut::default();
     while now < 200 * (writes.len() as u64 + 10) * 20 {
@@ -217,7 +302,8 @@ pub fn run<T: SourceIo>(io: &mut T, writes: &[Write], seed: u64) -> Outcome {
             ..SpIn::default()
         };
         // The next descriptor, and its data words once taken.
-        i.desc_valid = next < writes.len() && words.is_empty();
+        i.desc_valid =
+            next < writes.len() && words.is_empty() && out.inflight.count_ones() < window;
         if i.desc_valid {
             let w = &writes[next];
             let first = w.offset / REGION;
@@ -266,40 +352,20 @@ pub fn run<T: SourceIo>(io: &mut T, writes: &[Write], seed: u64) -> Outcome {
         if out.tx_valid && i.tx_ready {
             frame.extend_from_slice(&out.tx_data.to_le_bytes());
             if out.tx_last {
-                let (f, _) =
-                    Frame::decode(&std::mem::take(&mut frame)).expect("a well-formed frame");
-                if f.header.ty == FrameType::Data {
-                    data_frames.push(f.header.lock_id);
+                let f = std::mem::take(&mut frame);
+                let h = Header::decode(&f).expect("a well-formed header");
+                if h.ty == FrameType::Data {
+                    data_frames.push(h.lock_id);
                 }
-                events.push_back(TargetEvent::Frame(f));
+                peer.take(&f, now);
             }
         }
-        while let Some(e) = events.pop_front() {
-            for a in t.handle(e, now) {
-                match a {
-                    TargetAction::Send(s) => {
-                        let at = (now + 50 + r.below(100)).max(answers.back().map_or(0, |x| x.0));
-                        let b = s.encode();
-                        let n = b.len() / 8;
-                        for (k, c) in b.chunks(8).enumerate() {
-                            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-                            answers.push_back((at, w, k + 1 == n));
-                        }
-                    }
-                    TargetAction::WriteVolume {
-                        token,
-                        offset,
-                        data,
-                        ..
-                    } => {
-                        volume[offset as usize..][..data.len()].copy_from_slice(&data);
-                        events.push_back(TargetEvent::VolumeWriteDone {
-                            token,
-                            result: Ok(()),
-                        });
-                    }
-                    _ => {}
-                }
+        for b in peer.step(now) {
+            let at = (now + 50 + r.below(100)).max(answers.back().map_or(0, |x| x.0));
+            let n = b.len() / 8;
+            for (k, c) in b.chunks(8).enumerate() {
+                let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+                answers.push_back((at, w, k + 1 == n));
             }
         }
         io.tick();
@@ -317,7 +383,7 @@ pub fn run<T: SourceIo>(io: &mut T, writes: &[Write], seed: u64) -> Outcome {
     }
     Outcome {
         completions,
-        volume,
+        volume: peer.volume().to_vec(),
         data_frames,
         out,
         clocks: now,

@@ -3,11 +3,11 @@
 
 use specmirror_abi::ring::Mode;
 
-use super::host::{check, run, workload, Hdl};
+use super::host::{check, run, workload, Hdl, SoftwarePeer};
 
 fn closed_loop(mode: Mode, seed: u64) -> u64 {
     let writes = workload(seed, 40, Some(mode));
-    let o = run(&mut Hdl::new(), &writes, seed);
+    let o = run(&mut Hdl::new(), &mut SoftwarePeer::new(), &writes, 8, seed);
     check(&writes, &o, &format!("{mode:?}"));
     eprintln!(
         "{mode:?}: 40 writes in {} clocks (round trips of 50 to 150 clocks), {} completions",
