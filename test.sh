@@ -39,21 +39,27 @@ phase "generating Verilog from hdl/"
 mkdir -p bitstreams/build
 export SPECMIRROR_VERILOG_DIR="$PWD/bitstreams/build/verilog"
 cargo run -q --profile test -p specmirror-hdl --bin specmirror-verilog -- "$SPECMIRROR_VERILOG_DIR" >/dev/null
-# The ECP5 build is the longest step and keeps one core busy: it runs beside the tests (which
-# mostly wait on I/O and timers), the VFIO guest and the iCE40 build.
+# The bitstream builds keep one core busy each and wait on nothing: they run beside the tests
+# (which mostly wait on I/O and timers) and the VFIO guest.
 phase "bitstreams/ecp5/build.sh (ECP5-5G Versa NIC bitstream: LiteEth UDP/IP and the target path, timing check), in the background"
 ./bitstreams/ecp5/build.sh > bitstreams/build/ecp5-build.log 2>&1 &
 ecp5=$!
+phase "bitstreams/build.sh (iCE40 HX8K bitstream, UltraScale+ estimate, timing check), in the background"
+./bitstreams/build.sh > bitstreams/build/ice40-build.log 2>&1 &
+ice40=$!
 phase "cargo test"
 cargo test --workspace
 phase "tests/vfio/run.sh (the VFIO backend on QEMU's edu device in a guest with an IOMMU)"
 ./tests/vfio/run.sh
-phase "bitstreams/build.sh (iCE40 HX8K bitstream, UltraScale+ estimate, timing check)"
+phase "waiting for the bitstream builds"
 ice40_rc=0
-./bitstreams/build.sh || ice40_rc=$?
-phase "waiting for the ECP5 build"
+wait "$ice40" || ice40_rc=$?
+phase "iCE40 build done (exit $ice40_rc)"
 ecp5_rc=0
 wait "$ecp5" || ecp5_rc=$?
+phase "ECP5 build done (exit $ecp5_rc)"
+echo "== bitstreams/build.sh output"
+cat bitstreams/build/ice40-build.log
 echo "== bitstreams/ecp5/build.sh output"
 cat bitstreams/build/ecp5-build.log
 phase "done"
