@@ -267,6 +267,66 @@ pub fn workload(seed: u64, n: u64, mode: Option<Mode>) -> Vec<Write> {
         .collect()
 }
 
+/// The link between a source model and its target: the frame leaving, word by word, and the
+/// target's answers coming back after a round trip of 50 to 150 clocks.
+#[derive(Default)]
+pub struct Link {
+    frame: Vec<u8>,
+    /// Answer words on their way back, each with the clock it arrives.
+    answers: VecDeque<(u64, u64, bool)>,
+    /// The lock ids of the DATA frames the target got.
+    pub data_frames: Vec<u64>,
+}
+
+impl Link {
+    /// The answer word (data, last) that arrives in clock `now`, if any.
+    pub fn arriving(&self, now: u64) -> Option<(u64, bool)> {
+        self.answers
+            .front()
+            .filter(|a| a.0 <= now)
+            .map(|&(_, w, last)| (w, last))
+    }
+
+    /// The end of clock `now`: `sent` is the word the source handed over (data, last), if any;
+    /// `delivered` whether the arriving answer word went in. Collects the target's answers.
+    pub fn clock<P: Peer>(
+        &mut self,
+        peer: &mut P,
+        r: &mut Rng,
+        now: u64,
+        sent: Option<(u64, bool)>,
+        delivered: bool,
+    ) {
+        if delivered {
+            self.answers.pop_front();
+        }
+        if let Some((w, last)) = sent {
+            self.frame.extend_from_slice(&w.to_le_bytes());
+            if last {
+                let f = std::mem::take(&mut self.frame);
+                let h = Header::decode(&f).expect("a well-formed header");
+                if h.ty == FrameType::Data {
+                    self.data_frames.push(h.lock_id);
+                }
+                peer.take(&f, now);
+            }
+        }
+        for b in peer.step(now) {
+            let at = (now + 50 + r.below(100)).max(self.answers.back().map_or(0, |x| x.0));
+            let n = b.len() / 8;
+            for (k, c) in b.chunks(8).enumerate() {
+                let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+                self.answers.push_back((at, w, k + 1 == n));
+            }
+        }
+    }
+
+    /// Nothing on its way back.
+    pub fn is_quiet(&self) -> bool {
+        self.answers.is_empty()
+    }
+}
+
 /// What a closed-loop run did.
 pub struct Outcome {
     pub completions: Vec<Completion>,
@@ -290,10 +350,8 @@ pub fn run<T: SourceIo, P: Peer>(
     let mut r = Rng(seed);
     let mut next = 0usize;
     let mut words: VecDeque<u64> = VecDeque::new();
-    let mut frame = Vec::new();
-    // Answer words on their way back, each with the clock it arrives.
-    let mut answers: VecDeque<(u64, u64, bool)> = VecDeque::new();
-    let (mut completions, mut data_frames) = (Vec::new(), Vec::new());
+    let mut link = Link::default();
+    let mut completions = Vec::new();
     let (mut now, mut quiet) = (0u64, 0u64);
     let mut out = SpOut::default();
     while now < 200 * (writes.len() as u64 + 10) * 20 {
@@ -320,8 +378,8 @@ pub fn run<T: SourceIo, P: Peer>(
         i.data_in = words.front().copied().unwrap_or(0);
         i.tx_ready = r.below(5) != 0;
         i.cpl_ready = r.below(3) != 0;
-        let arriving = answers.front().is_some_and(|a| a.0 <= now);
-        if let Some(&(_, w, last)) = answers.front().filter(|_| arriving) {
+        let arriving = link.arriving(now);
+        if let Some((w, last)) = arriving {
             i.rx_valid = true;
             i.rx_data = w;
             i.rx_last = last;
@@ -339,9 +397,6 @@ pub fn run<T: SourceIo, P: Peer>(
         if i.data_valid && out.data_ready {
             words.pop_front();
         }
-        if arriving {
-            answers.pop_front();
-        }
         if out.cpl_valid && i.cpl_ready {
             let mut b = [0u8; 32];
             for (k, w) in out.cpl_data.iter().enumerate() {
@@ -349,31 +404,14 @@ pub fn run<T: SourceIo, P: Peer>(
             }
             completions.push(Completion::from_bytes(&b));
         }
-        if out.tx_valid && i.tx_ready {
-            frame.extend_from_slice(&out.tx_data.to_le_bytes());
-            if out.tx_last {
-                let f = std::mem::take(&mut frame);
-                let h = Header::decode(&f).expect("a well-formed header");
-                if h.ty == FrameType::Data {
-                    data_frames.push(h.lock_id);
-                }
-                peer.take(&f, now);
-            }
-        }
-        for b in peer.step(now) {
-            let at = (now + 50 + r.below(100)).max(answers.back().map_or(0, |x| x.0));
-            let n = b.len() / 8;
-            for (k, c) in b.chunks(8).enumerate() {
-                let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-                answers.push_back((at, w, k + 1 == n));
-            }
-        }
+        let sent = (out.tx_valid && i.tx_ready).then_some((out.tx_data, out.tx_last));
+        link.clock(peer, &mut r, now, sent, arriving.is_some());
         io.tick();
         now += 1;
         // Done when nothing has moved for a while (a completion may wait a clock behind a pop).
         let idle = next == writes.len()
             && words.is_empty()
-            && answers.is_empty()
+            && link.is_quiet()
             && out.inflight == 0
             && !out.cpl_valid;
         quiet = if idle { quiet + 1 } else { 0 };
@@ -384,7 +422,7 @@ pub fn run<T: SourceIo, P: Peer>(
     Outcome {
         completions,
         volume: peer.volume().to_vec(),
-        data_frames,
+        data_frames: link.data_frames,
         out,
         clocks: now,
     }

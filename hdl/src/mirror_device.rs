@@ -1,0 +1,190 @@
+//! The source device as the host driver sees it: the register block in BAR0 (`RegisterFile`,
+//! from the ABI's map), the ring engine (`RingEngine`: descriptors and data in by DMA, completion
+//! entries out by DMA) and the source path (`SourcePath`: LOCK and DATA frames out, the target's
+//! answers in). The driver's ring code runs unchanged over it, whether it sits behind a VFIO BAR
+//! or is this block verilated with its DMA port serving shared memory.
+//!
+//! Registers the device drives: STATUS (bit 0 running), SQ_HEAD, CQ_TAIL; counters FRAMES_TX
+//! (frames sent), FRAMES_RX (answer frames received), FRAMES_BAD (answer frames dropped by the
+//! parser), LOCKS_GRANTED and LOCKS_REJECTED (completions written). The descriptor's own mode
+//! byte picks its mode; GENERATION is the session stamped on every frame.
+
+use rust_hdl::prelude::*;
+use specmirror_abi::regs::{self, REGISTERS};
+
+use crate::register_file::RegisterFile;
+use crate::ring_engine::RingEngine;
+use crate::source_path::SourcePath;
+
+// The register indices the wiring below uses (rust-hdl needs them as literals).
+const _: () = {
+    const fn at(i: usize, off: u32) -> bool {
+        REGISTERS[i].offset == off
+    }
+    assert!(at(4, regs::CONTROL) && at(5, regs::STATUS) && at(7, regs::GENERATION));
+    assert!(at(8, regs::SQ_BASE_LO) && at(9, regs::SQ_BASE_HI) && at(10, regs::SQ_LOG2_SIZE));
+    assert!(at(11, regs::SQ_HEAD) && at(12, regs::CQ_BASE_LO) && at(13, regs::CQ_BASE_HI));
+    assert!(at(14, regs::CQ_LOG2_SIZE) && at(15, regs::CQ_TAIL));
+    assert!(at(20, regs::FRAMES_TX) && at(21, regs::FRAMES_RX) && at(22, regs::FRAMES_BAD));
+    assert!(at(23, regs::LOCKS_GRANTED) && at(24, regs::LOCKS_REJECTED));
+    assert!(at(26, regs::SQ_TAIL_DOORBELL) && at(27, regs::CQ_HEAD_DOORBELL));
+};
+
+#[derive(LogicBlock, Default)]
+pub struct MirrorDevice {
+    pub clock: Signal<In, Clock>,
+    // BAR0: one 32-bit access per clock; reads are combinational.
+    pub mmio_addr: Signal<In, Bits<13>>,
+    pub mmio_wdata: Signal<In, Bits<32>>,
+    pub mmio_write: Signal<In, Bit>,
+    pub mmio_rdata: Signal<Out, Bits<32>>,
+    // DMA.
+    pub rd_req_valid: Signal<Out, Bit>,
+    pub rd_req_ready: Signal<In, Bit>,
+    pub rd_req_addr: Signal<Out, Bits<64>>,
+    pub rd_req_words: Signal<Out, Bits<32>>,
+    pub rd_valid: Signal<In, Bit>,
+    pub rd_data: Signal<In, Bits<64>>,
+    pub rd_ready: Signal<Out, Bit>,
+    pub wr_valid: Signal<Out, Bit>,
+    pub wr_ready: Signal<In, Bit>,
+    pub wr_addr: Signal<Out, Bits<64>>,
+    pub wr_data: Signal<Out, Bits<256>>,
+    pub irq: Signal<Out, Bit>,
+    // The link.
+    pub tx_data: Signal<Out, Bits<64>>,
+    pub tx_valid: Signal<Out, Bit>,
+    pub tx_last: Signal<Out, Bit>,
+    pub tx_ready: Signal<In, Bit>,
+    pub rx_data: Signal<In, Bits<64>>,
+    pub rx_valid: Signal<In, Bit>,
+    pub rx_last: Signal<In, Bit>,
+    // The source path's own counters, for tests and debugging.
+    pub stale: Signal<Out, Bits<32>>,
+    pub unmatched: Signal<Out, Bits<32>>,
+    pub cpl_drops: Signal<Out, Bits<32>>,
+    pub inflight: Signal<Out, Bits<8>>,
+    regs: RegisterFile,
+    engine: RingEngine,
+    path: SourcePath,
+    bad_q: DFF<Bits<32>>,
+    status: Signal<Local, Bits<8>>,
+}
+
+impl Logic for MirrorDevice {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(self, clock, bad_q);
+        clock!(self, clock, regs, engine, path);
+        // BAR0.
+        self.regs.addr.next = self.mmio_addr.val();
+        self.regs.wdata.next = self.mmio_wdata.val();
+        self.regs.write.next = self.mmio_write.val();
+        self.mmio_rdata.next = self.regs.rdata.val();
+        for i in 0..28 {
+            self.regs.hw_in[i].next = 0.into();
+            self.regs.hw_inc[i].next = false;
+        }
+        // The rings, from the register block.
+        self.engine.enable.next = self.regs.value[4].val().get_bit(0);
+        self.engine.sq_base.next = (bit_cast::<64, 32>(self.regs.value[9].val()) << 32)
+            | bit_cast::<64, 32>(self.regs.value[8].val());
+        self.engine.sq_log2.next = self.regs.value[10].val().get_bits::<5>(0);
+        self.engine.sq_tail.next = self.regs.value[26].val();
+        self.engine.cq_base.next = (bit_cast::<64, 32>(self.regs.value[13].val()) << 32)
+            | bit_cast::<64, 32>(self.regs.value[12].val());
+        self.engine.cq_log2.next = self.regs.value[14].val().get_bits::<5>(0);
+        self.engine.cq_head.next = self.regs.value[27].val();
+        self.status.next = 0.into();
+        if self.regs.value[4].val().get_bit(0) {
+            self.status.next = 1.into();
+        }
+        self.regs.hw_in[5].next = bit_cast::<32, 8>(self.status.val());
+        self.regs.hw_in[11].next = self.engine.sq_head.val();
+        self.regs.hw_in[15].next = self.engine.cq_tail.val();
+        // DMA.
+        self.rd_req_valid.next = self.engine.rd_req_valid.val();
+        self.engine.rd_req_ready.next = self.rd_req_ready.val();
+        self.rd_req_addr.next = self.engine.rd_req_addr.val();
+        self.rd_req_words.next = self.engine.rd_req_words.val();
+        self.engine.rd_valid.next = self.rd_valid.val();
+        self.engine.rd_data.next = self.rd_data.val();
+        self.rd_ready.next = self.engine.rd_ready.val();
+        self.wr_valid.next = self.engine.wr_valid.val();
+        self.engine.wr_ready.next = self.wr_ready.val();
+        self.wr_addr.next = self.engine.wr_addr.val();
+        self.wr_data.next = self.engine.wr_data.val();
+        self.irq.next = self.engine.irq.val();
+        // Engine to send path.
+        self.path.desc_valid.next = self.engine.desc_valid.val();
+        self.engine.desc_ready.next = self.path.desc_ready.val();
+        self.path.desc_seq.next = self.engine.desc_seq.val();
+        self.path.desc_lock_id.next = self.engine.desc_lock_id.val();
+        self.path.desc_offset.next = self.engine.desc_offset.val();
+        self.path.desc_length.next = self.engine.desc_length.val();
+        self.path.desc_mode.next = self.engine.desc_mode.val();
+        self.path.desc_flags.next = self.engine.desc_flags.val();
+        self.path.desc_first_region.next = self.engine.desc_first_region.val();
+        self.path.desc_region_count.next = self.engine.desc_region_count.val();
+        self.path.generation.next = self.regs.value[7].val();
+        self.path.ack_lock.next = 0.into();
+        self.path.ack_seq.next = 0.into();
+        self.path.data_in.next = self.engine.data_out.val();
+        self.path.data_valid.next = self.engine.data_valid.val();
+        self.engine.data_ready.next = self.path.data_ready.val();
+        self.engine.cpl_valid.next = self.path.cpl_valid.val();
+        self.path.cpl_ready.next = self.engine.cpl_ready.val();
+        self.engine.cpl_data.next = self.path.cpl_data.val();
+        // The link.
+        self.tx_data.next = self.path.tx_data.val();
+        self.tx_valid.next = self.path.tx_valid.val();
+        self.tx_last.next = self.path.tx_last.val();
+        self.path.tx_ready.next = self.tx_ready.val();
+        self.path.rx_data.next = self.rx_data.val();
+        self.path.rx_valid.next = self.rx_valid.val();
+        self.path.rx_last.next = self.rx_last.val();
+        // Counters.
+        self.regs.hw_inc[20].next =
+            self.path.tx_valid.val() & self.tx_ready.val() & self.path.tx_last.val();
+        self.regs.hw_inc[21].next = self.rx_valid.val() & self.rx_last.val();
+        self.bad_q.d.next = self.path.frames_bad.val();
+        self.regs.hw_inc[22].next = self.path.frames_bad.val() != self.bad_q.q.val();
+        self.regs.hw_inc[23].next = self.engine.wr_valid.val()
+            & self.wr_ready.val()
+            & (self.engine.wr_data.val().get_bits::<8>(128) == 1);
+        self.regs.hw_inc[24].next = self.engine.wr_valid.val()
+            & self.wr_ready.val()
+            & (self.engine.wr_data.val().get_bits::<8>(128) == 2);
+        self.stale.next = self.path.stale.val();
+        self.unmatched.next = self.path.unmatched.val();
+        self.cpl_drops.next = self.path.cpl_drops.val();
+        self.inflight.next = self.path.inflight.val();
+    }
+}
+
+/// A device with every input marked as driven from outside, ready for `connect_all`.
+pub mod tests_support {
+    use rust_hdl::prelude::*;
+
+    pub fn connected() -> super::MirrorDevice {
+        let mut u = super::MirrorDevice::default();
+        u.clock.connect();
+        u.mmio_addr.connect();
+        u.mmio_wdata.connect();
+        u.mmio_write.connect();
+        u.rd_req_ready.connect();
+        u.rd_valid.connect();
+        u.rd_data.connect();
+        u.wr_ready.connect();
+        u.tx_ready.connect();
+        u.rx_data.connect();
+        u.rx_valid.connect();
+        u.rx_last.connect();
+        u
+    }
+}
+
+pub mod host;
+
+#[cfg(test)]
+mod tests;
