@@ -68,13 +68,19 @@ pub struct MirrorDevice {
     engine: RingEngine,
     path: SourcePath,
     bad_q: DFF<Bits<32>>,
-    status: Signal<Local, Bits<8>>,
+    // What the device reports in registers, registered: the register block's outputs feed the
+    // engine, so its inputs come from flip-flops, never straight back from the engine.
+    status_q: DFF<Bits<32>>,
+    sq_head_q: DFF<Bits<32>>,
+    cq_tail_q: DFF<Bits<32>>,
+    inc_q: DFF<Bits<5>>,
+    inc: Signal<Local, Bits<5>>,
 }
 
 impl Logic for MirrorDevice {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, bad_q);
+        dff_setup!(self, clock, bad_q, status_q, sq_head_q, cq_tail_q, inc_q);
         clock!(self, clock, regs, engine, path);
         // BAR0.
         self.regs.addr.next = self.mmio_addr.val();
@@ -95,13 +101,15 @@ impl Logic for MirrorDevice {
             | bit_cast::<64, 32>(self.regs.value[12].val());
         self.engine.cq_log2.next = self.regs.value[14].val().get_bits::<5>(0);
         self.engine.cq_head.next = self.regs.value[27].val();
-        self.status.next = 0.into();
+        self.status_q.d.next = 0.into();
         if self.regs.value[4].val().get_bit(0) {
-            self.status.next = 1.into();
+            self.status_q.d.next = 1.into();
         }
-        self.regs.hw_in[5].next = bit_cast::<32, 8>(self.status.val());
-        self.regs.hw_in[11].next = self.engine.sq_head.val();
-        self.regs.hw_in[15].next = self.engine.cq_tail.val();
+        self.sq_head_q.d.next = self.engine.sq_head.val();
+        self.cq_tail_q.d.next = self.engine.cq_tail.val();
+        self.regs.hw_in[5].next = self.status_q.q.val();
+        self.regs.hw_in[11].next = self.sq_head_q.q.val();
+        self.regs.hw_in[15].next = self.cq_tail_q.q.val();
         // DMA.
         self.rd_req_valid.next = self.engine.rd_req_valid.val();
         self.engine.rd_req_ready.next = self.rd_req_ready.val();
@@ -143,18 +151,32 @@ impl Logic for MirrorDevice {
         self.path.rx_data.next = self.rx_data.val();
         self.path.rx_valid.next = self.rx_valid.val();
         self.path.rx_last.next = self.rx_last.val();
-        // Counters.
-        self.regs.hw_inc[20].next =
-            self.path.tx_valid.val() & self.tx_ready.val() & self.path.tx_last.val();
-        self.regs.hw_inc[21].next = self.rx_valid.val() & self.rx_last.val();
+        // Counters, a clock behind their events.
+        self.inc.next = 0.into();
+        if self.path.tx_valid.val() & self.tx_ready.val() & self.path.tx_last.val() {
+            self.inc.next = self.inc.val().replace_bit(0, true);
+        }
+        if self.rx_valid.val() & self.rx_last.val() {
+            self.inc.next = self.inc.val().replace_bit(1, true);
+        }
         self.bad_q.d.next = self.path.frames_bad.val();
-        self.regs.hw_inc[22].next = self.path.frames_bad.val() != self.bad_q.q.val();
-        self.regs.hw_inc[23].next = self.engine.wr_valid.val()
-            & self.wr_ready.val()
-            & (self.engine.wr_data.val().get_bits::<8>(128) == 1);
-        self.regs.hw_inc[24].next = self.engine.wr_valid.val()
-            & self.wr_ready.val()
-            & (self.engine.wr_data.val().get_bits::<8>(128) == 2);
+        if self.path.frames_bad.val() != self.bad_q.q.val() {
+            self.inc.next = self.inc.val().replace_bit(2, true);
+        }
+        if self.engine.wr_valid.val() & self.wr_ready.val() {
+            if self.engine.wr_data.val().get_bits::<8>(128) == 1 {
+                self.inc.next = self.inc.val().replace_bit(3, true);
+            }
+            if self.engine.wr_data.val().get_bits::<8>(128) == 2 {
+                self.inc.next = self.inc.val().replace_bit(4, true);
+            }
+        }
+        self.inc_q.d.next = self.inc.val();
+        self.regs.hw_inc[20].next = self.inc_q.q.val().get_bit(0);
+        self.regs.hw_inc[21].next = self.inc_q.q.val().get_bit(1);
+        self.regs.hw_inc[22].next = self.inc_q.q.val().get_bit(2);
+        self.regs.hw_inc[23].next = self.inc_q.q.val().get_bit(3);
+        self.regs.hw_inc[24].next = self.inc_q.q.val().get_bit(4);
         self.stale.next = self.path.stale.val();
         self.unmatched.next = self.path.unmatched.val();
         self.cpl_drops.next = self.path.cpl_drops.val();

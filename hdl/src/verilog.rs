@@ -111,6 +111,13 @@ pub fn source_path() -> String {
     generate_verilog(&u)
 }
 
+/// The source device (register block, ring engine, source path) as Verilog (top module `top`).
+pub fn mirror_device() -> String {
+    let mut u = crate::mirror_device::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The register block as Verilog (top module `top`).
 pub fn register_file() -> String {
     let mut u = crate::register_file::tests_support::connected();
@@ -195,6 +202,7 @@ mod tests {
             ("target_path", target_path()),
             ("send_tracker", send_tracker()),
             ("source_path", source_path()),
+            ("mirror_device", mirror_device()),
         ] {
             assert!(v.contains("module top"), "{name}");
             if let Err(e) = lint(name, &v) {

@@ -228,6 +228,42 @@ const SOURCE_PORTS: &[&str] = &[
     "inflight",
 ];
 
+/// Ports of the source device (register block, ring engine, source path), in the order the shim
+/// numbers them.
+const DEVICE_PORTS: &[&str] = &[
+    "clock",
+    "mmio_addr",
+    "mmio_wdata",
+    "mmio_write",
+    "mmio_rdata",
+    "rd_req_valid",
+    "rd_req_ready",
+    "rd_req_addr",
+    "rd_req_words",
+    "rd_valid",
+    "rd_data",
+    "rd_ready",
+    "wr_valid",
+    "wr_ready",
+    "wr_addr",
+    "wr_data#0",
+    "wr_data#1",
+    "wr_data#2",
+    "wr_data#3",
+    "irq",
+    "tx_data",
+    "tx_valid",
+    "tx_last",
+    "tx_ready",
+    "rx_data",
+    "rx_valid",
+    "rx_last",
+    "stale",
+    "unmatched",
+    "cpl_drops",
+    "inflight",
+];
+
 /// Ports of the simulated NIC (`nic_sim` from bitstreams/ecp5/nic.py), in the order the shim
 /// numbers them.
 const NIC_PORTS: &[&str] = &[
@@ -404,7 +440,7 @@ fn main() {
         }
     }
     let reg_refs: Vec<&str> = reg_ports.iter().map(|s| s.as_str()).collect();
-    let models: [(&str, &str, String, &[&str]); 8] = [
+    let models: [(&str, &str, String, &[&str]); 9] = [
         (
             "vsender",
             "Vsender",
@@ -452,6 +488,12 @@ fn main() {
             "Vsource",
             specmirror_hdl::verilog::source_path(),
             SOURCE_PORTS,
+        ),
+        (
+            "vdevice",
+            "Vdevice",
+            specmirror_hdl::verilog::mirror_device(),
+            DEVICE_PORTS,
         ),
     ];
     // The NIC's Verilog, and the target path it instantiates under its own module name.

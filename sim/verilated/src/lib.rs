@@ -97,6 +97,7 @@ macro_rules! verilated_model {
     };
 }
 
+pub mod device;
 pub mod ether;
 pub mod nic;
 pub mod nic_target;
