@@ -102,6 +102,7 @@ pub mod ether;
 pub mod nic;
 pub mod nic_target;
 pub mod served;
+pub mod sim_device;
 
 /// Ports of the send path, numbered as the shim numbers them (see build.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

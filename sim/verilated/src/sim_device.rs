@@ -1,0 +1,450 @@
+//! The simulated device behind the driver's `Device` seam: the verilated source device
+//! (`hdl::MirrorDevice`) running in its own thread, clock by clock. The driver's register and
+//! ring code runs over it exactly as over a VFIO BAR:
+//!
+//! - BAR0 is a shared page. The device thread watches the registers the host may write and hands
+//!   every change to the register block within a few clocks (the registers changed together in
+//!   address order, the doorbells last, the order the driver writes them in); it writes the
+//!   registers the device drives (status, ring head and tail, counters) back into the page.
+//! - DMA memory is allocated by the backend and known to the device by its bus address (the host
+//!   address here); the device's DMA port reads descriptors and data from it and writes completion
+//!   entries into it, the phase byte last. An access outside every allocation is a fault: it reads
+//!   ones, writes nothing, and is counted.
+//! - Interrupts are the device's `irq` pulses, counted; `wait_interrupt` waits for the count to
+//!   move.
+//! - The device's transmit and receive streams go to a [`Link`]: a TCP connection to a target
+//!   (frames back to back, as the software engine sends them) or anything else that carries
+//!   frames.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use memmap2::MmapMut;
+use specmirror_abi::regs::{self, Access, REGISTERS};
+use specmirror_abi::ring::COMPLETION_LEN;
+use specmirror_abi::{frame_len, Header, HEADER_LEN};
+use specmirror_driver::mmio::Mmio;
+use specmirror_driver::{Device, DeviceError, DmaMemory};
+
+use crate::device::{DevicePort as P, VerilatedDevice};
+
+/// What carries the device's frames to the target and its answers back.
+pub trait Link: Send + 'static {
+    /// One whole frame from the device.
+    fn send(&mut self, frame: &[u8]) -> std::io::Result<()>;
+    /// A whole frame from the target, if one has arrived; never blocks.
+    fn recv(&mut self) -> std::io::Result<Option<Vec<u8>>>;
+}
+
+/// Frames back to back over a TCP connection (the handshake already done).
+pub struct TcpLink {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl TcpLink {
+    pub fn new(s: TcpStream) -> std::io::Result<TcpLink> {
+        s.set_nonblocking(true)?;
+        s.set_nodelay(true)?;
+        Ok(TcpLink { s, buf: Vec::new() })
+    }
+}
+
+impl Link for TcpLink {
+    fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        let mut at = 0;
+        while at < frame.len() {
+            match self.s.write(&frame[at..]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => at += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_micros(20))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let mut chunk = [0u8; 16384];
+        loop {
+            if self.buf.len() >= HEADER_LEN {
+                // A header that does not check out ends the link: nothing after it can be framed.
+                let h = Header::decode(&self.buf[..HEADER_LEN]).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+                })?;
+                let n = frame_len(h.payload_len);
+                if self.buf.len() >= n {
+                    let rest = self.buf.split_off(n);
+                    return Ok(Some(std::mem::replace(&mut self.buf, rest)));
+                }
+            }
+            match self.s.read(&mut chunk) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Knobs of the simulated device.
+#[derive(Clone, Copy, Debug)]
+pub struct SimConfig {
+    /// Clocks from a DMA read request to its first word (a PCIe read's round trip).
+    pub dma_latency: u64,
+    /// Clocks between two looks at the BAR page.
+    pub bar_poll: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            dma_latency: 64,
+            bar_poll: 8,
+        }
+    }
+}
+
+/// What the device thread did, when it stopped.
+#[derive(Clone, Debug, Default)]
+pub struct SimStats {
+    pub clocks: u64,
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub dma_reads: u64,
+    pub completions_written: u64,
+    /// DMA accesses outside every allocation.
+    pub faults: u64,
+    /// Why the link stopped, if it did.
+    pub link_error: Option<String>,
+}
+
+/// DMA allocations by bus address: (bus address, length). The bus address is the host address.
+type Regions = Arc<Mutex<Vec<(u64, usize)>>>;
+
+/// The BAR page, shared by the driver and the device thread.
+struct Bar {
+    _map: MmapMut,
+    mmio: Mmio,
+}
+
+pub struct SimDevice {
+    bar: Arc<Bar>,
+    regions: Regions,
+    irq: Arc<(Mutex<u64>, Condvar)>,
+    seen_irq: Mutex<u64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<SimStats>>,
+}
+
+impl SimDevice {
+    /// Starts the device thread with its link to the target.
+    pub fn spawn(link: impl Link, cfg: SimConfig) -> std::io::Result<SimDevice> {
+        let mut map = MmapMut::map_anon(regs::BAR0_LEN as usize)?;
+        let base = NonNull::new(map.as_mut_ptr()).expect("a mapping is never null");
+        // SAFETY: `map` is a live, page-aligned mapping of BAR0_LEN bytes that `Bar` keeps for as
+        // long as its `Mmio` exists; it is only ever accessed through volatile operations.
+        let mmio = unsafe { Mmio::new(base) };
+        for r in REGISTERS {
+            mmio.write(r.offset, r.reset);
+        }
+        let bar = Arc::new(Bar { _map: map, mmio });
+        let regions: Regions = Arc::default();
+        let irq = Arc::new((Mutex::new(0u64), Condvar::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (bar, regions, irq, stop) =
+                (bar.clone(), regions.clone(), irq.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("specmirror-simdev".into())
+                .spawn(move || run(&bar.mmio, &regions, &irq, &stop, link, cfg))?
+        };
+        Ok(SimDevice {
+            bar,
+            regions,
+            irq,
+            seen_irq: Mutex::new(0),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the device thread; what it did.
+    pub fn stop(mut self) -> SimStats {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> SimStats {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .map(|t| t.join().expect("the device thread panicked"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for SimDevice {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+impl Device for SimDevice {
+    fn mmio(&self) -> &Mmio {
+        &self.bar.mmio
+    }
+
+    fn alloc_dma(&self, len: usize) -> Result<DmaMemory, DeviceError> {
+        let m = DmaMemory::anonymous(len)?;
+        let (bus, len) = (m.bus_addr(), m.len());
+        self.regions.lock().expect("regions").push((bus, len));
+        let regions = self.regions.clone();
+        // The device forgets the memory before it goes back to the system; it holds the lock
+        // for every access, so none is under way when this returns.
+        Ok(m.on_drop(move || regions.lock().expect("regions").retain(|r| r.0 != bus)))
+    }
+
+    fn wait_interrupt(&self, timeout: Duration) -> bool {
+        let (count, cv) = &*self.irq;
+        let mut seen = self.seen_irq.lock().expect("irq");
+        let c = count.lock().expect("irq");
+        let (c, _) = cv
+            .wait_timeout_while(c, timeout, |c| *c == *seen)
+            .expect("irq");
+        let fired = *c != *seen;
+        *seen = *c;
+        fired
+    }
+}
+
+/// The host-writable registers, in address order (doorbells last, as they sit last).
+fn host_written() -> Vec<u32> {
+    REGISTERS
+        .iter()
+        .filter(|r| matches!(r.access, Access::ReadWrite | Access::WriteOnly))
+        .map(|r| r.offset)
+        .collect()
+}
+
+/// The registers the device drives.
+fn device_driven() -> Vec<u32> {
+    REGISTERS
+        .iter()
+        .filter(|r| matches!(r.access, Access::ReadOnly | Access::Counter))
+        .map(|r| r.offset)
+        .collect()
+}
+
+/// Resolves `len` bytes at `bus` to host memory, if some allocation holds them all.
+fn resolve(regions: &[(u64, usize)], bus: u64, len: usize) -> Option<*mut u8> {
+    regions
+        .iter()
+        .find(|(b, l)| {
+            bus >= *b
+                && bus
+                    .checked_add(len as u64)
+                    .is_some_and(|e| e <= b + *l as u64)
+        })
+        .map(|_| bus as *mut u8)
+}
+
+fn run(
+    bar: &Mmio,
+    regions: &Mutex<Vec<(u64, usize)>>,
+    irq: &(Mutex<u64>, Condvar),
+    stop: &AtomicBool,
+    mut link: impl Link,
+    cfg: SimConfig,
+) -> SimStats {
+    let mut m = VerilatedDevice::new();
+    let mut st = SimStats::default();
+    let writable = host_written();
+    let driven = device_driven();
+    // What the register block holds of each host-writable register.
+    let mut shadow: Vec<u32> = writable
+        .iter()
+        .map(|&o| {
+            REGISTERS
+                .iter()
+                .find(|r| r.offset == o)
+                .expect("a register")
+                .reset
+        })
+        .collect();
+    let mut pending: VecDeque<(u32, u32)> = VecDeque::new();
+    // DMA reads: (clock the first word may come, next address, words left).
+    let mut reads: VecDeque<(u64, u64, u64)> = VecDeque::new();
+    let mut rx: VecDeque<(u64, bool)> = VecDeque::new();
+    let mut frame: Vec<u8> = Vec::new();
+    let mut idle = 0u64;
+    let mut link_up = true;
+    while !stop.load(Ordering::Relaxed) {
+        let now = st.clocks;
+        // BAR0: the host's writes in, the device's registers out.
+        if now.is_multiple_of(cfg.bar_poll) && pending.is_empty() {
+            for (k, &o) in writable.iter().enumerate() {
+                let v = bar.read(o);
+                if v != shadow[k] {
+                    shadow[k] = v;
+                    pending.push_back((o, v));
+                }
+            }
+        }
+        if now.is_multiple_of(64) {
+            for &o in &driven {
+                m.set(P::MmioAddr, o as u64);
+                m.set(P::MmioWrite, 0);
+                m.eval();
+                let v = m.get(P::MmioRdata) as u32;
+                bar.write(o, v);
+            }
+        }
+        match pending.pop_front() {
+            Some((o, v)) => {
+                m.set(P::MmioAddr, o as u64);
+                m.set(P::MmioWdata, v as u64);
+                m.set(P::MmioWrite, 1);
+            }
+            None => m.set(P::MmioWrite, 0),
+        }
+        // The link: answers in, one word per clock.
+        if rx.is_empty() && link_up && (now.is_multiple_of(16) || idle > 0) {
+            match link.recv() {
+                Ok(Some(f)) => {
+                    st.frames_received += 1;
+                    let n = f.len() / 8;
+                    for (k, c) in f.chunks(8).enumerate() {
+                        let mut w = [0u8; 8];
+                        w[..c.len()].copy_from_slice(c);
+                        rx.push_back((u64::from_le_bytes(w), k + 1 == n));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("simulated device: link down: {e}");
+                    st.link_error = Some(e.to_string());
+                    link_up = false;
+                }
+            }
+        }
+        let (rw, rl) = rx.front().copied().unwrap_or((0, false));
+        m.set(P::RxValid, !rx.is_empty() as u64);
+        m.set(P::RxData, rw);
+        m.set(P::RxLast, rl as u64);
+        m.set(P::TxReady, 1);
+        m.set(P::RdReqReady, 1);
+        m.set(P::WrReady, 1);
+        // DMA reads: words from host memory once the latency has passed.
+        let word = match reads.front() {
+            Some(&(at, addr, _)) if at <= now => {
+                let r = regions.lock().expect("regions");
+                let w = match resolve(&r, addr, 8) {
+                    Some(p) => {
+                        let mut b = [0u8; 8];
+                        for (i, v) in b.iter_mut().enumerate() {
+                            // SAFETY: `resolve` found a live DMA allocation holding these 8
+                            // bytes, and it stays mapped while we hold the regions lock (dropping
+                            // it takes the lock first). Volatile: the host writes this memory.
+                            *v = unsafe { p.add(i).read_volatile() };
+                        }
+                        u64::from_le_bytes(b)
+                    }
+                    None => {
+                        st.faults += 1;
+                        u64::MAX
+                    }
+                };
+                Some(w)
+            }
+            _ => None,
+        };
+        m.set(P::RdValid, word.is_some() as u64);
+        m.set(P::RdData, word.unwrap_or(0));
+        m.eval();
+        let busy = m.get(P::TxValid) != 0
+            || m.get(P::RdReqValid) != 0
+            || m.get(P::WrValid) != 0
+            || !reads.is_empty()
+            || !rx.is_empty()
+            || !pending.is_empty();
+        if m.get(P::RdReqValid) != 0 {
+            let (addr, words) = (m.get(P::RdReqAddr), m.get(P::RdReqWords));
+            reads.push_back((now + cfg.dma_latency, addr, words));
+            st.dma_reads += 1;
+        }
+        if word.is_some() && m.get(P::RdReady) != 0 {
+            let f = reads.front_mut().expect("a read under way");
+            f.1 += 8;
+            f.2 -= 1;
+            if f.2 == 0 {
+                reads.pop_front();
+            }
+        }
+        if m.get(P::WrValid) != 0 {
+            let addr = m.get(P::WrAddr);
+            let mut b = [0u8; COMPLETION_LEN];
+            for (k, p) in [P::WrData0, P::WrData1, P::WrData2, P::WrData3]
+                .iter()
+                .enumerate()
+            {
+                b[8 * k..8 * k + 8].copy_from_slice(&m.get(*p).to_le_bytes());
+            }
+            let r = regions.lock().expect("regions");
+            match resolve(&r, addr, COMPLETION_LEN) {
+                Some(p) => {
+                    // The entry, then its phase byte (17) after a Release fence: the host must
+                    // never see a phase bit before the entry it guards.
+                    for (i, v) in b.iter().enumerate().filter(|(i, _)| *i != 17) {
+                        // SAFETY: `resolve` found a live allocation holding all 32 bytes; it
+                        // stays mapped while we hold the lock. Volatile: the host reads it.
+                        unsafe { p.add(i).write_volatile(*v) };
+                    }
+                    fence(Ordering::Release);
+                    // SAFETY: as above, byte 17 of the same entry.
+                    unsafe { p.add(17).write_volatile(b[17]) };
+                    st.completions_written += 1;
+                }
+                None => st.faults += 1,
+            }
+        }
+        if m.get(P::TxValid) != 0 {
+            frame.extend_from_slice(&m.get(P::TxData).to_le_bytes());
+            if m.get(P::TxLast) != 0 {
+                st.frames_sent += 1;
+                if link_up {
+                    if let Err(e) = link.send(&frame) {
+                        tracing::warn!("simulated device: link down: {e}");
+                        st.link_error = Some(e.to_string());
+                        link_up = false;
+                    }
+                }
+                frame.clear();
+            }
+        }
+        if !rx.is_empty() {
+            rx.pop_front();
+        }
+        if m.get(P::Irq) != 0 {
+            let (c, cv) = irq;
+            *c.lock().expect("irq") += 1;
+            cv.notify_all();
+        }
+        m.tick();
+        st.clocks += 1;
+        // Nothing moving: give the CPU back now and then, and keep watching the BAR.
+        idle = if busy { 0 } else { idle + 1 };
+        if idle > 256 && idle.is_multiple_of(64) {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    st
+}
