@@ -30,10 +30,12 @@ phase "toolchain venv (bitstreams/ecp5/venv.sh)"
 ./bitstreams/ecp5/venv.sh >/dev/null
 phase "cargo fmt --check"
 cargo fmt --all -- --check
+# The product binary with the simulated device (`--engine hw --device sim`), for tests/hw_engine.rs.
+FEATURES="--features specmirror/sim-device"
 phase "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets $FEATURES -- -D warnings
 phase "cargo test --no-run (building the tests)"
-cargo test --workspace --no-run
+cargo test --workspace --no-run $FEATURES
 # The Verilog both bitstream builds take, generated once by the generator the tests just built.
 phase "generating Verilog from hdl/"
 mkdir -p bitstreams/build
@@ -48,7 +50,7 @@ phase "bitstreams/build.sh (iCE40 HX8K bitstream, UltraScale+ estimate, timing c
 ./bitstreams/build.sh > bitstreams/build/ice40-build.log 2>&1 &
 ice40=$!
 phase "cargo test"
-cargo test --workspace
+cargo test --workspace $FEATURES
 phase "tests/vfio/run.sh (the VFIO backend on QEMU's edu device in a guest with an IOMMU)"
 ./tests/vfio/run.sh
 phase "waiting for the bitstream builds"

@@ -13,6 +13,7 @@ use specmirror_engine::target::{self, TargetOptions};
 use specmirror_engine::volume::Volume;
 use tracing::warn;
 
+use crate::hwdev::EngineArg;
 use crate::simulate::ModeArg;
 use crate::units::{parse_duration, parse_size};
 
@@ -188,6 +189,14 @@ pub struct SourceArgs {
     /// are split so that every frame fits one unfragmented datagram.
     #[arg(long, default_value_t = specmirror_engine::datagram::DEFAULT_MTU, value_name = "BYTES")]
     mtu: u32,
+    /// Which engine carries the hot path. hw: the device (--device) sends each write's LOCK and
+    /// DATA from the rollback-log rings; TCP only.
+    #[arg(long, value_enum, default_value = "soft")]
+    engine: EngineArg,
+    /// With --engine hw: sim (the verilated device, in a thread of this process; a build with
+    /// --features sim-device) or vfio:DDDD:BB:DD.F.
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<String>,
     #[command(flatten)]
     serve: ServeArgs,
     #[command(flatten)]
@@ -248,6 +257,10 @@ pub async fn run_source(a: SourceArgs) -> Result<()> {
         TransportArg::Tcp => Transport::Tcp,
         TransportArg::Udp => Transport::udp(a.mtu).context("--mtu")?,
     };
+    let device = crate::hwdev::device(a.engine, a.device.as_deref())?;
+    if device.is_some() && a.transport != TransportArg::Tcp {
+        bail!("--engine hw runs over TCP: drop --transport udp");
+    }
     let v = &a.serve;
     let opts = SourceOptions {
         volume: v.volume.clone(),
@@ -265,6 +278,7 @@ pub async fn run_source(a: SourceArgs) -> Result<()> {
         export_name: v.export.clone(),
         max_inflight: v.max_inflight,
         transport,
+        device,
     };
     let running = source::start(opts).await?;
     println!("ready nbd={} target={}", running.nbd_addr, a.target);

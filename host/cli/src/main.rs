@@ -4,6 +4,7 @@ mod bench;
 mod bidir_bench;
 mod daemons;
 mod demo;
+mod hwdev;
 mod linkem;
 mod load;
 mod pair;

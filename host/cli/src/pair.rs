@@ -126,6 +126,7 @@ impl Pair {
             export_name: "specmirror".into(),
             max_inflight: 256 << 20,
             transport,
+            device: None,
         };
         let running = rt_source.spawn(source::start(opts)).await??;
         Ok(Pair {

@@ -43,7 +43,7 @@ fn log2_of(entries: u32) -> Result<u32, RingError> {
 }
 
 /// Allocates both rings and tells the device where they are.
-pub fn setup<D: Device>(
+pub fn setup<D: Device + ?Sized>(
     dev: &D,
     entries: u32,
 ) -> Result<(SubmissionRing, CompletionRing), DeviceError> {

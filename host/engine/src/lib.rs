@@ -1,5 +1,6 @@
 pub mod auth;
 pub mod datagram;
+pub mod hw;
 pub mod logfile;
 pub mod nbd;
 pub mod nbd_client;

@@ -23,6 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::auth::{self, AuthError};
 use crate::datagram::{self, Transport};
+use crate::hw::{self, HwDevice, HwPort, HwStats};
 use crate::logfile::{LogError, LogFile, PairIdentity};
 use crate::nbd::{self, Export, IoRequest};
 use crate::persist::{Background, Persist, Step};
@@ -59,6 +60,8 @@ pub struct SourceOptions {
     pub max_inflight: u64,
     /// TCP, or UDP datagrams of a path MTU (no authentication: `secret` must be unset).
     pub transport: Transport,
+    /// The hardware engine's device (`--engine hw`); `None` runs the software engine.
+    pub device: Option<HwDevice>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +89,8 @@ pub enum SourceError {
     },
     #[error("{0}")]
     Transport(String),
+    #[error("the {device} device: {why}")]
+    Device { device: String, why: String },
 }
 
 /// A started source: where clients connect, the task to await, and where its time goes.
@@ -93,6 +98,8 @@ pub struct Running {
     pub nbd_addr: String,
     pub task: tokio::task::JoinHandle<Result<(), SourceError>>,
     pub stages: Arc<StageStats>,
+    /// What the hardware engine's device carried (`None` for the software engine).
+    pub hw: Option<Arc<HwStats>>,
 }
 
 /// Where acknowledged writes spent their time, summed (nanoseconds): waiting for the core task,
@@ -136,7 +143,7 @@ impl StageStats {
     }
 }
 
-enum Msg {
+pub(crate) enum Msg {
     Io(IoRequest),
     LinkUp(LinkQueue),
     LinkDown,
@@ -160,9 +167,26 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
                 .into(),
         ));
     }
-    let link = match opts.transport {
-        Transport::Tcp => Link::Tcp(probe(&opts, size).await?),
-        Transport::Udp { .. } => Link::Udp(probe_udp(&opts, size).await?),
+    let link = match (&opts.device, opts.transport) {
+        (Some(d), Transport::Udp { .. }) => {
+            return Err(SourceError::Device {
+                device: d.name.clone(),
+                why: "the hardware engine runs over TCP: drop --transport udp".into(),
+            })
+        }
+        (Some(d), Transport::Tcp) => {
+            let why = |why: String| SourceError::Device {
+                device: d.name.clone(),
+                why,
+            };
+            let s = probe(&opts, size).await?;
+            let s = s.into_std().map_err(|e| why(e.to_string()))?;
+            let port = (d.open)(s).map_err(why)?;
+            port.check_identity().map_err(|e| why(e.to_string()))?;
+            Link::Hw(port)
+        }
+        (None, Transport::Tcp) => Link::Tcp(probe(&opts, size).await?),
+        (None, Transport::Udp { .. }) => Link::Udp(probe_udp(&opts, size).await?),
     };
     // Every check passed: from here on the disk may change.
     let volume = Volume::open(&opts.volume, opts.size)?;
@@ -210,10 +234,32 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
     };
     let stages = task.stages.clone();
     task.run(recovery)?;
+    let mut hw = None;
     match link {
-        Link::Tcp(stream) => tokio::spawn(link_task(Some(stream), opts.clone(), tx.clone())),
-        Link::Udp(sock) => tokio::spawn(udp_link_task(sock, opts.clone(), tx.clone())),
-    };
+        Link::Tcp(stream) => {
+            tokio::spawn(link_task(Some(stream), opts.clone(), tx.clone()));
+        }
+        Link::Udp(sock) => {
+            tokio::spawn(udp_link_task(sock, opts.clone(), tx.clone()));
+        }
+        Link::Hw(port) => {
+            let stats = Arc::new(HwStats::default());
+            hw = Some(stats.clone());
+            let (o, device, core, rt) = (
+                opts.clone(),
+                opts.device.clone().expect("a device"),
+                tx.clone(),
+                tokio::runtime::Handle::current(),
+            );
+            std::thread::Builder::new()
+                .name("specmirror-hw-link".into())
+                .spawn(move || hw::link_thread(port, o, device, core, rt, stats))
+                .map_err(|e| SourceError::Device {
+                    device: "link".into(),
+                    why: e.to_string(),
+                })?;
+        }
+    }
     let core = tokio::spawn(task.serve(rx, io_rx));
     // Clients are let in only once the session is up.
     loop {
@@ -239,6 +285,7 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
         nbd_addr,
         task: core,
         stages,
+        hw,
     })
 }
 
@@ -303,7 +350,10 @@ pub(crate) async fn listen_nbd(l: &NbdListen, export: Arc<Export>) -> Result<Str
 }
 
 /// Connects and authenticates, retrying until `within` has passed.
-async fn connect(opts: &SourceOptions, within: Duration) -> Result<TcpStream, SourceError> {
+pub(crate) async fn connect(
+    opts: &SourceOptions,
+    within: Duration,
+) -> Result<TcpStream, SourceError> {
     let started = Instant::now();
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -419,6 +469,8 @@ async fn link_task(first: Option<TcpStream>, opts: SourceOptions, core: mpsc::Se
 enum Link {
     Tcp(TcpStream),
     Udp(Arc<UdpSocket>),
+    /// The hardware engine's device, open on the probed connection.
+    Hw(Box<dyn HwPort>),
 }
 
 /// The probe over UDP: a socket connected to the target, its HELLO sent again every 100 ms until

@@ -15,6 +15,10 @@
 //! - The device's transmit and receive streams go to a [`Link`]: a TCP connection to a target
 //!   (frames back to back, as the software engine sends them) or anything else that carries
 //!   frames.
+//! - A host queue beside the device's transmit path, as a NIC has: the host sends frames the
+//!   device does not make (`host_send`), and gets a copy of every frame received (`host_recv`);
+//!   the target's answers (LOCK_GRANTED, LOCK_REJECTED, WRITE_DONE, WRITE_FAILED) also go into
+//!   the device.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -28,7 +32,7 @@ use std::time::Duration;
 use memmap2::MmapMut;
 use specmirror_abi::regs::{self, Access, REGISTERS};
 use specmirror_abi::ring::COMPLETION_LEN;
-use specmirror_abi::{frame_len, Header, HEADER_LEN};
+use specmirror_abi::{frame_len, FrameType, Header, HEADER_LEN};
 use specmirror_driver::mmio::Mmio;
 use specmirror_driver::{Device, DeviceError, DmaMemory};
 
@@ -118,7 +122,10 @@ impl Default for SimConfig {
 #[derive(Clone, Debug, Default)]
 pub struct SimStats {
     pub clocks: u64,
+    /// Frames the device made.
     pub frames_sent: u64,
+    /// Frames the host sent through the host queue.
+    pub host_frames: u64,
     pub frames_received: u64,
     pub dma_reads: u64,
     pub completions_written: u64,
@@ -139,6 +146,10 @@ struct Bar {
 
 pub struct SimDevice {
     bar: Arc<Bar>,
+    host_tx: std::sync::mpsc::Sender<Vec<u8>>,
+    host_rx: Mutex<std::sync::mpsc::Receiver<Vec<u8>>>,
+    /// Why the link went down, once it has.
+    down: Arc<Mutex<Option<String>>>,
     regions: Regions,
     irq: Arc<(Mutex<u64>, Condvar)>,
     seen_irq: Mutex<u64>,
@@ -161,21 +172,70 @@ impl SimDevice {
         let regions: Regions = Arc::default();
         let irq = Arc::new((Mutex::new(0u64), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let (host_tx, to_link) = std::sync::mpsc::channel();
+        let (to_host, host_rx) = std::sync::mpsc::channel();
+        let down = Arc::new(Mutex::new(None));
         let thread = {
             let (bar, regions, irq, stop) =
                 (bar.clone(), regions.clone(), irq.clone(), stop.clone());
+            let host = Host {
+                to_link,
+                to_host,
+                down: down.clone(),
+            };
             std::thread::Builder::new()
                 .name("specmirror-simdev".into())
-                .spawn(move || run(&bar.mmio, &regions, &irq, &stop, link, cfg))?
+                .spawn(move || run(&bar.mmio, &regions, &irq, &stop, link, host, cfg))?
         };
         Ok(SimDevice {
             bar,
+            host_tx,
+            host_rx: Mutex::new(host_rx),
+            down,
             regions,
             irq,
             seen_irq: Mutex::new(0),
             stop,
             thread: Some(thread),
         })
+    }
+
+    /// Sends a frame through the host queue.
+    pub fn host_send(&self, frame: Vec<u8>) -> Result<(), String> {
+        if let Some(why) = self.down.lock().expect("down").clone() {
+            return Err(why);
+        }
+        self.host_tx
+            .send(frame)
+            .map_err(|_| "the simulated device stopped".to_string())
+    }
+
+    /// The next frame received (a copy of each), waiting up to `timeout`; an error once the link
+    /// is down and every frame before it was taken.
+    pub fn host_recv(&self, timeout: Duration) -> Result<Option<Vec<u8>>, String> {
+        use std::sync::mpsc::RecvTimeoutError;
+        let rx = self.host_rx.lock().expect("host queue");
+        let got = if timeout.is_zero() {
+            rx.try_recv().map_err(|e| match e {
+                std::sync::mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                std::sync::mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            })
+        } else {
+            rx.recv_timeout(timeout)
+        };
+        match got {
+            Ok(f) => Ok(Some(f)),
+            Err(RecvTimeoutError::Timeout) => match self.down.lock().expect("down").clone() {
+                Some(why) => Err(why),
+                None => Ok(None),
+            },
+            Err(RecvTimeoutError::Disconnected) => Err(self
+                .down
+                .lock()
+                .expect("down")
+                .clone()
+                .unwrap_or_else(|| "the simulated device stopped".into())),
+        }
     }
 
     /// Stops the device thread; what it did.
@@ -226,6 +286,34 @@ impl Device for SimDevice {
     }
 }
 
+/// The device thread's ends of the host queue.
+struct Host {
+    to_link: std::sync::mpsc::Receiver<Vec<u8>>,
+    to_host: std::sync::mpsc::Sender<Vec<u8>>,
+    down: Arc<Mutex<Option<String>>>,
+}
+
+impl Host {
+    fn link_down(&self, st: &mut SimStats, e: std::io::Error) {
+        tracing::warn!("simulated device: link down: {e}");
+        st.link_error = Some(e.to_string());
+        *self.down.lock().expect("down") = Some(format!("link down: {e}"));
+    }
+}
+
+/// Whether the device's own answer tracker takes frames of this type.
+fn is_answer(frame: &[u8]) -> bool {
+    Header::decode(frame).is_ok_and(|h| {
+        matches!(
+            h.ty,
+            FrameType::LockGranted
+                | FrameType::LockRejected
+                | FrameType::WriteDone
+                | FrameType::WriteFailed
+        )
+    })
+}
+
 /// The host-writable registers, in address order (doorbells last, as they sit last).
 fn host_written() -> Vec<u32> {
     REGISTERS
@@ -263,6 +351,7 @@ fn run(
     irq: &(Mutex<u64>, Condvar),
     stop: &AtomicBool,
     mut link: impl Link,
+    host: Host,
     cfg: SimConfig,
 ) -> SimStats {
     let mut m = VerilatedDevice::new();
@@ -321,17 +410,20 @@ fn run(
             match link.recv() {
                 Ok(Some(f)) => {
                     st.frames_received += 1;
-                    let n = f.len() / 8;
-                    for (k, c) in f.chunks(8).enumerate() {
-                        let mut w = [0u8; 8];
-                        w[..c.len()].copy_from_slice(c);
-                        rx.push_back((u64::from_le_bytes(w), k + 1 == n));
+                    if is_answer(&f) {
+                        let n = f.len() / 8;
+                        for (k, c) in f.chunks(8).enumerate() {
+                            let mut w = [0u8; 8];
+                            w[..c.len()].copy_from_slice(c);
+                            rx.push_back((u64::from_le_bytes(w), k + 1 == n));
+                        }
                     }
+                    // Nobody may be reading the host's copies (a closed receiver): that is fine.
+                    let _ = host.to_host.send(f);
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!("simulated device: link down: {e}");
-                    st.link_error = Some(e.to_string());
+                    host.link_down(&mut st, e);
                     link_up = false;
                 }
             }
@@ -422,12 +514,21 @@ fn run(
                 st.frames_sent += 1;
                 if link_up {
                     if let Err(e) = link.send(&frame) {
-                        tracing::warn!("simulated device: link down: {e}");
-                        st.link_error = Some(e.to_string());
+                        host.link_down(&mut st, e);
                         link_up = false;
                     }
                 }
                 frame.clear();
+            }
+        }
+        // The host queue, between the device's frames (each of which leaves whole).
+        while let Ok(f) = host.to_link.try_recv() {
+            st.host_frames += 1;
+            if link_up {
+                if let Err(e) = link.send(&f) {
+                    host.link_down(&mut st, e);
+                    link_up = false;
+                }
             }
         }
         if !rx.is_empty() {

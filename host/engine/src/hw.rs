@@ -1,0 +1,401 @@
+//! The hardware engine's link: the source core runs as in the software engine, and the first
+//! transmission of each write (its LOCK and DATA back to back, or its implicit-lock DATA) leaves
+//! through the device instead of the socket: the write's data goes into DMA memory, a descriptor
+//! onto the submission ring, and the device sends the frames itself. Everything else the core
+//! sends (the handshake, heartbeats, flushes, lock re-issues after a rejection, retransmissions,
+//! FUA and compensation writes, writes larger than a data slot) goes out through the device's host
+//! queue, as the software engine would send it.
+//!
+//! The device hands every frame it receives to the host as well as to its own answer tracker, so
+//! the core sees the target's answers exactly as in the software engine and keeps its rollback log
+//! by them; the device's completion entries free the write's ring slot and data slot.
+//!
+//! A lost link drops the device (a reset: nothing of the old session is left in it) and opens it
+//! again on the next connection; the core re-sends what the target has not confirmed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use specmirror_abi::le::{Le32, Le64};
+use specmirror_abi::regs;
+use specmirror_abi::ring::{CompletionStatus, Descriptor, Mode};
+use specmirror_abi::{Flags, FrameType, Header};
+use specmirror_core::Frame;
+use specmirror_driver::{ring, Device, DmaMemory};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use crate::source::{LinkQueue, LinkReceiver, Msg, SourceOptions};
+
+/// A device that can carry the source's hot path: the driver's `Device` seam, and a host queue
+/// beside the device's own transmit path.
+pub trait HwPort: Device + Send {
+    /// Sends a frame the device does not make itself.
+    fn host_send(&self, frame: Vec<u8>) -> Result<(), String>;
+    /// The next frame received from the target (a copy of every frame), waiting up to
+    /// `timeout`; an error once the link is down.
+    fn host_recv(&self, timeout: Duration) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// Opens the device over an authenticated connection to the target.
+pub type HwOpen =
+    dyn Fn(std::net::TcpStream) -> Result<Box<dyn HwPort>, String> + Send + Sync + 'static;
+
+/// The device the hardware engine uses (`--engine hw --device ...`).
+#[derive(Clone)]
+pub struct HwDevice {
+    pub name: String,
+    pub open: Arc<HwOpen>,
+}
+
+impl std::fmt::Debug for HwDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HwDevice({})", self.name)
+    }
+}
+
+/// What came of offering a write to the device.
+enum Post {
+    Sent,
+    /// No room now (data slots or ring); later.
+    Busy,
+    /// Not for the device (too large, or a retransmission of a write it has in flight).
+    Never,
+}
+
+/// How long a write waits for room in the device before it goes by the host queue.
+const SLOT_WAIT: Duration = Duration::from_millis(20);
+
+/// Submission and completion ring entries.
+const RING_ENTRIES: u32 = 64;
+/// Data slots in DMA memory, and the bytes each holds: a write larger goes by the host queue.
+const DATA_SLOTS: usize = 32;
+const DATA_SLOT: usize = 1 << 20;
+
+/// What the hardware engine carried, for the log and the tests.
+#[derive(Debug, Default)]
+pub struct HwStats {
+    /// Writes the device sent (one descriptor each).
+    pub descriptors: AtomicU64,
+    /// Frames that went by the host queue.
+    pub host_frames: AtomicU64,
+    /// Completion entries the device wrote.
+    pub completions: AtomicU64,
+}
+
+impl HwStats {
+    /// (descriptors, host frames).
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.descriptors.load(Ordering::Relaxed),
+            self.host_frames.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The device open on one connection, with its rings and data slots.
+struct Open {
+    port: Box<dyn HwPort>,
+    sq: ring::SubmissionRing,
+    cq: ring::CompletionRing,
+    data: DmaMemory,
+    free: Vec<usize>,
+    /// Data slot of each lock the device has in flight.
+    slots: HashMap<u64, usize>,
+    generation: Option<u32>,
+}
+
+impl Open {
+    fn new(port: Box<dyn HwPort>) -> Result<Open, String> {
+        port.check_identity().map_err(|e| e.to_string())?;
+        let (sq, cq) = ring::setup(&*port, RING_ENTRIES).map_err(|e| e.to_string())?;
+        let data = port
+            .alloc_dma(DATA_SLOTS * DATA_SLOT)
+            .map_err(|e| e.to_string())?;
+        Ok(Open {
+            port,
+            sq,
+            cq,
+            data,
+            free: (0..DATA_SLOTS).rev().collect(),
+            slots: HashMap::new(),
+            generation: None,
+        })
+    }
+
+    /// Posts a write for the device to send.
+    fn post(&mut self, lock: Option<&Header>, data: &Frame, mode: Mode) -> Post {
+        let len = data.payload.len();
+        // A retransmission of a write the device still has in flight goes by the host queue:
+        // the device tracks each lock once.
+        if len > DATA_SLOT || self.slots.contains_key(&data.header.lock_id) {
+            return Post::Never;
+        }
+        if self.slots.len() >= RING_ENTRIES as usize {
+            return Post::Busy;
+        }
+        let Some(slot) = self.free.pop() else {
+            return Post::Busy;
+        };
+        let h = &data.header;
+        if self.generation != Some(h.generation) {
+            self.port.mmio().write(regs::GENERATION, h.generation);
+            self.generation = Some(h.generation);
+        }
+        self.data.write(slot * DATA_SLOT, &data.payload);
+        let (first, count) = lock.map_or((0, 0), |l| (l.offset, l.arg));
+        let d = Descriptor {
+            seq: Le64::new(h.seq),
+            lock_id: Le64::new(h.lock_id),
+            offset: Le64::new(h.offset),
+            dma_addr: Le64::new(self.data.bus_addr() + (slot * DATA_SLOT) as u64),
+            length: Le32::new(len as u32),
+            mode: mode as u8,
+            // The device adds IMPLICIT_LOCK itself in implicit mode; FUA is the write's own.
+            flags: (h.flags.0 & Flags::FUA.0) as u8,
+            first_region: Le64::new(first),
+            region_count: Le64::new(count),
+            ..Descriptor::default()
+        };
+        if self.sq.push(self.port.mmio(), &d).is_err() {
+            self.free.push(slot);
+            return Post::Busy;
+        }
+        self.slots.insert(h.lock_id, slot);
+        Post::Sent
+    }
+
+    /// Reaps completion entries; how many.
+    fn reap(&mut self) -> u64 {
+        let mut n = 0;
+        while let Some(c) = self.cq.poll() {
+            n += 1;
+            match ring::status(&c) {
+                Some(CompletionStatus::LockGranted) => {}
+                Some(_) => {
+                    if let Some(slot) = self.slots.remove(&c.lock_id.get()) {
+                        self.free.push(slot);
+                    }
+                }
+                None => warn!(
+                    status = c.status,
+                    "device wrote a completion of no known kind"
+                ),
+            }
+        }
+        if n > 0 {
+            self.cq.release(self.port.mmio());
+        }
+        n
+    }
+}
+
+/// Whether `lock` and `data` are one write's first transmission in speculative mode: LOCK, then
+/// its whole DATA (not a piece, not a compensation) right behind it.
+fn speculative_pair(lock: &Header, data: &Header) -> bool {
+    lock.ty == FrameType::Lock
+        && data.ty == FrameType::Data
+        && data.seq == lock.seq
+        && data.lock_id == lock.lock_id
+        && data.generation == lock.generation
+        && (data.flags == Flags::NONE || data.flags == Flags::FUA)
+        && data.arg == 0
+        && lock.flags == Flags::NONE
+}
+
+/// An implicit-lock DATA frame the device can send as it is.
+fn implicit_write(data: &Header) -> bool {
+    data.ty == FrameType::Data
+        && (data.flags == Flags::IMPLICIT_LOCK || data.flags == Flags::IMPLICIT_LOCK | Flags::FUA)
+        && data.arg == 0
+}
+
+/// Splits a batch of encoded frames from the core onto the queue of frames to hand out.
+fn parse(batch: &[u8], pending: &mut VecDeque<Frame>) -> Result<(), String> {
+    let mut at = 0;
+    while at < batch.len() {
+        let (f, n) =
+            Frame::decode(&batch[at..]).map_err(|e| format!("core sent a bad frame: {e}"))?;
+        pending.push_back(f);
+        at += n;
+    }
+    Ok(())
+}
+
+/// Hands the queued frames, in order, to the device or to the host queue. A write waits up to
+/// [`SLOT_WAIT`] for room in the device, and so does everything queued behind it; then it goes by
+/// the host queue.
+fn dispatch(
+    dev: &mut Open,
+    pending: &mut VecDeque<Frame>,
+    stalled: &mut Option<Instant>,
+    stats: &HwStats,
+) -> Result<(), String> {
+    while let Some(f) = pending.front() {
+        let pair = pending
+            .get(1)
+            .is_some_and(|d| speculative_pair(&f.header, &d.header));
+        let r = if pair {
+            dev.post(Some(&f.header), &pending[1], Mode::Speculative)
+        } else if implicit_write(&f.header) {
+            dev.post(None, f, Mode::Implicit)
+        } else {
+            Post::Never
+        };
+        let n = 1 + pair as usize;
+        match r {
+            Post::Sent => {
+                pending.drain(..n);
+                stats.descriptors.fetch_add(1, Ordering::Relaxed);
+                *stalled = None;
+            }
+            Post::Busy if stalled.get_or_insert_with(Instant::now).elapsed() < SLOT_WAIT => {
+                return Ok(());
+            }
+            Post::Busy | Post::Never => {
+                for f in pending.drain(..n) {
+                    dev.port.host_send(f.encode())?;
+                    stats.host_frames.fetch_add(1, Ordering::Relaxed);
+                }
+                *stalled = None;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Serves one connection until the link goes down; why it did.
+fn serve(
+    dev: &mut Open,
+    rx: &mut LinkReceiver,
+    core: &mpsc::Sender<Msg>,
+    opts: &SourceOptions,
+    stats: &HwStats,
+) -> Result<String, ()> {
+    let mut heard = Instant::now();
+    let (mut told, mut last) = (Instant::now(), (0, 0));
+    let mut pending = VecDeque::new();
+    let mut stalled = None;
+    loop {
+        let now = stats.snapshot();
+        if now != last && told.elapsed() >= Duration::from_secs(1) {
+            info!(
+                device_writes = now.0,
+                host_frames = now.1,
+                "hardware engine: writes the device sent, frames the host queue sent"
+            );
+            (told, last) = (Instant::now(), now);
+        }
+        let mut moved = false;
+        while let Some(batch) = rx.try_recv() {
+            moved = true;
+            if let Err(e) = parse(&batch, &mut pending) {
+                return Ok(e);
+            }
+        }
+        let posted = stats.descriptors.load(Ordering::Relaxed);
+        if let Err(e) = dispatch(dev, &mut pending, &mut stalled, stats) {
+            return Ok(e);
+        }
+        if stats.descriptors.load(Ordering::Relaxed) != posted {
+            // One doorbell for the round's posts.
+            dev.sq.doorbell(dev.port.mmio());
+        }
+        let reaped = dev.reap();
+        stats.completions.fetch_add(reaped, Ordering::Relaxed);
+        let wait = if moved || reaped > 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_micros(200)
+        };
+        match dev.port.host_recv(wait) {
+            Ok(Some(b)) => {
+                heard = Instant::now();
+                match Frame::decode(&b) {
+                    Ok((f, _)) => {
+                        if core.blocking_send(Msg::Frame(f)).is_err() {
+                            return Err(());
+                        }
+                    }
+                    Err(e) => return Ok(format!("bad frame from the target: {e}")),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Ok(e),
+        }
+        if heard.elapsed() > opts.peer_timeout {
+            return Ok(format!("target silent for {:?}", opts.peer_timeout));
+        }
+        if core.is_closed() {
+            return Err(());
+        }
+    }
+}
+
+/// Keeps the link through the device: opens it on each connection, reconnects when it drops.
+pub(crate) fn link_thread(
+    first: Box<dyn HwPort>,
+    opts: SourceOptions,
+    device: HwDevice,
+    core: mpsc::Sender<Msg>,
+    rt: tokio::runtime::Handle,
+    stats: Arc<HwStats>,
+) {
+    let mut next = Some(first);
+    loop {
+        let port = match next.take() {
+            Some(p) => p,
+            None => {
+                let opened = rt
+                    .block_on(crate::source::connect(
+                        &opts,
+                        Duration::from_secs(u64::MAX / 4),
+                    ))
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| s.into_std().map_err(|e| e.to_string()))
+                    .and_then(|s| (device.open)(s));
+                match opened {
+                    Ok(p) => p,
+                    Err(e) => {
+                        error!(
+                            "cannot reach the target through the {} device: {e}",
+                            device.name
+                        );
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                }
+            }
+        };
+        let mut dev = match Open::new(port) {
+            Ok(d) => d,
+            Err(e) => {
+                error!("the {} device failed to open: {e}", device.name);
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        info!(target = %opts.target, device = %device.name, "link to target up (hardware engine)");
+        let (tx, mut rx) = LinkQueue::new(8192);
+        if core.blocking_send(Msg::LinkUp(tx)).is_err() {
+            return;
+        }
+        let cause = match serve(&mut dev, &mut rx, &core, &opts, &stats) {
+            Ok(c) => c,
+            Err(()) => return,
+        };
+        drop(dev);
+        warn!("link to target down: {cause}; resetting the device and reconnecting");
+        debug!(
+            descriptors = stats.descriptors.load(Ordering::Relaxed),
+            host_frames = stats.host_frames.load(Ordering::Relaxed),
+            "hardware engine so far"
+        );
+        if core.blocking_send(Msg::LinkDown).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

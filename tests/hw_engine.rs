@@ -1,0 +1,170 @@
+//! The hardware engine: `specmirror source --engine hw --device sim` (the verilated source device
+//! in the source daemon, its DMA port on the driver's rings) mirrors qemu-io workloads to the
+//! software target; the volumes end identical, and the device, not the host, sent the writes.
+//! Needs a build with `--features sim-device` (./test.sh builds it) and qemu-io.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const SIZE: &str = "16MiB";
+
+fn workload() -> Vec<String> {
+    let mut cmds: Vec<String> = vec![
+        "write -P 0x11 0 4k".into(),
+        "write -P 0x22 4095 1".into(),
+        "write -P 0x33 8192 64k".into(),
+        // Overlapping writes in flight together: the later ones wait for the earlier locks.
+        "aio_write -P 0x44 65536 4096".into(),
+        "aio_write -P 0x55 66000 2000".into(),
+        "aio_write -P 0x66 65600 512".into(),
+        "aio_flush".into(),
+        // Larger than a data slot: through the host queue.
+        "write -P 0x77 3M 2M".into(),
+        "write -P 0x88 16773120 4096".into(),
+    ];
+    for i in 0..200u64 {
+        cmds.push(format!(
+            "aio_write -P 0x{:02x} {} {}",
+            0x90 + i % 0x60,
+            (i * 7919 * 512) % (2 << 20),
+            512 * (1 + i % 16)
+        ));
+    }
+    cmds.push("aio_flush".into());
+    cmds.push("flush".into());
+    cmds
+}
+
+fn mirror_through_the_device(mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target = start_target(d, SIZE, &[]);
+    let source = match Daemon::try_start(
+        d,
+        "source",
+        &[
+            "source",
+            "--volume",
+            d.join("source.img").to_str().unwrap(),
+            "--size",
+            SIZE,
+            "--target",
+            &target.field("listen"),
+            "--nbd",
+            "127.0.0.1:0",
+            "--log",
+            d.join("source.log").to_str().unwrap(),
+            "--mode",
+            mode,
+            "--engine",
+            "hw",
+            "--device",
+            "sim",
+        ],
+    ) {
+        Ok(s) => s,
+        Err(e) => panic!(
+            "the source with --engine hw --device sim did not start (is the binary built with \
+             --features sim-device? ./test.sh builds it so): {e}"
+        ),
+    };
+    let port = port_of(&source.field("nbd"));
+    let cmds = workload();
+    let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
+    qemu_ok(&port, &refs);
+    qemu_ok(&port, &["read -P 0x77 3M 2M", "read -P 0x88 16773120 4096"]);
+    let (src, tgt) = (d.join("source.img"), d.join("target.img"));
+    assert!(
+        wait_identical(&src, &tgt, Duration::from_secs(10)),
+        "{mode}: the volumes differ at byte {:?}\nsource log:\n{}",
+        first_difference(&src, &tgt),
+        source.log_text()
+    );
+    // The device sent the writes; the host queue only the rest. (The engine reports its
+    // figures once a second while they change: wait for the last report.)
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        source.wait_log(
+            "hardware engine: writes the device sent",
+            Duration::from_secs(5)
+        ),
+        "{mode}: no hardware engine report\n{}",
+        source.log_text()
+    );
+    let log = source.log_text();
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("hardware engine: writes the device sent"))
+        .expect("a report");
+    let field = |k: &str| -> u64 {
+        last.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} in {last}"))
+    };
+    let device_writes = field("device_writes");
+    assert!(
+        device_writes >= 150,
+        "{mode}: only {device_writes} writes went through the device: {last}\nsource log:\n{}",
+        log.lines().take(40).collect::<Vec<_>>().join("\n")
+    );
+    eprintln!("{mode}: {last}");
+}
+
+#[test]
+fn speculative_writes_go_through_the_simulated_device() {
+    mirror_through_the_device("speculative");
+}
+
+#[test]
+fn implicit_writes_go_through_the_simulated_device() {
+    mirror_through_the_device("implicit");
+}
+
+#[test]
+fn engine_and_device_flags_that_do_not_fit_are_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let vol = d.join("source.img");
+    let log = d.join("source.log");
+    for (extra, says) in [
+        (&["--device", "sim"][..], "needs --engine hw"),
+        (&["--engine", "hw"][..], "--engine hw needs --device"),
+        (
+            &["--engine", "hw", "--device", "vfio:0000:01:00.0"][..],
+            "use --device sim",
+        ),
+        (
+            &["--engine", "hw", "--device", "fpga0"][..],
+            "unknown device",
+        ),
+        (
+            &["--engine", "hw", "--device", "sim", "--transport", "udp"][..],
+            "runs over TCP",
+        ),
+    ] {
+        let mut args = vec![
+            "source",
+            "--volume",
+            vol.to_str().unwrap(),
+            "--size",
+            SIZE,
+            "--target",
+            "127.0.0.1:9",
+            "--nbd",
+            "127.0.0.1:0",
+            "--log",
+            log.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{extra:?} was accepted");
+        assert!(err.contains(says), "{extra:?}: {err}");
+        assert!(!vol.exists() && !log.exists(), "{extra:?} changed the disk");
+    }
+}
