@@ -38,11 +38,8 @@ fn workload() -> Vec<String> {
     cmds
 }
 
-fn mirror_through_the_device(mode: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let target = start_target(d, SIZE, &[]);
-    let source = match Daemon::try_start(
+fn start_hw_source(d: &std::path::Path, target: &str, mode: &str) -> Daemon {
+    match Daemon::try_start(
         d,
         "source",
         &[
@@ -52,7 +49,7 @@ fn mirror_through_the_device(mode: &str) {
             "--size",
             SIZE,
             "--target",
-            &target.field("listen"),
+            target,
             "--nbd",
             "127.0.0.1:0",
             "--log",
@@ -70,7 +67,14 @@ fn mirror_through_the_device(mode: &str) {
             "the source with --engine hw --device sim did not start (is the binary built with \
              --features sim-device? ./test.sh builds it so): {e}"
         ),
-    };
+    }
+}
+
+fn mirror_through_the_device(mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target = start_target(d, SIZE, &[]);
+    let source = start_hw_source(d, &target.field("listen"), mode);
     let port = port_of(&source.field("nbd"));
     let cmds = workload();
     let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
@@ -167,4 +171,40 @@ fn engine_and_device_flags_that_do_not_fit_are_refused_before_anything_changes()
         assert!(err.contains(says), "{extra:?}: {err}");
         assert!(!vol.exists() && !log.exists(), "{extra:?} changed the disk");
     }
+}
+
+#[test]
+fn a_link_cut_resets_the_device_and_every_acknowledged_write_reaches_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target = start_target(d, SIZE, &[]);
+    let proxy = Proxy::start(&target.field("listen"));
+    let source = start_hw_source(d, &proxy.addr, "speculative");
+    let port = port_of(&source.field("nbd"));
+    let load = std::thread::spawn(move || {
+        let cmds: Vec<String> = (0..600u64)
+            .map(|i| format!("write -P 0x{:02x} {} 4k", 1 + i % 250, (i % 1024) * 4096))
+            .collect();
+        let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
+        qemu_io(&port, &refs)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.cut();
+    std::thread::sleep(Duration::from_millis(1500));
+    proxy.heal();
+    let (ok, out) = load.join().unwrap();
+    assert!(ok, "writes wait out the cut:\n{out}");
+    let (src, tgt) = (d.join("source.img"), d.join("target.img"));
+    assert!(
+        wait_identical(&src, &tgt, Duration::from_secs(10)),
+        "the volumes differ at byte {:?}\nsource log:\n{}",
+        first_difference(&src, &tgt),
+        source.log_text()
+    );
+    let log = source.log_text();
+    assert!(log.contains("link to target down"), "{log}");
+    assert!(
+        log.matches("link to target up (hardware engine)").count() >= 2,
+        "the device was opened again on the new connection:\n{log}"
+    );
 }
