@@ -216,12 +216,14 @@ fn doorbell(q: &mut VecDeque<(u32, u32)>, reg: u32, v: u32) {
 
 /// Runs `writes` through the device `io` against `peer`, with rings of `1 << log2` entries and at
 /// most `window` writes outstanding (posted and not yet finished by WRITE_DONE or LOCK_REJECTED).
+/// With `stall`, the host stops reaping completions for long stretches.
 pub fn run<T: DeviceIo, P: Peer>(
     io: &mut T,
     peer: &mut P,
     writes: &[Write],
     log2: u32,
     window: u32,
+    stall: bool,
     seed: u64,
 ) -> DeviceOutcome {
     let mut r = Rng(seed);
@@ -278,7 +280,7 @@ pub fn run<T: DeviceIo, P: Peer>(
             doorbell(&mut mmio, regs::SQ_TAIL_DOORBELL, tail);
         }
         // The host reaps completions now and then, and for long stretches not at all.
-        if now % 1024 < 256 && r.below(4) == 0 {
+        if (!stall || now % 1024 < 256) && r.below(4) == 0 {
             loop {
                 let slot = (cq_head & (entries - 1)) as u64;
                 let at = cq + slot * COMPLETION_LEN as u64;

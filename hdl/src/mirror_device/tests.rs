@@ -15,6 +15,7 @@ fn closed_loop(mode: Option<Mode>, n: u64, log2: u32, seed: u64) {
         &writes,
         log2,
         8,
+        true,
         seed,
     );
     check(&writes, &d, &format!("{mode:?}"));

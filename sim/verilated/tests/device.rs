@@ -38,6 +38,7 @@ fn rust_hdl_and_verilator_agree_cycle_by_cycle_through_the_rings() {
         &writes,
         2,
         8,
+        true,
         0xde71_0101,
     );
     check(&writes, &d, "lockstep");
@@ -61,7 +62,15 @@ fn thousands_of_writes_through_the_rings_complete_as_the_protocol_says() {
     ] {
         let writes = workload(seed, n, mode);
         let mut m = VerDevice(VerilatedDevice::new());
-        let d = run(&mut m, &mut SoftwarePeer::new(), &writes, log2, 8, seed);
+        let d = run(
+            &mut m,
+            &mut SoftwarePeer::new(),
+            &writes,
+            log2,
+            8,
+            true,
+            seed,
+        );
         check(&writes, &d, &format!("{mode:?}"));
         eprintln!(
             "{mode:?}: {n} writes through rings of {} in {} clocks ({:.0} per write), {} completions",
