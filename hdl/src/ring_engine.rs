@@ -1,6 +1,7 @@
 //! The device's side of the rollback-log rings (layouts in `specmirror_abi::ring`): fetches each
 //! descriptor the host posted on the submission ring through the DMA read port, hands it to the
-//! send path, then streams its data from host memory behind it; writes each completion entry the
+//! send path, then streams its data from host memory behind it (asking for the next descriptor
+//! right behind the data, so it is there when the data ends); writes each completion entry the
 //! send tracker produces into the completion ring with the pass's phase bit, and pulses `irq`.
 //!
 //! The host publishes its submission tail and its completion head through the doorbells; the
@@ -30,6 +31,8 @@ pub enum RingState {
     Present,
     /// Asking for its data.
     ReqData,
+    /// Asking for the next descriptor, to arrive behind the data (its data words flow meanwhile).
+    ReqNext,
     /// Its data words flowing to the send path.
     Data,
 }
@@ -94,6 +97,8 @@ pub struct RingEngine {
     first_region: DFF<Bits<64>>,
     region_count: DFF<Bits<64>>,
     left: DFF<Bits<32>>,
+    /// The next descriptor's words follow the data in the read stream.
+    pre: DFF<Bit>,
     irq_q: DFF<Bit>,
     one: Constant<Bits<32>>,
     sq_slot: Signal<Local, Bits<32>>,
@@ -102,6 +107,8 @@ pub struct RingEngine {
     cq_pass: Signal<Local, Bits<32>>,
     cq_room: Signal<Local, Bit>,
     words: Signal<Local, Bits<32>>,
+    routing: Signal<Local, Bit>,
+    last_word: Signal<Local, Bit>,
 }
 
 impl Default for RingEngine {
@@ -159,6 +166,7 @@ impl Default for RingEngine {
             first_region: Default::default(),
             region_count: Default::default(),
             left: Default::default(),
+            pre: Default::default(),
             irq_q: Default::default(),
             one: Constant::new(1u64.to_bits()),
             sq_slot: Default::default(),
@@ -167,6 +175,8 @@ impl Default for RingEngine {
             cq_pass: Default::default(),
             cq_room: Default::default(),
             words: Default::default(),
+            routing: Default::default(),
+            last_word: Default::default(),
         }
     }
 }
@@ -191,6 +201,7 @@ impl Logic for RingEngine {
             first_region,
             region_count,
             left,
+            pre,
             irq_q
         );
         // Slots of the two rings, their byte offsets, and the completion ring's pass (its phase).
@@ -219,6 +230,21 @@ impl Logic for RingEngine {
         self.rd_req_addr.next = self.sq_base.val() + (bit_cast::<64, 32>(self.sq_slot.val()) << 6);
         self.rd_req_words.next = 8.into();
         self.rd_ready.next = false;
+        // Data words go to the send path while they are due, also while the next descriptor is
+        // being asked for.
+        self.routing.next = (self.state.q.val() == RingState::Data)
+            | ((self.state.q.val() == RingState::ReqNext) & (self.left.q.val() != 0));
+        self.last_word.next = self.routing.val()
+            & self.rd_valid.val()
+            & self.data_ready.val()
+            & (self.left.q.val() == 1);
+        if self.routing.val() {
+            self.data_valid.next = self.rd_valid.val();
+            self.rd_ready.next = self.data_ready.val();
+            if self.rd_valid.val() & self.data_ready.val() {
+                self.left.d.next = self.left.q.val() - 1;
+            }
+        }
         match self.state.q.val() {
             RingState::Idle => {
                 if self.enable.val() & (self.head.q.val() != self.sq_tail.val()) {
@@ -279,15 +305,33 @@ impl Logic for RingEngine {
                 self.rd_req_words.next = self.words.val();
                 if self.rd_req_ready.val() {
                     self.left.d.next = self.words.val();
-                    self.state.d.next = RingState::Data;
+                    // Another descriptor waits: ask for it now, behind the data.
+                    if self.head.q.val() != self.sq_tail.val() {
+                        self.state.d.next = RingState::ReqNext;
+                    } else {
+                        self.state.d.next = RingState::Data;
+                    }
+                }
+            }
+            RingState::ReqNext => {
+                self.rd_req_valid.next = true;
+                if self.rd_req_ready.val() {
+                    if (self.left.q.val() == 0) | self.last_word.val() {
+                        self.k.d.next = 0.into();
+                        self.state.d.next = RingState::FetchDesc;
+                    } else {
+                        self.pre.d.next = true;
+                        self.state.d.next = RingState::Data;
+                    }
                 }
             }
             RingState::Data => {
-                self.data_valid.next = self.rd_valid.val();
-                self.rd_ready.next = self.data_ready.val();
-                if self.rd_valid.val() & self.data_ready.val() {
-                    self.left.d.next = self.left.q.val() - 1;
-                    if self.left.q.val() == 1 {
+                if self.last_word.val() {
+                    if self.pre.q.val() {
+                        self.pre.d.next = false;
+                        self.k.d.next = 0.into();
+                        self.state.d.next = RingState::FetchDesc;
+                    } else {
                         self.state.d.next = RingState::Idle;
                     }
                 }
@@ -313,6 +357,7 @@ impl Logic for RingEngine {
         self.irq.next = self.irq_q.q.val();
         if !self.enable.val() {
             self.state.d.next = RingState::Idle;
+            self.pre.d.next = false;
             self.head.d.next = 0.into();
             self.ctail.d.next = 0.into();
         }
