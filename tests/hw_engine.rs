@@ -70,6 +70,33 @@ fn start_hw_source(d: &std::path::Path, target: &str, mode: &str) -> Daemon {
     }
 }
 
+/// The writes the device sent, from the engine's last report, and that report. (It reports once
+/// a second while its figures change: this waits for the last one.)
+fn device_writes(source: &Daemon) -> (u64, String) {
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        source.wait_log(
+            "hardware engine: writes the device sent",
+            Duration::from_secs(5)
+        ),
+        "no hardware engine report\n{}",
+        source.log_text()
+    );
+    let log = source.log_text();
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("hardware engine: writes the device sent"))
+        .expect("a report")
+        .to_string();
+    let n = last
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("device_writes="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("device_writes in {last}"));
+    (n, last)
+}
+
 fn mirror_through_the_device(mode: &str) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -87,30 +114,9 @@ fn mirror_through_the_device(mode: &str) {
         first_difference(&src, &tgt),
         source.log_text()
     );
-    // The device sent the writes; the host queue only the rest. (The engine reports its
-    // figures once a second while they change: wait for the last report.)
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        source.wait_log(
-            "hardware engine: writes the device sent",
-            Duration::from_secs(5)
-        ),
-        "{mode}: no hardware engine report\n{}",
-        source.log_text()
-    );
+    // The device sent the writes; the host queue only the rest.
+    let (device_writes, last) = device_writes(&source);
     let log = source.log_text();
-    let last = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("hardware engine: writes the device sent"))
-        .expect("a report");
-    let field = |k: &str| -> u64 {
-        last.split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{k}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{k} in {last}"))
-    };
-    let device_writes = field("device_writes");
     assert!(
         device_writes >= 150,
         "{mode}: only {device_writes} writes went through the device: {last}\nsource log:\n{}",
@@ -207,4 +213,126 @@ fn a_link_cut_resets_the_device_and_every_acknowledged_write_reaches_the_target(
         log.matches("link to target up (hardware engine)").count() >= 2,
         "the device was opened again on the new connection:\n{log}"
     );
+}
+
+/// A TCP forwarder that keeps the bytes the source sent on its first connection.
+fn capture(upstream: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (k, up) = (kept.clone(), upstream.to_string());
+    std::thread::spawn(move || {
+        for (n, s) in l.incoming().enumerate() {
+            let Ok(mut down) = s else { continue };
+            let Ok(mut upc) = TcpStream::connect(&up) else {
+                continue;
+            };
+            let (mut d2, mut u2) = (down.try_clone().unwrap(), upc.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let mut b = [0u8; 65536];
+                while let Ok(m) = u2.read(&mut b) {
+                    if m == 0 || d2.write_all(&b[..m]).is_err() {
+                        break;
+                    }
+                }
+            });
+            let k = k.clone();
+            std::thread::spawn(move || {
+                let mut b = [0u8; 65536];
+                while let Ok(m) = down.read(&mut b) {
+                    if m == 0 {
+                        break;
+                    }
+                    if n == 0 {
+                        k.lock().unwrap().extend_from_slice(&b[..m]);
+                    }
+                    if upc.write_all(&b[..m]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, kept)
+}
+
+/// The LOCK and DATA frames in what a source sent (after its 80-byte authentication answer),
+/// each once: a retransmission (the target's FUA writes may outlast the first timeout) repeats
+/// a frame whichever engine sends it.
+fn lock_and_data_frames(sent: &[u8]) -> Vec<Vec<u8>> {
+    use specmirror_abi::FrameType;
+    let mut at = 80;
+    let (mut out, mut seen) = (Vec::new(), std::collections::HashSet::new());
+    while at < sent.len() {
+        let (f, n) = specmirror_core::Frame::decode(&sent[at..]).expect("a well-formed frame");
+        let h = f.header;
+        if matches!(h.ty, FrameType::Lock | FrameType::Data)
+            && seen.insert((h.ty as u8, h.seq, h.lock_id))
+        {
+            out.push(sent[at..at + n].to_vec());
+        }
+        at += n;
+    }
+    out
+}
+
+/// The frames a fixed workload puts on the wire, with the software or the hardware engine.
+fn frames_of(engine: &str) -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target = start_target(d, SIZE, &[]);
+    let (addr, sent) = capture(&target.field("listen"));
+    let source = if engine == "hw" {
+        start_hw_source(d, &addr, "speculative")
+    } else {
+        start_source(d, &addr, "speculative", SIZE, &[])
+    };
+    let port = port_of(&source.field("nbd"));
+    // One write at a time: each frame's acknowledgements are the same whichever engine sends it.
+    let cmds: Vec<String> = (0..40u64)
+        .map(|i| {
+            format!(
+                "write -P 0x{:02x} {} {}",
+                1 + i,
+                (i * 104_729) % (8 << 20),
+                [512, 4096, 1, 65536, 3000, 131_072][i as usize % 6]
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
+    qemu_ok(&port, &refs);
+    let (src, tgt) = (d.join("source.img"), d.join("target.img"));
+    assert!(
+        wait_identical(&src, &tgt, Duration::from_secs(10)),
+        "{engine}"
+    );
+    if engine == "hw" {
+        let (n, last) = device_writes(&source);
+        assert_eq!(
+            n, 40,
+            "every write's first transmission left through the device: {last}"
+        );
+    }
+    drop(source);
+    let frames = lock_and_data_frames(&sent.lock().unwrap());
+    frames
+}
+
+#[test]
+fn the_hardware_engine_puts_the_very_bytes_of_the_software_engine_on_the_wire() {
+    let soft = frames_of("soft");
+    let hw = frames_of("hw");
+
+    assert_eq!(soft.len(), 80, "40 writes, a LOCK and a DATA each");
+    assert_eq!(hw.len(), soft.len(), "frames");
+    for (k, (a, b)) in soft.iter().zip(&hw).enumerate() {
+        assert!(
+            a == b,
+            "frame {k} differs:\nsoftware {:?}\nhardware {:?}",
+            specmirror_abi::Header::decode(a),
+            specmirror_abi::Header::decode(b)
+        );
+    }
 }

@@ -25,9 +25,10 @@ const _: () = {
     assert!(at(8, regs::SQ_BASE_LO) && at(9, regs::SQ_BASE_HI) && at(10, regs::SQ_LOG2_SIZE));
     assert!(at(11, regs::SQ_HEAD) && at(12, regs::CQ_BASE_LO) && at(13, regs::CQ_BASE_HI));
     assert!(at(14, regs::CQ_LOG2_SIZE) && at(15, regs::CQ_TAIL));
-    assert!(at(20, regs::FRAMES_TX) && at(21, regs::FRAMES_RX) && at(22, regs::FRAMES_BAD));
-    assert!(at(23, regs::LOCKS_GRANTED) && at(24, regs::LOCKS_REJECTED));
-    assert!(at(26, regs::SQ_TAIL_DOORBELL) && at(27, regs::CQ_HEAD_DOORBELL));
+    assert!(at(20, regs::REGION_LOG2));
+    assert!(at(21, regs::FRAMES_TX) && at(22, regs::FRAMES_RX) && at(23, regs::FRAMES_BAD));
+    assert!(at(24, regs::LOCKS_GRANTED) && at(25, regs::LOCKS_REJECTED));
+    assert!(at(27, regs::SQ_TAIL_DOORBELL) && at(28, regs::CQ_HEAD_DOORBELL));
 };
 
 #[derive(LogicBlock, Default)]
@@ -87,7 +88,7 @@ impl Logic for MirrorDevice {
         self.regs.wdata.next = self.mmio_wdata.val();
         self.regs.write.next = self.mmio_write.val();
         self.mmio_rdata.next = self.regs.rdata.val();
-        for i in 0..28 {
+        for i in 0..29 {
             self.regs.hw_in[i].next = 0.into();
             self.regs.hw_inc[i].next = false;
         }
@@ -96,11 +97,12 @@ impl Logic for MirrorDevice {
         self.engine.sq_base.next = (bit_cast::<64, 32>(self.regs.value[9].val()) << 32)
             | bit_cast::<64, 32>(self.regs.value[8].val());
         self.engine.sq_log2.next = self.regs.value[10].val().get_bits::<5>(0);
-        self.engine.sq_tail.next = self.regs.value[26].val();
+        self.engine.sq_tail.next = self.regs.value[27].val();
         self.engine.cq_base.next = (bit_cast::<64, 32>(self.regs.value[13].val()) << 32)
             | bit_cast::<64, 32>(self.regs.value[12].val());
         self.engine.cq_log2.next = self.regs.value[14].val().get_bits::<5>(0);
-        self.engine.cq_head.next = self.regs.value[27].val();
+        self.engine.cq_head.next = self.regs.value[28].val();
+        self.engine.region_log2.next = self.regs.value[20].val().get_bits::<6>(0);
         self.status_q.d.next = 0.into();
         if self.regs.value[4].val().get_bit(0) {
             self.status_q.d.next = 1.into();
@@ -135,8 +137,8 @@ impl Logic for MirrorDevice {
         self.path.desc_first_region.next = self.engine.desc_first_region.val();
         self.path.desc_region_count.next = self.engine.desc_region_count.val();
         self.path.generation.next = self.regs.value[7].val();
-        self.path.ack_lock.next = 0.into();
-        self.path.ack_seq.next = 0.into();
+        self.path.ack_lock.next = self.engine.desc_ack_lock.val();
+        self.path.ack_seq.next = self.engine.desc_ack_seq.val();
         self.path.data_in.next = self.engine.data_out.val();
         self.path.data_valid.next = self.engine.data_valid.val();
         self.engine.data_ready.next = self.path.data_ready.val();
@@ -172,11 +174,11 @@ impl Logic for MirrorDevice {
             }
         }
         self.inc_q.d.next = self.inc.val();
-        self.regs.hw_inc[20].next = self.inc_q.q.val().get_bit(0);
-        self.regs.hw_inc[21].next = self.inc_q.q.val().get_bit(1);
-        self.regs.hw_inc[22].next = self.inc_q.q.val().get_bit(2);
-        self.regs.hw_inc[23].next = self.inc_q.q.val().get_bit(3);
-        self.regs.hw_inc[24].next = self.inc_q.q.val().get_bit(4);
+        self.regs.hw_inc[21].next = self.inc_q.q.val().get_bit(0);
+        self.regs.hw_inc[22].next = self.inc_q.q.val().get_bit(1);
+        self.regs.hw_inc[23].next = self.inc_q.q.val().get_bit(2);
+        self.regs.hw_inc[24].next = self.inc_q.q.val().get_bit(3);
+        self.regs.hw_inc[25].next = self.inc_q.q.val().get_bit(4);
         self.stale.next = self.path.stale.val();
         self.unmatched.next = self.path.unmatched.val();
         self.cpl_drops.next = self.path.cpl_drops.val();

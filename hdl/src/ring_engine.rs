@@ -48,6 +48,8 @@ pub struct RingEngine {
     pub cq_base: Signal<In, Bits<64>>,
     pub cq_log2: Signal<In, Bits<5>>,
     pub cq_head: Signal<In, Bits<32>>,
+    /// log2 of the region size: the lock's regions follow from the write's offset and length.
+    pub region_log2: Signal<In, Bits<6>>,
     pub sq_head: Signal<Out, Bits<32>>,
     pub cq_tail: Signal<Out, Bits<32>>,
     // DMA reads: a request, then its words in order.
@@ -74,6 +76,8 @@ pub struct RingEngine {
     pub desc_flags: Signal<Out, Bits<16>>,
     pub desc_first_region: Signal<Out, Bits<64>>,
     pub desc_region_count: Signal<Out, Bits<64>>,
+    pub desc_ack_lock: Signal<Out, Bits<64>>,
+    pub desc_ack_seq: Signal<Out, Bits<64>>,
     pub data_out: Signal<Out, Bits<64>>,
     pub data_valid: Signal<Out, Bit>,
     pub data_ready: Signal<In, Bit>,
@@ -94,8 +98,8 @@ pub struct RingEngine {
     length: DFF<Bits<32>>,
     mode: DFF<Bits<2>>,
     flags: DFF<Bits<8>>,
-    first_region: DFF<Bits<64>>,
-    region_count: DFF<Bits<64>>,
+    ack_lock: DFF<Bits<64>>,
+    ack_seq: DFF<Bits<64>>,
     left: DFF<Bits<32>>,
     /// The next descriptor's words follow the data in the read stream.
     pre: DFF<Bit>,
@@ -107,6 +111,8 @@ pub struct RingEngine {
     cq_pass: Signal<Local, Bits<32>>,
     cq_room: Signal<Local, Bit>,
     words: Signal<Local, Bits<32>>,
+    first: Signal<Local, Bits<64>>,
+    last: Signal<Local, Bits<64>>,
     routing: Signal<Local, Bit>,
     last_word: Signal<Local, Bit>,
 }
@@ -122,6 +128,7 @@ impl Default for RingEngine {
             cq_base: Default::default(),
             cq_log2: Default::default(),
             cq_head: Default::default(),
+            region_log2: Default::default(),
             sq_head: Default::default(),
             cq_tail: Default::default(),
             rd_req_valid: Default::default(),
@@ -145,6 +152,8 @@ impl Default for RingEngine {
             desc_flags: Default::default(),
             desc_first_region: Default::default(),
             desc_region_count: Default::default(),
+            desc_ack_lock: Default::default(),
+            desc_ack_seq: Default::default(),
             data_out: Default::default(),
             data_valid: Default::default(),
             data_ready: Default::default(),
@@ -163,8 +172,8 @@ impl Default for RingEngine {
             length: Default::default(),
             mode: Default::default(),
             flags: Default::default(),
-            first_region: Default::default(),
-            region_count: Default::default(),
+            ack_lock: Default::default(),
+            ack_seq: Default::default(),
             left: Default::default(),
             pre: Default::default(),
             irq_q: Default::default(),
@@ -175,6 +184,8 @@ impl Default for RingEngine {
             cq_pass: Default::default(),
             cq_room: Default::default(),
             words: Default::default(),
+            first: Default::default(),
+            last: Default::default(),
             routing: Default::default(),
             last_word: Default::default(),
         }
@@ -185,24 +196,8 @@ impl Logic for RingEngine {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self,
-            clock,
-            state,
-            head,
-            ctail,
-            k,
-            seq,
-            lock_id,
-            offset,
-            addr,
-            length,
-            mode,
-            flags,
-            first_region,
-            region_count,
-            left,
-            pre,
-            irq_q
+            self, clock, state, head, ctail, k, seq, lock_id, offset, addr, length, mode, flags,
+            ack_lock, ack_seq, left, pre, irq_q
         );
         // Slots of the two rings, their byte offsets, and the completion ring's pass (its phase).
         self.sq_slot.next =
@@ -221,8 +216,15 @@ impl Logic for RingEngine {
         self.desc_length.next = self.length.q.val();
         self.desc_mode.next = self.mode.q.val();
         self.desc_flags.next = bit_cast::<16, 8>(self.flags.q.val());
-        self.desc_first_region.next = self.first_region.q.val();
-        self.desc_region_count.next = self.region_count.q.val();
+        // The regions the write touches: first = offset >> log2, last = (offset + length - 1)
+        // >> log2 (a write is never empty).
+        self.first.next = self.offset.q.val() >> self.region_log2.val();
+        self.last.next = (self.offset.q.val() + bit_cast::<64, 32>(self.length.q.val()) - 1)
+            >> self.region_log2.val();
+        self.desc_first_region.next = self.first.val();
+        self.desc_region_count.next = self.last.val() - self.first.val() + 1;
+        self.desc_ack_lock.next = self.ack_lock.q.val();
+        self.desc_ack_seq.next = self.ack_seq.q.val();
         self.desc_valid.next = false;
         self.data_out.next = self.rd_data.val();
         self.data_valid.next = false;
@@ -280,10 +282,10 @@ impl Logic for RingEngine {
                         self.flags.d.next = self.rd_data.val().get_bits::<8>(40);
                     }
                     if self.k.q.val() == 6 {
-                        self.first_region.d.next = self.rd_data.val();
+                        self.ack_lock.d.next = self.rd_data.val();
                     }
                     if self.k.q.val() == 7 {
-                        self.region_count.d.next = self.rd_data.val();
+                        self.ack_seq.d.next = self.rd_data.val();
                         self.state.d.next = RingState::Present;
                     }
                 }

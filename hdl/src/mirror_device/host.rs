@@ -197,8 +197,13 @@ pub struct Registers {
     pub locks_rejected: u32,
 }
 
+/// The acknowledgements every descriptor carries.
+const ACK: u64 = 1;
+
 /// What a device run did: the closed loop's outcome, the registers, the interrupts.
 pub struct DeviceOutcome {
+    /// The (ack_lock, ack_seq) pairs the LOCK and DATA frames carried.
+    pub acks: std::collections::BTreeSet<(u64, u64)>,
     pub outcome: Outcome,
     pub regs: Registers,
     pub irqs: u64,
@@ -239,6 +244,7 @@ pub fn run<T: DeviceIo, P: Peer>(
         (regs::CQ_BASE_HI, (cq >> 32) as u32),
         (regs::CQ_LOG2_SIZE, log2),
         (regs::GENERATION, GENERATION),
+        (regs::REGION_LOG2, REGION.trailing_zeros()),
         (regs::CONTROL, 1),
     ]);
     let (mut tail, mut sq_head, mut cq_head) = (0u32, 0u32, 0u32);
@@ -260,8 +266,6 @@ pub fn run<T: DeviceIo, P: Peer>(
             let w = &writes[next];
             let data = mem.base + DATA_AT + (next as u64 % DATA_SLOTS) * DATA_SLOT;
             mem.write(data, &w.data);
-            let first = w.offset / REGION;
-            let end = (w.offset + w.data.len() as u64).div_ceil(REGION);
             let d = Descriptor {
                 seq: Le64::new(w.id),
                 lock_id: Le64::new(w.id),
@@ -269,8 +273,10 @@ pub fn run<T: DeviceIo, P: Peer>(
                 dma_addr: Le64::new(data),
                 length: Le32::new(w.data.len() as u32),
                 mode: w.mode as u8,
-                first_region: Le64::new(first),
-                region_count: Le64::new(end - first),
+                // Stamped on the write's frames as they are (ids start at 1: acknowledging
+                // lock 1 and write 1 abandons nothing at the target).
+                ack_lock: Le64::new(ACK),
+                ack_seq: Le64::new(ACK),
                 ..Descriptor::default()
             };
             let slot = (tail & (entries - 1)) as u64;
@@ -391,7 +397,9 @@ pub fn run<T: DeviceIo, P: Peer>(
         locks_granted: read(regs::LOCKS_GRANTED),
         locks_rejected: read(regs::LOCKS_REJECTED),
     };
+    let acks = std::mem::take(&mut link.acks);
     DeviceOutcome {
+        acks,
         outcome: Outcome {
             completions,
             volume: peer.volume().to_vec(),
@@ -438,4 +446,9 @@ pub fn check(writes: &[Write], d: &DeviceOutcome, what: &str) {
         "{what}: LOCKS_REJECTED"
     );
     assert!(c.iter().all(|x| x.flags == 0), "{what}: completion flags");
+    assert_eq!(
+        d.acks,
+        [(ACK, ACK)].into(),
+        "{what}: the frames carry the descriptors' acknowledgements"
+    );
 }

@@ -276,6 +276,8 @@ pub struct Link {
     answers: VecDeque<(u64, u64, bool)>,
     /// The lock ids of the DATA frames the target got.
     pub data_frames: Vec<u64>,
+    /// The acknowledgements (ack_lock, ack_seq) the LOCK and DATA frames carried.
+    pub acks: std::collections::BTreeSet<(u64, u64)>,
 }
 
 impl Link {
@@ -307,6 +309,9 @@ impl Link {
                 let h = Header::decode(&f).expect("a well-formed header");
                 if h.ty == FrameType::Data {
                     self.data_frames.push(h.lock_id);
+                }
+                if matches!(h.ty, FrameType::Lock | FrameType::Data) {
+                    self.acks.insert((h.ack_lock, h.ack_seq));
                 }
                 peer.take(&f, now);
             }

@@ -67,6 +67,7 @@ registers! {
     RETRY_LIMIT = 0x044, ReadWrite, 1024, "Lock retry: attempts before LOCK_REJECTED.";
     DATA_BUFFER_WORDS = 0x048, ReadOnly, 0, "Early-data buffer size in 64-bit words.";
     LOCK_TABLE_ENTRIES = 0x04c, ReadOnly, 0, "Entries in the target lock table.";
+    REGION_LOG2 = 0x050, ReadWrite, 16, "log2 of the region size (the lock granule) in bytes.";
     FRAMES_TX = 0x080, Counter, 0, "Frames transmitted.";
     FRAMES_RX = 0x084, Counter, 0, "Frames received and accepted.";
     FRAMES_BAD = 0x088, Counter, 0, "Frames dropped: bad magic, version, type or CRC.";

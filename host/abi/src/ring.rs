@@ -68,9 +68,11 @@ pub struct Descriptor {
     /// Session generation.
     pub generation: Le32,
     pub reserved1: Le32,
-    /// First region the lock covers, and how many.
-    pub first_region: Le64,
-    pub region_count: Le64,
+    /// The acknowledgements the frames carry (`Header::ack_lock`, `Header::ack_seq`), as the host
+    /// knows them when it posts the write. The regions the lock covers the device works out
+    /// from `offset`, `length` and the REGION_LOG2 register.
+    pub ack_lock: Le64,
+    pub ack_seq: Le64,
 }
 
 /// Outcome of a descriptor, as the device reports it.
@@ -155,8 +157,8 @@ impl Descriptor {
         b[38..40].copy_from_slice(&self.reserved0.to_bytes());
         b[40..44].copy_from_slice(&self.generation.to_bytes());
         b[44..48].copy_from_slice(&self.reserved1.to_bytes());
-        b[48..56].copy_from_slice(&self.first_region.to_bytes());
-        b[56..64].copy_from_slice(&self.region_count.to_bytes());
+        b[48..56].copy_from_slice(&self.ack_lock.to_bytes());
+        b[56..64].copy_from_slice(&self.ack_seq.to_bytes());
         b
     }
 }
@@ -179,8 +181,8 @@ mod tests {
         assert_eq!(offset_of!(Descriptor, reserved0), 38);
         assert_eq!(offset_of!(Descriptor, generation), 40);
         assert_eq!(offset_of!(Descriptor, reserved1), 44);
-        assert_eq!(offset_of!(Descriptor, first_region), 48);
-        assert_eq!(offset_of!(Descriptor, region_count), 56);
+        assert_eq!(offset_of!(Descriptor, ack_lock), 48);
+        assert_eq!(offset_of!(Descriptor, ack_seq), 56);
         assert_eq!(RING_ALIGN % DESCRIPTOR_LEN, 0);
     }
 
@@ -232,8 +234,8 @@ mod tests {
             reserved0: 0.into(),
             generation: 7.into(),
             reserved1: 0.into(),
-            first_region: 9.into(),
-            region_count: 2.into(),
+            ack_lock: 9.into(),
+            ack_seq: 2.into(),
         };
         let b = d.to_bytes();
         assert_eq!(b[36], 2);

@@ -30,7 +30,8 @@ pub struct RegisterBlock {
     pub retry_limit: RW<u32>,
     pub data_buffer_words: RO<u32>,
     pub lock_table_entries: RO<u32>,
-    _reserved0: [u32; 12],
+    pub region_log2: RW<u32>,
+    _reserved0: [u32; 11],
     pub frames_tx: RO<u32>,
     pub frames_rx: RO<u32>,
     pub frames_bad: RO<u32>,
@@ -70,6 +71,7 @@ const _: () = {
     at!(retry_limit, RETRY_LIMIT);
     at!(data_buffer_words, DATA_BUFFER_WORDS);
     at!(lock_table_entries, LOCK_TABLE_ENTRIES);
+    at!(region_log2, REGION_LOG2);
     at!(frames_tx, FRAMES_TX);
     at!(frames_rx, FRAMES_RX);
     at!(frames_bad, FRAMES_BAD);

@@ -105,11 +105,14 @@ struct Open {
     /// Data slot of each lock the device has in flight.
     slots: HashMap<u64, usize>,
     generation: Option<u32>,
+    region_log2: u32,
 }
 
 impl Open {
-    fn new(port: Box<dyn HwPort>) -> Result<Open, String> {
+    fn new(port: Box<dyn HwPort>, region_size: u64) -> Result<Open, String> {
         port.check_identity().map_err(|e| e.to_string())?;
+        port.mmio()
+            .write(regs::REGION_LOG2, region_size.trailing_zeros());
         let (sq, cq) = ring::setup(&*port, RING_ENTRIES).map_err(|e| e.to_string())?;
         let data = port
             .alloc_dma(DATA_SLOTS * DATA_SLOT)
@@ -122,6 +125,7 @@ impl Open {
             free: (0..DATA_SLOTS).rev().collect(),
             slots: HashMap::new(),
             generation: None,
+            region_log2: region_size.trailing_zeros(),
         })
     }
 
@@ -129,8 +133,16 @@ impl Open {
     fn post(&mut self, lock: Option<&Header>, data: &Frame, mode: Mode) -> Post {
         let len = data.payload.len();
         // A retransmission of a write the device still has in flight goes by the host queue:
-        // the device tracks each lock once.
-        if len > DATA_SLOT || self.slots.contains_key(&data.header.lock_id) {
+        // the device tracks each lock once. So does a lock over other regions than the device
+        // works out from the write (never, from this core).
+        let h = &data.header;
+        let first = h.offset >> self.region_log2;
+        let count = ((h.offset + len as u64).saturating_sub(1) >> self.region_log2) + 1 - first;
+        if len == 0
+            || len > DATA_SLOT
+            || self.slots.contains_key(&h.lock_id)
+            || lock.is_some_and(|l| (l.offset, l.arg) != (first, count))
+        {
             return Post::Never;
         }
         if self.slots.len() >= RING_ENTRIES as usize {
@@ -139,13 +151,11 @@ impl Open {
         let Some(slot) = self.free.pop() else {
             return Post::Busy;
         };
-        let h = &data.header;
         if self.generation != Some(h.generation) {
             self.port.mmio().write(regs::GENERATION, h.generation);
             self.generation = Some(h.generation);
         }
         self.data.write(slot * DATA_SLOT, &data.payload);
-        let (first, count) = lock.map_or((0, 0), |l| (l.offset, l.arg));
         let d = Descriptor {
             seq: Le64::new(h.seq),
             lock_id: Le64::new(h.lock_id),
@@ -155,8 +165,8 @@ impl Open {
             mode: mode as u8,
             // The device adds IMPLICIT_LOCK itself in implicit mode; FUA is the write's own.
             flags: (h.flags.0 & Flags::FUA.0) as u8,
-            first_region: Le64::new(first),
-            region_count: Le64::new(count),
+            ack_lock: Le64::new(h.ack_lock),
+            ack_seq: Le64::new(h.ack_seq),
             ..Descriptor::default()
         };
         if self.sq.push(self.port.mmio(), &d).is_err() {
@@ -200,6 +210,7 @@ fn speculative_pair(lock: &Header, data: &Header) -> bool {
         && data.seq == lock.seq
         && data.lock_id == lock.lock_id
         && data.generation == lock.generation
+        && (data.ack_lock, data.ack_seq) == (lock.ack_lock, lock.ack_seq)
         && (data.flags == Flags::NONE || data.flags == Flags::FUA)
         && data.arg == 0
         && lock.flags == Flags::NONE
@@ -369,7 +380,7 @@ pub(crate) fn link_thread(
                 }
             }
         };
-        let mut dev = match Open::new(port) {
+        let mut dev = match Open::new(port, opts.region_size) {
             Ok(d) => d,
             Err(e) => {
                 error!("the {} device failed to open: {e}", device.name);

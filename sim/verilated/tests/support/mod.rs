@@ -78,6 +78,7 @@ pub fn mirror(dev: &SimDevice, n: u64, window: u32, max_len: usize, seed: u64) -
     let entries = 8u32.max(window.next_power_of_two());
     let (mut sq, mut cq) = ring::setup(dev, entries).expect("rings");
     dev.mmio().write(regs::GENERATION, GENERATION);
+    dev.mmio().write(regs::REGION_LOG2, REGION.trailing_zeros());
     // One data buffer per submission slot: a slot's data is read before the slot comes round.
     let slot_len = max_len.next_multiple_of(4096);
     let data = dev
@@ -101,8 +102,6 @@ pub fn mirror(dev: &SimDevice, n: u64, window: u32, max_len: usize, seed: u64) -
             let slot = (posted % entries as u64) as usize;
             data.write(slot * slot_len, &bytes);
             volume[offset as usize..][..len].copy_from_slice(&bytes);
-            let first = offset / REGION;
-            let end = (offset + len as u64).div_ceil(REGION);
             let mode = if r.below(2) == 0 {
                 Mode::Speculative
             } else {
@@ -115,8 +114,6 @@ pub fn mirror(dev: &SimDevice, n: u64, window: u32, max_len: usize, seed: u64) -
                 dma_addr: Le64::new(data.bus_addr() + (slot * slot_len) as u64),
                 length: Le32::new(len as u32),
                 mode: mode as u8,
-                first_region: Le64::new(first),
-                region_count: Le64::new(end - first),
                 ..Descriptor::default()
             };
             sq.push(dev.mmio(), &d).expect("a free slot");
