@@ -1,7 +1,10 @@
 //! The hardware engine: `specmirror source --engine hw --device sim` (the verilated source device
-//! in the source daemon, its DMA port on the driver's rings) mirrors qemu-io workloads to the
-//! software target; the volumes end identical, and the device, not the host, sent the writes.
-//! Needs a build with `--features sim-device` (./test.sh builds it) and qemu-io.
+//! in the source daemon, its DMA port on the driver's rings) and `specmirror target --engine hw
+//! --device sim` (the verilated target path in the target daemon, writing the volume file through
+//! the host) mirror qemu-io workloads, hardware or software at either end; the volumes end
+//! identical, and the device, not the host, sent the writes; the hardware source's frames are the
+//! software source's, byte for byte. Needs a build with `--features sim-device` (./test.sh builds
+//! it) and qemu-io.
 
 mod common;
 
@@ -125,6 +128,86 @@ fn mirror_through_the_device(mode: &str) {
     eprintln!("{mode}: {last}");
 }
 
+/// Writes of at most 4 KiB, the longest DATA frame the hardware target takes whole (its data
+/// buffer's slot), overlapping and many in flight.
+fn small_writes() -> Vec<String> {
+    let mut cmds: Vec<String> = vec![
+        "write -P 0x11 0 4k".into(),
+        "write -P 0x22 4095 1".into(),
+        "write -P 0x33 8192 4096".into(),
+        "aio_write -P 0x44 65536 4096".into(),
+        "aio_write -P 0x55 66000 2000".into(),
+        "aio_write -P 0x66 65600 512".into(),
+        "aio_flush".into(),
+        "write -P 0x77 3M 4k".into(),
+        "write -P 0x88 16773120 4096".into(),
+    ];
+    for i in 0..150u64 {
+        cmds.push(format!(
+            "aio_write -P 0x{:02x} {} {}",
+            0x90 + i % 0x60,
+            (i * 7919 * 512) % (2 << 20),
+            512 * (1 + i % 8)
+        ));
+    }
+    cmds.push("aio_flush".into());
+    cmds.push("flush".into());
+    cmds
+}
+
+/// The software source or the hardware one, to the hardware target (`target --engine hw --device
+/// sim`: the verilated target path writing the volume file through the host).
+fn mirror_to_the_simulated_target(hw_source: bool, mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target = start_target(d, SIZE, &["--engine", "hw", "--device", "sim"]);
+    let source = if hw_source {
+        start_hw_source(d, &target.field("listen"), mode)
+    } else {
+        start_source(d, &target.field("listen"), mode, SIZE, &[])
+    };
+    let port = port_of(&source.field("nbd"));
+    let cmds = small_writes();
+    let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
+    qemu_ok(&port, &refs);
+    qemu_ok(&port, &["read -P 0x77 3M 4k", "read -P 0x88 16773120 4096"]);
+    let (src, tgt) = (d.join("source.img"), d.join("target.img"));
+    assert!(
+        wait_identical(&src, &tgt, Duration::from_secs(10)),
+        "{mode}: the volumes differ at byte {:?}\nsource log:\n{}\ntarget log:\n{}",
+        first_difference(&src, &tgt),
+        source.log_text(),
+        target.log_text()
+    );
+    assert!(
+        target.log_text().contains("source attached to the device"),
+        "{}",
+        target.log_text()
+    );
+    if hw_source {
+        let (n, last) = device_writes(&source);
+        assert!(
+            n >= 100,
+            "{mode}: only {n} writes through the source's device: {last}"
+        );
+    }
+}
+
+#[test]
+fn the_software_source_mirrors_to_the_simulated_hardware_target() {
+    mirror_to_the_simulated_target(false, "speculative");
+}
+
+#[test]
+fn conservative_writes_mirror_to_the_simulated_hardware_target() {
+    mirror_to_the_simulated_target(false, "conservative");
+}
+
+#[test]
+fn hardware_source_to_hardware_target() {
+    mirror_to_the_simulated_target(true, "speculative");
+}
+
 #[test]
 fn speculative_writes_go_through_the_simulated_device() {
     mirror_through_the_device("speculative");
@@ -176,6 +259,53 @@ fn engine_and_device_flags_that_do_not_fit_are_refused_before_anything_changes()
         assert!(!o.status.success(), "{extra:?} was accepted");
         assert!(err.contains(says), "{extra:?}: {err}");
         assert!(!vol.exists() && !log.exists(), "{extra:?} changed the disk");
+    }
+}
+
+#[test]
+fn target_engine_flags_that_do_not_fit_are_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("target.img");
+    for (extra, says) in [
+        (
+            &["--size", SIZE, "--device", "sim"][..],
+            "needs --engine hw",
+        ),
+        (
+            &["--size", SIZE, "--engine", "hw"][..],
+            "--engine hw needs --device",
+        ),
+        (
+            &[
+                "--size",
+                SIZE,
+                "--engine",
+                "hw",
+                "--device",
+                "sim",
+                "--transport",
+                "udp",
+            ][..],
+            "runs over TCP",
+        ),
+        (
+            &["--size", "2GiB", "--engine", "hw", "--device", "sim"][..],
+            "at most",
+        ),
+    ] {
+        let mut args = vec![
+            "target",
+            "--listen",
+            "127.0.0.1:0",
+            "--volume",
+            vol.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{extra:?} was accepted");
+        assert!(err.contains(says), "{extra:?}: {err}");
+        assert!(!vol.exists(), "{extra:?} changed the disk");
     }
 }
 

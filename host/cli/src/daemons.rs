@@ -128,6 +128,16 @@ pub struct TargetArgs {
     /// an existing file is used as it is.
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     size: Option<u64>,
+    /// Which engine serves the source. hw: the device (--device) takes the LOCK, DATA and ABORT
+    /// frames and writes the volume through the host; TCP only.
+    #[arg(long, value_enum, default_value = "soft")]
+    engine: EngineArg,
+    /// With --engine hw: sim (the verilated target path, in a thread of this process; a build
+    /// with --features sim-device). It stages the volume in memory (at most 1 GiB), and takes
+    /// writes of up to 4 KiB in one DATA frame: larger writes, and implicit-lock mode, fail at
+    /// the source after its --link-timeout.
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<String>,
     #[command(flatten)]
     pair: PairArgs,
 }
@@ -136,7 +146,22 @@ pub async fn run_target(a: TargetArgs) -> Result<()> {
     a.pair.check()?;
     a.transport.check(&a.pair)?;
     let secret = a.pair.secret()?;
+    // Every check before the volume is created or extended.
+    let hw = crate::hwdev::simulated(a.engine, a.device.as_deref())?;
+    if hw {
+        if a.transport != TransportArg::Tcp {
+            bail!("--engine hw runs over TCP: drop --transport udp");
+        }
+        crate::hwdev::check_target_size(Volume::probe_size(&a.volume, a.size)?)?;
+    }
     let volume = Volume::open(&a.volume, a.size)?;
+    let attach = crate::hwdev::target_device(
+        a.engine,
+        a.device.as_deref(),
+        &volume,
+        a.pair.region_size,
+        a.pair.pair_id(),
+    )?;
     let (listener, sock, addr) = match a.transport {
         TransportArg::Tcp => {
             let l = target::bind(&a.listen).await?;
@@ -165,6 +190,10 @@ pub async fn run_target(a: TargetArgs) -> Result<()> {
     };
     let serve = async move {
         match (listener, sock) {
+            (Some(l), _) if attach.is_some() => {
+                let attach = attach.expect("a device");
+                serve_device(l, attach, opts).await
+            }
             (Some(l), _) => target::serve(l, opts).await,
             (_, Some(s)) => target::serve_udp(s, opts).await,
             _ => unreachable!("one of the two is bound"),
@@ -175,6 +204,41 @@ pub async fn run_target(a: TargetArgs) -> Result<()> {
         _ = stop_signal() => tracing::info!("stopping on a signal"),
     }
     Ok(())
+}
+
+/// `target --engine hw`: authenticates each connection and hands it to the device (a new one
+/// replaces the one before).
+async fn serve_device(
+    l: tokio::net::TcpListener,
+    attach: crate::hwdev::Attach,
+    opts: TargetOptions,
+) {
+    loop {
+        let (mut s, peer) = match l.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        s.set_nodelay(true).ok();
+        if let Err(e) =
+            specmirror_engine::auth::as_target(&mut s, opts.secret.as_deref(), opts.peer_timeout)
+                .await
+        {
+            warn!(%peer, "refused a source: {e}");
+            continue;
+        }
+        let attached = s
+            .into_std()
+            .map_err(anyhow::Error::from)
+            .and_then(&attach);
+        match attached {
+            Ok(()) => tracing::info!(%peer, "source attached to the device"),
+            Err(e) => warn!(%peer, "the device did not take the connection: {e:#}"),
+        }
+    }
 }
 
 #[derive(Args)]

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use specmirror_engine::hw::HwDevice;
+use specmirror_engine::volume::Volume;
 
 /// Which engine carries the protocol's hot path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -13,17 +14,17 @@ pub enum EngineArg {
     Hw,
 }
 
-/// The device for `--engine hw`, from `--device`.
-pub fn device(engine: EngineArg, spec: Option<&str>) -> Result<Option<HwDevice>> {
+/// Checks `--engine` and `--device` together; true for the simulated device.
+pub fn simulated(engine: EngineArg, spec: Option<&str>) -> Result<bool> {
     match (engine, spec) {
-        (EngineArg::Soft, None) => Ok(None),
+        (EngineArg::Soft, None) => Ok(false),
         (EngineArg::Soft, Some(d)) => {
             bail!("--device {d} needs --engine hw (the software engine uses no device)")
         }
         (EngineArg::Hw, None) => {
             bail!("--engine hw needs --device: sim (the verilated device) or vfio:DDDD:BB:DD.F")
         }
-        (EngineArg::Hw, Some("sim")) => sim(),
+        (EngineArg::Hw, Some("sim")) => Ok(true),
         (EngineArg::Hw, Some(d)) if d.starts_with("vfio:") => bail!(
             "--device {d}: the VFIO backend maps the device (see `specmirror probe`), but no \
              specmirror bitstream with the ring engine and a host queue exists for a NIC yet; \
@@ -33,6 +34,81 @@ pub fn device(engine: EngineArg, spec: Option<&str>) -> Result<Option<HwDevice>>
             bail!("--device {d}: unknown device; use sim or vfio:DDDD:BB:DD.F")
         }
     }
+}
+
+/// The device for `source --engine hw`, from `--device`.
+pub fn device(engine: EngineArg, spec: Option<&str>) -> Result<Option<HwDevice>> {
+    if simulated(engine, spec)? {
+        sim()
+    } else {
+        Ok(None)
+    }
+}
+
+/// Hands an authenticated connection to the target's device.
+pub type Attach = Box<dyn Fn(std::net::TcpStream) -> Result<()> + Send + Sync>;
+
+/// The device for `target --engine hw`, from `--device`, writing `volume`.
+pub fn target_device(
+    engine: EngineArg,
+    spec: Option<&str>,
+    volume: &Volume,
+    region_size: u64,
+    pair_id: [u8; 16],
+) -> Result<Option<Attach>> {
+    if simulated(engine, spec)? {
+        sim_target(volume.clone(), region_size, pair_id)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Whether the simulated target can take a volume of `size` bytes (it stages it in memory).
+#[cfg(feature = "sim-device")]
+pub fn check_target_size(size: u64) -> Result<()> {
+    let max = specmirror_verilated::tcp_target::MAX_VOLUME;
+    if size > max {
+        bail!(
+            "--engine hw --device sim: the simulated target stages its volume in memory and \
+             takes at most {max} bytes; this volume is {size}"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "sim-device"))]
+pub fn check_target_size(_: u64) -> Result<()> {
+    no_sim()
+}
+
+#[cfg(feature = "sim-device")]
+fn sim_target(volume: Volume, region_size: u64, pair_id: [u8; 16]) -> Result<Option<Attach>> {
+    use specmirror_verilated::served::ServedConfig;
+    use specmirror_verilated::tcp_target::{TcpTarget, VolumeFile};
+
+    struct File(Volume);
+
+    impl VolumeFile for File {
+        fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.0.write_at(offset, data)
+        }
+        fn sync(&mut self) -> std::io::Result<()> {
+            self.0.sync()
+        }
+    }
+
+    let cfg = ServedConfig {
+        volume_size: volume.size(),
+        region_size,
+        pair_id,
+    };
+    let t = TcpTarget::start(cfg, File(volume))?;
+    Ok(Some(Box::new(move |s| Ok(t.attach(s)?))))
+}
+
+#[cfg(not(feature = "sim-device"))]
+fn sim_target(_: Volume, _: u64, _: [u8; 16]) -> Result<Option<Attach>> {
+    no_sim()
 }
 
 #[cfg(feature = "sim-device")]
@@ -78,6 +154,11 @@ fn sim() -> Result<Option<HwDevice>> {
 
 #[cfg(not(feature = "sim-device"))]
 fn sim() -> Result<Option<HwDevice>> {
+    no_sim()
+}
+
+#[cfg(not(feature = "sim-device"))]
+fn no_sim<T>() -> Result<T> {
     bail!(
         "--device sim: this build has no simulated device; build with \
          `cargo build --release --features sim-device` (needs the Debian package verilator)"

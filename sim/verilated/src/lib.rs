@@ -103,6 +103,7 @@ pub mod nic;
 pub mod nic_target;
 pub mod served;
 pub mod sim_device;
+pub mod tcp_target;
 
 /// Ports of the send path, numbered as the shim numbers them (see build.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

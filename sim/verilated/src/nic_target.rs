@@ -82,7 +82,8 @@ fn run(socket: UdpSocket, cfg: ServedConfig, stop: Arc<AtomicBool>) -> NicTarget
             if d.flagged {
                 continue;
             }
-            let Some(answer) = host.take(&d.data, nic.params.generation as u64) else {
+            let Some(answer) = host.take(&d.data, nic.params.generation as u64, &mut || Ok(()))
+            else {
                 continue;
             };
             for f in &answer.send {

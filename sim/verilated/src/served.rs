@@ -23,6 +23,8 @@ pub enum ServedError {
     VolumeSize(u64),
     #[error("the region size {0} is not a power of two of at least 512 bytes")]
     RegionSize(u64),
+    #[error("the volume is {size} bytes; the simulated target stages its volume in memory and takes at most {max}")]
+    TooLarge { size: u64, max: u64 },
     #[error("the simulation thread failed: {0}")]
     Thread(String),
 }
@@ -159,8 +161,14 @@ impl HostSoftware {
         }
     }
 
-    /// Takes a datagram if it is the host's (see [`for_the_host`]), and answers it.
-    pub fn take(&mut self, datagram: &[u8], generation: u64) -> Option<HostAnswer> {
+    /// Takes a datagram if it is the host's (see [`for_the_host`]), and answers it; `sync` makes
+    /// the volume durable before a flush is answered (an errno fails the flush).
+    pub fn take(
+        &mut self,
+        datagram: &[u8],
+        generation: u64,
+        sync: &mut dyn FnMut() -> Result<(), i32>,
+    ) -> Option<HostAnswer> {
         let h = Header::decode(datagram).ok()?;
         if !for_the_host(&h, generation) {
             return None;
@@ -181,11 +189,10 @@ impl HostSoftware {
                     answer.session = Some(*generation);
                 }
                 TargetAction::SyncVolume { token } => {
-                    // The volume is memory: durable as soon as written.
                     let more = self.core.handle(
                         TargetEvent::VolumeSyncDone {
                             token: *token,
-                            result: Ok(()),
+                            result: sync(),
                         },
                         now,
                     );

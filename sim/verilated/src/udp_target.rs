@@ -63,7 +63,7 @@ fn run(socket: UdpSocket, cfg: UdpTargetConfig, stop: Arc<AtomicBool>) -> UdpTar
             wait = false;
             datagrams_in += 1;
             peer = Some(from);
-            let Some(answer) = host.take(d, h.inp.generation) else {
+            let Some(answer) = host.take(d, h.inp.generation, &mut || Ok(())) else {
                 h.send(d);
                 continue;
             };
