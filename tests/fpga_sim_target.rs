@@ -131,29 +131,8 @@ fn mirror_to(mode: &str, lossy: bool, nic: bool) {
         &["--transport", "udp", "--mtu", "9000"],
     );
     let port = port_of(&source.field("nbd"));
-    let mut cmds: Vec<String> = vec![
-        "write -P 0x11 0 4k".into(),
-        "write -P 0x22 4095 1".into(),
-        "write -P 0x33 8192 4096".into(),
-        // Overlapping writes in flight together: the later ones wait for the earlier locks.
-        "aio_write -P 0x44 65536 4096".into(),
-        "aio_write -P 0x55 66000 2000".into(),
-        "aio_write -P 0x66 65600 512".into(),
-        "aio_flush".into(),
-        "write -P 0x77 3M 4k".into(),
-        "write -P 0x88 4190208 4096".into(),
-    ];
     // Many writes in flight over a few regions.
-    for i in 0..96u64 {
-        cmds.push(format!(
-            "aio_write -P 0x{:02x} {} {}",
-            0x90 + i % 0x60,
-            (i * 7919) % (6 * 65536),
-            512 * (1 + i % 8)
-        ));
-    }
-    cmds.push("aio_flush".into());
-    cmds.push("flush".into());
+    let cmds = small_writes(SIZE, 96, 6 * 65536);
     let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
     qemu_ok(&port, &refs);
     qemu_ok(

@@ -412,3 +412,32 @@ fn pump(mut from: TcpStream, mut to: TcpStream) {
         let _ = from.shutdown(Shutdown::Both);
     });
 }
+
+/// qemu-io commands writing at most 4 KiB each (the longest DATA frame the hardware target takes
+/// whole): a few overlapping writes in flight together, one at 3 MiB and one in the last 4 KiB of
+/// a `volume`-byte volume, then `n` more in flight over the first `spread` bytes.
+pub fn small_writes(volume: u64, n: u64, spread: u64) -> Vec<String> {
+    let mut cmds: Vec<String> = vec![
+        "write -P 0x11 0 4k".into(),
+        "write -P 0x22 4095 1".into(),
+        "write -P 0x33 8192 4096".into(),
+        // Overlapping writes in flight together: the later ones wait for the earlier locks.
+        "aio_write -P 0x44 65536 4096".into(),
+        "aio_write -P 0x55 66000 2000".into(),
+        "aio_write -P 0x66 65600 512".into(),
+        "aio_flush".into(),
+        "write -P 0x77 3M 4k".into(),
+        format!("write -P 0x88 {} 4096", volume - 4096),
+    ];
+    for i in 0..n {
+        cmds.push(format!(
+            "aio_write -P 0x{:02x} {} {}",
+            0x90 + i % 0x60,
+            (i * 7919) % spread,
+            512 * (1 + i % 8)
+        ));
+    }
+    cmds.push("aio_flush".into());
+    cmds.push("flush".into());
+    cmds
+}

@@ -230,10 +230,7 @@ async fn serve_device(
             warn!(%peer, "refused a source: {e}");
             continue;
         }
-        let attached = s
-            .into_std()
-            .map_err(anyhow::Error::from)
-            .and_then(&attach);
+        let attached = s.into_std().map_err(anyhow::Error::from).and_then(&attach);
         match attached {
             Ok(()) => tracing::info!(%peer, "source attached to the device"),
             Err(e) => warn!(%peer, "the device did not take the connection: {e:#}"),

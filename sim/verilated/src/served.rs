@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use specmirror_abi::{FrameType, Header};
 use specmirror_core::target::{Target, TargetAction, TargetConfig, TargetEvent};
 use specmirror_core::Frame;
+use specmirror_hdl::target_path::host::Host;
+
+use crate::{Ver, VerilatedTargetPath};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServedError {
@@ -118,6 +121,19 @@ impl Inbox {
         let (n, from) = self.socket.recv_from(&mut self.buf).ok()?;
         Some((&self.buf[..n], from))
     }
+}
+
+/// The host model around a fresh verilated target path: the volume's geometry, a generation no
+/// session has (nothing goes to the hardware before a handshake), every word taken at once and
+/// each write completed right after it, no logs kept.
+pub(crate) fn target_host(cfg: &ServedConfig) -> Host<Ver> {
+    let mut h = Host::new(Ver(VerilatedTargetPath::new()), 1);
+    h.set_geometry(cfg.volume_size, cfg.region_size.trailing_zeros() as u64);
+    h.inp.generation = 0;
+    h.ready_percent = 100;
+    h.done_delay = 0;
+    h.logs = false;
+    h
 }
 
 /// Frames the hardware leaves to the host's software: the handshake, flushes, heartbeats, and

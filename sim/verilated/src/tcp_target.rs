@@ -19,11 +19,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use specmirror_hdl::target_path::host::{Host, TpOut};
+use specmirror_hdl::target_path::host::TpOut;
 
-use crate::served::{HostSoftware, ServedConfig, ServedError};
+use crate::served::{target_host, HostSoftware, ServedConfig, ServedError};
 use crate::sim_device::{Link, TcpLink};
-use crate::{Ver, VerilatedTargetPath};
 
 /// The largest volume the simulated target takes (it stages the volume in memory).
 pub const MAX_VOLUME: u64 = 1 << 30;
@@ -114,13 +113,7 @@ fn run(
     stop: Arc<AtomicBool>,
 ) -> TcpTargetReport {
     let mut host = HostSoftware::new(&cfg);
-    let mut h = Host::new(Ver(VerilatedTargetPath::new()), 1);
-    h.set_geometry(cfg.volume_size, cfg.region_size.trailing_zeros() as u64);
-    // A generation no session has: nothing goes to the hardware before a handshake.
-    h.inp.generation = 0;
-    h.ready_percent = 100;
-    h.done_delay = 0;
-    h.logs = false;
+    let mut h = target_host(&cfg);
     let mut report = TcpTargetReport {
         clocks: 0,
         connections: 0,

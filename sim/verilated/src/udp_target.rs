@@ -12,11 +12,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use specmirror_hdl::target_path::host::{Host, TpOut};
+use specmirror_hdl::target_path::host::TpOut;
 
-use crate::served::{HostSoftware, Inbox, Served};
+use crate::served::{target_host, HostSoftware, Inbox, Served};
 pub use crate::served::{ServedConfig as UdpTargetConfig, ServedError as UdpTargetError};
-use crate::{Ver, VerilatedTargetPath};
 
 /// What a run did.
 #[derive(Debug)]
@@ -46,14 +45,7 @@ const BATCH: u64 = 256;
 
 fn run(socket: UdpSocket, cfg: UdpTargetConfig, stop: Arc<AtomicBool>) -> UdpTargetReport {
     let mut host = HostSoftware::new(&cfg);
-    let mut h = Host::new(Ver(VerilatedTargetPath::new()), 1);
-    h.set_geometry(cfg.volume_size, cfg.region_size.trailing_zeros() as u64);
-    // A generation no session has: nothing goes to the hardware before a handshake.
-    h.inp.generation = 0;
-    // The host takes every word at once and completes each write right after it.
-    h.ready_percent = 100;
-    h.done_delay = 0;
-    h.logs = false;
+    let mut h = target_host(&cfg);
     let mut peer: Option<SocketAddr> = None;
     let (mut datagrams_in, mut datagrams_out) = (0u64, 0u64);
     let mut inbox = Inbox::new(socket);
