@@ -32,6 +32,7 @@ phase "cargo fmt --check"
 cargo fmt --all -- --check
 # The product binary with the simulated device (`--engine hw --device sim`), for tests/hw_engine.rs.
 FEATURES="--features specmirror/sim-device"
+export SPECMIRROR_FEATURES="$FEATURES"
 phase "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets $FEATURES -- -D warnings
 phase "cargo test --no-run (building the tests)"

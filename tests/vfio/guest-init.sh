@@ -84,6 +84,16 @@ check probe-edu "ok   kernel" "IOMMU group" "ok   bars" "BAR0: 1048576 bytes, mm
 [ "$(cat /tmp/probe.rc)" != 0 ] && ok probe-exit "probe exits $(cat /tmp/probe.rc) on a foreign device" \
   || fail probe-exit "probe exited 0 on a foreign device"
 
+# 2b. The hardware engine on it: refused by the same check, before anything is written.
+/bin/specmirror source --engine hw --device "vfio:$a" --volume /tmp/hw.img --size 1M \
+  --target 127.0.0.1:9 --nbd 127.0.0.1:0 --log /tmp/hw.log > /tmp/hw.out 2>&1
+rc=$?
+if [ $rc != 0 ] && grep -q "not a specmirror device" /tmp/hw.out && [ ! -e /tmp/hw.img ] && [ ! -e /tmp/hw.log ]; then
+  ok engine-hw-refused "source --engine hw --device vfio:$a exits $rc: $(grep -o 'not a specmirror device[^,]*' /tmp/hw.out | head -1)"
+else
+  fail engine-hw-refused "exit $rc, volume $(ls /tmp/hw.img 2>&1): $(cat /tmp/hw.out)"
+fi
+
 # 3. The generic layer for real: registers, DMA through the IOMMU, MSI, unmap, reset.
 /bin/vfio-edu-check $a > /tmp/edu.out 2>&1
 rc=$?

@@ -45,8 +45,9 @@ modules=$(ls -d "$kdir"/lib/modules/*)
 say "guest kernel $(basename "$vmlinuz")"
 
 say "building specmirror and vfio-edu-check"
-# The test profile (its output is target/debug too): what `cargo test` built already is reused.
-cargo build -q --profile test -p specmirror -p specmirror-driver --bins
+# The test profile (its output is target/debug too): what `cargo test` built already is reused,
+# with the features it was built with (./test.sh sets SPECMIRROR_FEATURES).
+cargo build -q --profile test -p specmirror -p specmirror-driver --bins ${SPECMIRROR_FEATURES:-}
 bin=$root/target/debug
 
 # The initramfs: busybox, the two binaries with their shared libraries, the modules, /init.

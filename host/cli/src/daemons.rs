@@ -255,7 +255,8 @@ pub struct SourceArgs {
     #[arg(long, value_enum, default_value = "soft")]
     engine: EngineArg,
     /// With --engine hw: sim (the verilated device, in a thread of this process; a build with
-    /// --features sim-device) or vfio:DDDD:BB:DD.F.
+    /// --features sim-device) or vfio:DDDD:BB:DD.F (opened and checked; no NIC bitstream has the
+    /// host queue the engine needs yet).
     #[arg(long, value_name = "DEVICE")]
     device: Option<String>,
     #[command(flatten)]

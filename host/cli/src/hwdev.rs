@@ -25,11 +25,7 @@ pub fn simulated(engine: EngineArg, spec: Option<&str>) -> Result<bool> {
             bail!("--engine hw needs --device: sim (the verilated device) or vfio:DDDD:BB:DD.F")
         }
         (EngineArg::Hw, Some("sim")) => Ok(true),
-        (EngineArg::Hw, Some(d)) if d.starts_with("vfio:") => bail!(
-            "--device {d}: the VFIO backend maps the device (see `specmirror probe`), but no \
-             specmirror bitstream with the ring engine and a host queue exists for a NIC yet; \
-             use --device sim"
-        ),
+        (EngineArg::Hw, Some(d)) if d.starts_with("vfio:") => vfio(d),
         (EngineArg::Hw, Some(d)) => {
             bail!("--device {d}: unknown device; use sim or vfio:DDDD:BB:DD.F")
         }
@@ -109,6 +105,23 @@ fn sim_target(volume: Volume, region_size: u64, pair_id: [u8; 16]) -> Result<Opt
 #[cfg(not(feature = "sim-device"))]
 fn sim_target(_: Volume, _: u64, _: [u8; 16]) -> Result<Option<Attach>> {
     no_sim()
+}
+
+/// `--device vfio:ADDR`: opens the device through VFIO and checks its register block (the errors
+/// say what to run when the kernel's side is not ready, or that the device is not a specmirror
+/// device). The register map has no host queue yet, which the hardware engine needs beside the
+/// device's own transmit path, so even a specmirror device is refused, after those checks.
+fn vfio(spec: &str) -> Result<bool> {
+    use anyhow::Context;
+    use specmirror_driver::vfio::{Sysfs, VfioMirror};
+    let addr = crate::probe::vfio_address(spec)?;
+    let dev =
+        VfioMirror::open(&Sysfs::default(), addr).with_context(|| format!("--device {spec}"))?;
+    drop(dev);
+    bail!(
+        "--device {spec}: a specmirror device, but its register map (version 1) has no host queue \
+         for the frames the device does not send itself; use --device sim"
+    )
 }
 
 #[cfg(feature = "sim-device")]
