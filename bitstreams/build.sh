@@ -27,6 +27,7 @@ sed 's/^module top(/module target_path(/' "$verilog/target_path.v" > "$out/targe
 sed 's/^module top(/module data_buffer(/' "$verilog/data_buffer.v" > "$out/data_buffer.v"
 sed 's/^module top(/module answer_cache(/' "$verilog/answer_cache.v" > "$out/answer_cache.v"
 sed 's/^module top(/module send_tracker(/' "$verilog/send_tracker.v" > "$out/send_tracker.v"
+sed 's/^module top(/module mirror_device(/' "$verilog/mirror_device.v" > "$out/mirror_device.v"
 
 count() { # count CELL-regex LOG: sums the "CELL  N" lines of the last statistics in a yosys log
   awk -v re="$1" '/Printing statistics/ {s = 0} $1 ~ re && $2 ~ /^[0-9]+$/ {s += $2} END {print s+0}' "$2"
@@ -45,6 +46,7 @@ read -r an_lut an_ff an_carry an_bram <<< "$(ice40_core answer_emitter "$out/ans
 read -r db_lut db_ff db_carry db_bram <<< "$(ice40_core data_buffer "$out/data_buffer.v")"
 read -r ac_lut ac_ff ac_carry ac_bram <<< "$(ice40_core answer_cache "$out/answer_cache.v")"
 read -r st_lut st_ff st_carry st_bram <<< "$(ice40_core send_tracker "$out/send_tracker.v")"
+read -r md_lut md_ff md_carry md_bram <<< "$(ice40_core mirror_device "$out/mirror_device.v")"
 
 pnr() { # pnr NAME TOP VERILOG... : synthesis, place and route, bitstream; sets pnr_fmax pnr_lc pnr_ram
   local name=$1 top=$2; shift 2
@@ -92,6 +94,12 @@ tp_ff=$(count '^FD[RSCP]E$' "$out/xcup_tp.log")
 tp_carry=$(count '^CARRY[48]$' "$out/xcup_tp.log")
 tp_bram=$(count '^RAMB' "$out/xcup_tp.log")
 tp_lutram=$(count '^RAM[0-9]+[MSX]' "$out/xcup_tp.log")
+yosys -q -l "$out/xcup_md.log" -p "read_verilog $out/mirror_device.v; synth_xilinx -family xcup -flatten -noiopad -top mirror_device; stat" >/dev/null
+md_xlut=$(count '^LUT[1-6]$' "$out/xcup_md.log")
+md_xff=$(count '^FD[RSCP]E$' "$out/xcup_md.log")
+md_xcarry=$(count '^CARRY[48]$' "$out/xcup_md.log")
+md_xbram=$(count '^RAMB' "$out/xcup_md.log")
+md_xlutram=$(count '^RAM[0-9]+[MSX]' "$out/xcup_md.log")
 elapsed=$(( $(date +%s) - started ))
 
 line_rate=$(awk -v f="$fmax" 'BEGIN {printf "%.1f", f * 64 / 1000}')
@@ -165,8 +173,20 @@ nextpnr, answer path: \`${an_fmax_line}\`
 | iCE40 HX8K, 8 entries alone (yosys \`synth_ice40\`) | ${st_lut} | ${st_ff} | ${st_carry} | ${st_bram} | — |
 
 Eight descriptors in flight, each answer matched against every entry's 64-bit lock id, completion
-entries (32 bytes, the ABI's layout) in a 16-deep block-RAM FIFO. Synthesised only: it is not
-placed with the send path yet.
+entries (32 bytes, the ABI's layout) in a 16-deep block-RAM FIFO.
+
+## The source device (\`MirrorDevice\`)
+
+The register block, the ring engine (descriptors and data in by DMA, completion entries out) and
+the source path (send path, answer parser, send tracker): what the host driver sees behind BAR0.
+
+| target | LUTs | FFs | carry | BRAM | Fmax |
+|---|---:|---:|---:|---:|---|
+| iCE40 HX8K (yosys \`synth_ice40\`) | ${md_lut} | ${md_ff} | ${md_carry} | ${md_bram} | — |
+| UltraScale+ (yosys \`synth_xilinx -family xcup\`, estimate) | ${md_xlut} | ${md_xff} | ${md_xcarry} | ${md_xbram} (+${md_xlutram} LUTRAM) | not estimated |
+
+Synthesised only: a PCIe NIC carries it, and no open PCIe core exists for these parts; the iCE40
+figures show what it takes of the smallest part, not a board build.
 
 ## Target, wire to wire (\`TargetPath\`)
 

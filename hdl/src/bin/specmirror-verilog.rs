@@ -26,6 +26,7 @@ fn main() {
         ("target_path", specmirror_hdl::verilog::target_path()),
         ("send_tracker", specmirror_hdl::verilog::send_tracker()),
         ("source_path", specmirror_hdl::verilog::source_path()),
+        ("mirror_device", specmirror_hdl::verilog::mirror_device()),
     ] {
         let path = out.join(format!("{name}.v"));
         if let Err(e) = std::fs::write(&path, v) {
