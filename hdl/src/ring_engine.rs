@@ -35,6 +35,9 @@ pub enum RingState {
     ReqNext,
     /// Its data words flowing to the send path.
     Data,
+    /// A write without data: its descriptor stays put until the send path is done with it (the
+    /// send path reads the acknowledgements as its headers go out).
+    Settle,
 }
 
 #[derive(LogicBlock)]
@@ -295,7 +298,7 @@ impl Logic for RingEngine {
                 if self.desc_ready.val() {
                     self.head.d.next = self.head.q.val() + 1;
                     if self.length.q.val() == 0 {
-                        self.state.d.next = RingState::Idle;
+                        self.state.d.next = RingState::Settle;
                     } else {
                         self.state.d.next = RingState::ReqData;
                     }
@@ -325,6 +328,11 @@ impl Logic for RingEngine {
                         self.pre.d.next = true;
                         self.state.d.next = RingState::Data;
                     }
+                }
+            }
+            RingState::Settle => {
+                if self.desc_ready.val() {
+                    self.state.d.next = RingState::Idle;
                 }
             }
             RingState::Data => {

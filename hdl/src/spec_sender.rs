@@ -58,7 +58,9 @@ pub struct SpecSender {
     pub desc_generation: Signal<In, Bits<32>>,
     pub desc_first_region: Signal<In, Bits<64>>,
     pub desc_region_count: Signal<In, Bits<64>>,
-    /// The acknowledgements stamped on the descriptor's frames, taken with the descriptor.
+    /// The acknowledgements stamped on the frames, read as each header goes out: the source
+    /// holds them for a descriptor until its frames have left (the ring engine holds the
+    /// descriptor's own until its data has been taken, which is after both headers).
     pub ack_lock: Signal<In, Bits<64>>,
     pub ack_seq: Signal<In, Bits<64>>,
     /// Data words of the descriptor, in order (from the DMA read port).
@@ -98,8 +100,6 @@ pub struct SpecSender {
     generation: DFF<Bits<32>>,
     first_region: DFF<Bits<64>>,
     region_count: DFF<Bits<64>>,
-    ack_lock_q: DFF<Bits<64>>,
-    ack_seq_q: DFF<Bits<64>>,
     crc_step: Crc32cWord,
     header: Signal<Local, Bits<64>>,
     word0_lock: Constant<Bits<64>>,
@@ -160,8 +160,6 @@ impl Default for SpecSender {
             generation: Default::default(),
             first_region: Default::default(),
             region_count: Default::default(),
-            ack_lock_q: Default::default(),
-            ack_seq_q: Default::default(),
             crc_step: Default::default(),
             header: Default::default(),
             word0_lock: Constant::new(word0(FrameType::Lock).to_bits()),
@@ -195,9 +193,7 @@ impl Logic for SpecSender {
             flags,
             generation,
             first_region,
-            region_count,
-            ack_lock_q,
-            ack_seq_q
+            region_count
         );
         // Defaults: nothing offered, nothing accepted.
         self.desc_ready.next = false;
@@ -256,10 +252,10 @@ impl Logic for SpecSender {
                 }
             }
             6 => {
-                self.header.next = self.ack_lock_q.q.val();
+                self.header.next = self.ack_lock.val();
             }
             _ => {
-                self.header.next = self.ack_seq_q.q.val();
+                self.header.next = self.ack_seq.val();
             }
         }
         // The last payload word keeps only the bytes the write has: padding is zero on the wire.
@@ -289,8 +285,6 @@ impl Logic for SpecSender {
                     self.generation.d.next = self.desc_generation.val();
                     self.first_region.d.next = self.desc_first_region.val();
                     self.region_count.d.next = self.desc_region_count.val();
-                    self.ack_lock_q.d.next = self.ack_lock.val();
-                    self.ack_seq_q.d.next = self.ack_seq.val();
                     self.words_left.d.next = (self.desc_length.val() + 7) >> 3;
                     self.index.d.next = 0.into();
                     self.crc.d.next = self.crc_init.val();

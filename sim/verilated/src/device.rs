@@ -5,42 +5,7 @@ use std::ffi::c_void;
 
 use specmirror_hdl::mirror_device::host::{DevIn, DevOut, DeviceIo};
 
-/// Ports of the device, numbered as the shim numbers them (see build.rs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum DevicePort {
-    Clock = 0,
-    MmioAddr,
-    MmioWdata,
-    MmioWrite,
-    MmioRdata,
-    RdReqValid,
-    RdReqReady,
-    RdReqAddr,
-    RdReqWords,
-    RdValid,
-    RdData,
-    RdReady,
-    WrValid,
-    WrReady,
-    WrAddr,
-    WrData0,
-    WrData1,
-    WrData2,
-    WrData3,
-    Irq,
-    TxData,
-    TxValid,
-    TxLast,
-    TxReady,
-    RxData,
-    RxValid,
-    RxLast,
-    Stale,
-    Unmatched,
-    CplDrops,
-    Inflight,
-}
+pub use crate::DevicePort;
 
 verilated_model!(
     /// The verilated source device (`hdl::MirrorDevice`).

@@ -9,6 +9,9 @@ use specmirror_hdl::target_path::host::{TargetIo, TpIn, TpOut};
 
 pub mod udp_target;
 
+// The port enums, generated from build.rs's port lists.
+include!(concat!(env!("OUT_DIR"), "/ports.rs"));
+
 /// Defines a safe wrapper around one verilated model's C shim.
 macro_rules! verilated_model {
     ($(#[$doc:meta])* $name:ident, $port:ident, $new:ident, $free:ident, $eval:ident, $set:ident, $get:ident) => {
@@ -105,63 +108,6 @@ pub mod served;
 pub mod sim_device;
 pub mod tcp_target;
 
-/// Ports of the send path, numbered as the shim numbers them (see build.rs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum Port {
-    Clock = 0,
-    DescValid,
-    DescReady,
-    DescSeq,
-    DescLockId,
-    DescOffset,
-    DescLength,
-    DescMode,
-    DescFlags,
-    DescGeneration,
-    DescFirstRegion,
-    DescRegionCount,
-    AckLock,
-    AckSeq,
-    DataIn,
-    DataValid,
-    DataReady,
-    Granted,
-    TxData,
-    TxValid,
-    TxLast,
-    TxReady,
-    Busy,
-    Rejected,
-    LockIdOut,
-}
-
-/// Ports of the frame parser, numbered as the shim numbers them (see build.rs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum ParserPort {
-    Clock = 0,
-    RxData,
-    RxValid,
-    RxLast,
-    Ty,
-    Flags,
-    PayloadLen,
-    Generation,
-    Seq,
-    LockId,
-    Offset,
-    Arg,
-    AckLock,
-    AckSeq,
-    HdrValid,
-    PayData,
-    PayValid,
-    FrameOk,
-    FrameBad,
-    BadCount,
-}
-
 verilated_model!(
     /// The verilated send path (`hdl::SpecSender`).
     VerilatedSender,
@@ -183,17 +129,6 @@ verilated_model!(
     vparser_set,
     vparser_get
 );
-
-/// Scalar ports of the register file; the per-register arrays follow (see [`reg_port`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum RegPort {
-    Clock = 0,
-    Addr,
-    Wdata,
-    Write,
-    Rdata,
-}
 
 /// The per-register port arrays of the register file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,40 +155,6 @@ verilated_model!(
     vregs_get
 );
 
-/// Ports of the lock table, numbered as the shim numbers them (see build.rs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum LockPort {
-    Clock = 0,
-    ReqValid,
-    ReqReady,
-    ReqLockId,
-    ReqSeq,
-    ReqFirst,
-    ReqCount,
-    RegionCount,
-    LocalHold,
-    LocalFirst,
-    LocalEnd,
-    RetryBackoff,
-    RetryLimit,
-    RelValid,
-    RelSlot,
-    RelFail,
-    ClearBarriers,
-    DecValid,
-    DecGranted,
-    DecReason,
-    DecLockId,
-    DecSeq,
-    DecSlot,
-    DecFirst,
-    DecEnd,
-    Retried,
-    Held,
-    Overflow,
-}
-
 verilated_model!(
     /// The verilated lock table (`hdl::LockTable`, the product's 16 entries).
     VerilatedLockTable,
@@ -264,24 +165,6 @@ verilated_model!(
     vlock_set,
     vlock_get
 );
-
-/// Ports of the answer path, numbered as the shim numbers them (see build.rs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum AnswerPort {
-    Clock = 0,
-    AnsValid,
-    AnsTy,
-    AnsSeq,
-    AnsLockId,
-    AnsArg,
-    Generation,
-    TxData,
-    TxValid,
-    TxLast,
-    TxReady,
-    Dropped,
-}
 
 verilated_model!(
     /// The verilated answer path (`hdl::AnswerEmitter`).
@@ -294,64 +177,6 @@ verilated_model!(
     vanswer_get
 );
 
-/// Ports of the target path, numbered as the shim numbers them (see build.rs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum TargetPort {
-    Clock = 0,
-    RxData,
-    RxValid,
-    RxLast,
-    TxData,
-    TxValid,
-    TxLast,
-    TxReady,
-    Generation,
-    RegionCount,
-    RetryBackoff,
-    RetryLimit,
-    LocalHold,
-    LocalFirst,
-    LocalEnd,
-    ClearBarriers,
-    RegionShift,
-    VolumeBytes,
-    DataTimeout,
-    GrantTimeout,
-    WrValid,
-    WrReady,
-    WrData,
-    WrLast,
-    WrOffset,
-    WrLen,
-    WrFua,
-    WrSlot,
-    DoneValid,
-    DoneReady,
-    DoneSlot,
-    DoneError,
-    DecValid,
-    DecGranted,
-    DecLockId,
-    DecSlot,
-    Held,
-    FramesBad,
-    LockDrops,
-    AnswerDrops,
-    DataDrops,
-    DataExpired,
-    DataRepeats,
-    DataViolations,
-    LocksRevoked,
-    LockAhead,
-    LockRepeats,
-    Stale,
-    AnswersRepeated,
-    RepeatsMissed,
-    DataStatus,
-    GrantsTaken,
-}
-
 verilated_model!(
     /// The verilated target path (`hdl::TargetPath`, the product's 16-entry table).
     VerilatedTargetPath,
@@ -363,34 +188,6 @@ verilated_model!(
     vtarget_get
 );
 
-/// Ports of the send tracker, numbered as the shim numbers them (see build.rs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum TrackerPort {
-    Clock = 0,
-    SentValid,
-    SentLockId,
-    SentSeq,
-    Room,
-    AnsValid,
-    AnsTy,
-    AnsLockId,
-    AnsArg,
-    WaitLockId,
-    Granted,
-    Rejected,
-    CplValid,
-    CplReady,
-    /// The completion entry's four words, low first.
-    CplData0,
-    CplData1,
-    CplData2,
-    CplData3,
-    Inflight,
-    Unmatched,
-    CplDrops,
-}
-
 verilated_model!(
     /// The verilated send tracker (`hdl::SendTracker8`).
     VerilatedTracker,
@@ -401,47 +198,6 @@ verilated_model!(
     vtracker_set,
     vtracker_get
 );
-
-/// Ports of the source path, numbered as the shim numbers them (see build.rs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum SourcePort {
-    Clock = 0,
-    DescValid,
-    DescReady,
-    DescSeq,
-    DescLockId,
-    DescOffset,
-    DescLength,
-    DescMode,
-    DescFlags,
-    DescFirstRegion,
-    DescRegionCount,
-    Generation,
-    AckLock,
-    AckSeq,
-    DataIn,
-    DataValid,
-    DataReady,
-    TxData,
-    TxValid,
-    TxLast,
-    TxReady,
-    RxData,
-    RxValid,
-    RxLast,
-    CplValid,
-    CplReady,
-    CplData0,
-    CplData1,
-    CplData2,
-    CplData3,
-    FramesBad,
-    Stale,
-    Unmatched,
-    CplDrops,
-    Inflight,
-}
 
 verilated_model!(
     /// The verilated source path (`hdl::SourcePath`).

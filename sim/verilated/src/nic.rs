@@ -11,65 +11,7 @@ use std::ffi::c_void;
 use std::net::Ipv4Addr;
 
 use crate::ether::{self, Arp, Datagram, EtherError, Mac};
-
-/// Ports of the simulated NIC, numbered as the shim numbers them (see build.rs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum NicPort {
-    Clock = 0,
-    Rst,
-    PhyRxValid,
-    PhyRxData,
-    PhyTxValid,
-    PhyTxData,
-    Generation,
-    RegionCount,
-    RetryBackoff,
-    RetryLimit,
-    LocalHold,
-    LocalFirst,
-    LocalEnd,
-    ClearBarriers,
-    RegionShift,
-    VolumeBytes,
-    DataTimeout,
-    GrantTimeout,
-    WrValid,
-    WrReady,
-    WrData,
-    WrLast,
-    WrOffset,
-    WrLen,
-    WrFua,
-    WrSlot,
-    DoneValid,
-    DoneReady,
-    DoneSlot,
-    DoneError,
-    HostRxValid,
-    HostRxLast,
-    HostRxData,
-    HostRxLastBe,
-    HostRxError,
-    HostRxIp,
-    HostRxPort,
-    HostTxValid,
-    HostTxReady,
-    HostTxLast,
-    HostTxData,
-    HostTxLastBe,
-    HostTxLength,
-    HostTxIp,
-    HostTxPort,
-    Datagrams,
-    Flagged,
-    Held,
-    FramesBad,
-    LockDrops,
-    AnswerDrops,
-    DataDrops,
-    Stale,
-}
+pub use crate::NicPort;
 
 verilated_model!(
     /// The verilated NIC (`nic_sim`: LiteEth and the target path).
