@@ -155,13 +155,15 @@ pub async fn run_target(a: TargetArgs) -> Result<()> {
         crate::hwdev::check_target_size(Volume::probe_size(&a.volume, a.size)?)?;
     }
     let volume = Volume::open(&a.volume, a.size)?;
-    let attach = crate::hwdev::target_device(
-        a.engine,
-        a.device.as_deref(),
-        &volume,
-        a.pair.region_size,
-        a.pair.pair_id(),
-    )?;
+    let attach = if hw {
+        Some(crate::hwdev::sim_target(
+            volume.clone(),
+            a.pair.region_size,
+            a.pair.pair_id(),
+        )?)
+    } else {
+        None
+    };
     let (listener, sock, addr) = match a.transport {
         TransportArg::Tcp => {
             let l = target::bind(&a.listen).await?;
@@ -189,13 +191,10 @@ pub async fn run_target(a: TargetArgs) -> Result<()> {
         peer_timeout: a.pair.peer_timeout,
     };
     let serve = async move {
-        match (listener, sock) {
-            (Some(l), _) if attach.is_some() => {
-                let attach = attach.expect("a device");
-                serve_device(l, attach, opts).await
-            }
-            (Some(l), _) => target::serve(l, opts).await,
-            (_, Some(s)) => target::serve_udp(s, opts).await,
+        match (listener, sock, attach) {
+            (Some(l), _, Some(attach)) => serve_device(l, attach, opts).await,
+            (Some(l), _, None) => target::serve(l, opts).await,
+            (_, Some(s), _) => target::serve_udp(s, opts).await,
             _ => unreachable!("one of the two is bound"),
         }
     };

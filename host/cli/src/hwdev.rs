@@ -44,21 +44,6 @@ pub fn device(engine: EngineArg, spec: Option<&str>) -> Result<Option<HwDevice>>
 /// Hands an authenticated connection to the target's device.
 pub type Attach = Box<dyn Fn(std::net::TcpStream) -> Result<()> + Send + Sync>;
 
-/// The device for `target --engine hw`, from `--device`, writing `volume`.
-pub fn target_device(
-    engine: EngineArg,
-    spec: Option<&str>,
-    volume: &Volume,
-    region_size: u64,
-    pair_id: [u8; 16],
-) -> Result<Option<Attach>> {
-    if simulated(engine, spec)? {
-        sim_target(volume.clone(), region_size, pair_id)
-    } else {
-        Ok(None)
-    }
-}
-
 /// Whether the simulated target can take a volume of `size` bytes (it stages it in memory).
 #[cfg(feature = "sim-device")]
 pub fn check_target_size(size: u64) -> Result<()> {
@@ -77,8 +62,9 @@ pub fn check_target_size(_: u64) -> Result<()> {
     no_sim()
 }
 
+/// The simulated target for `target --engine hw --device sim`, writing `volume`.
 #[cfg(feature = "sim-device")]
-fn sim_target(volume: Volume, region_size: u64, pair_id: [u8; 16]) -> Result<Option<Attach>> {
+pub fn sim_target(volume: Volume, region_size: u64, pair_id: [u8; 16]) -> Result<Attach> {
     use specmirror_verilated::served::ServedConfig;
     use specmirror_verilated::tcp_target::{TcpTarget, VolumeFile};
 
@@ -99,11 +85,11 @@ fn sim_target(volume: Volume, region_size: u64, pair_id: [u8; 16]) -> Result<Opt
         pair_id,
     };
     let t = TcpTarget::start(cfg, File(volume))?;
-    Ok(Some(Box::new(move |s| Ok(t.attach(s)?))))
+    Ok(Box::new(move |s| Ok(t.attach(s)?)))
 }
 
 #[cfg(not(feature = "sim-device"))]
-fn sim_target(_: Volume, _: u64, _: [u8; 16]) -> Result<Option<Attach>> {
+pub fn sim_target(_: Volume, _: u64, _: [u8; 16]) -> Result<Attach> {
     no_sim()
 }
 

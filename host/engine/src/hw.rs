@@ -22,6 +22,7 @@ use specmirror_abi::le::{Le32, Le64};
 use specmirror_abi::regs;
 use specmirror_abi::ring::{CompletionStatus, Descriptor, Mode};
 use specmirror_abi::{Flags, FrameType, Header};
+use specmirror_core::region::Regions;
 use specmirror_core::Frame;
 use specmirror_driver::{ring, Device, DmaMemory};
 use tokio::sync::mpsc;
@@ -81,8 +82,6 @@ pub struct HwStats {
     pub descriptors: AtomicU64,
     /// Frames that went by the host queue.
     pub host_frames: AtomicU64,
-    /// Completion entries the device wrote.
-    pub completions: AtomicU64,
 }
 
 impl HwStats {
@@ -105,7 +104,7 @@ struct Open {
     /// Data slot of each lock the device has in flight.
     slots: HashMap<u64, usize>,
     generation: Option<u32>,
-    region_log2: u32,
+    region_size: u64,
 }
 
 impl Open {
@@ -125,7 +124,7 @@ impl Open {
             free: (0..DATA_SLOTS).rev().collect(),
             slots: HashMap::new(),
             generation: None,
-            region_log2: region_size.trailing_zeros(),
+            region_size,
         })
     }
 
@@ -136,18 +135,14 @@ impl Open {
         // the device tracks each lock once. So does a lock over other regions than the device
         // works out from the write (never, from this core).
         let h = &data.header;
-        let first = h.offset >> self.region_log2;
-        let count = ((h.offset + len as u64).saturating_sub(1) >> self.region_log2) + 1 - first;
-        if len == 0
-            || len > DATA_SLOT
-            || self.slots.contains_key(&h.lock_id)
-            || lock.is_some_and(|l| (l.offset, l.arg) != (first, count))
-        {
+        if len == 0 || len > DATA_SLOT || self.slots.contains_key(&h.lock_id) {
             return Post::Never;
         }
-        if self.slots.len() >= RING_ENTRIES as usize {
-            return Post::Busy;
+        let r = Regions::of_bytes(h.offset, len as u64, self.region_size);
+        if lock.is_some_and(|l| (l.offset, l.arg) != (r.first, r.count)) {
+            return Post::Never;
         }
+        // A full ring shows as a failed push below; data slots run out first anyway.
         let Some(slot) = self.free.pop() else {
             return Post::Busy;
         };
@@ -315,7 +310,6 @@ fn serve(
             dev.sq.doorbell(dev.port.mmio());
         }
         let reaped = dev.reap();
-        stats.completions.fetch_add(reaped, Ordering::Relaxed);
         let wait = if moved || reaped > 0 {
             Duration::ZERO
         } else {

@@ -40,6 +40,19 @@ pub struct ServedConfig {
     pub pair_id: [u8; 16],
 }
 
+impl ServedConfig {
+    /// Whether the target path can serve this geometry.
+    pub(crate) fn check(&self) -> Result<(), ServedError> {
+        if self.volume_size == 0 || !self.volume_size.is_multiple_of(8) {
+            return Err(ServedError::VolumeSize(self.volume_size));
+        }
+        if !self.region_size.is_power_of_two() || self.region_size < 512 {
+            return Err(ServedError::RegionSize(self.region_size));
+        }
+        Ok(())
+    }
+}
+
 /// A model running in its own thread behind a UDP socket (a Verilator model stays on the thread
 /// that made it); `stop` ends it and returns its report.
 pub struct Served<R> {
@@ -55,12 +68,7 @@ impl<R: Send + 'static> Served<R> {
         cfg: ServedConfig,
         run: fn(UdpSocket, ServedConfig, Arc<AtomicBool>) -> R,
     ) -> Result<Served<R>, ServedError> {
-        if cfg.volume_size == 0 || !cfg.volume_size.is_multiple_of(8) {
-            return Err(ServedError::VolumeSize(cfg.volume_size));
-        }
-        if !cfg.region_size.is_power_of_two() || cfg.region_size < 512 {
-            return Err(ServedError::RegionSize(cfg.region_size));
-        }
+        cfg.check()?;
         let bind = |e| ServedError::Bind {
             addr: listen.to_string(),
             source: e,

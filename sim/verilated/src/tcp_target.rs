@@ -59,17 +59,12 @@ pub struct TcpTarget {
 impl TcpTarget {
     /// Starts the model's thread; it serves nothing until a connection is attached.
     pub fn start(cfg: ServedConfig, volume: impl VolumeFile) -> Result<TcpTarget, ServedError> {
-        if cfg.volume_size == 0 || !cfg.volume_size.is_multiple_of(8) {
-            return Err(ServedError::VolumeSize(cfg.volume_size));
-        }
+        cfg.check()?;
         if cfg.volume_size > MAX_VOLUME {
             return Err(ServedError::TooLarge {
                 size: cfg.volume_size,
                 max: MAX_VOLUME,
             });
-        }
-        if !cfg.region_size.is_power_of_two() || cfg.region_size < 512 {
-            return Err(ServedError::RegionSize(cfg.region_size));
         }
         let (conns, rx) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
