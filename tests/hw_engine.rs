@@ -71,12 +71,7 @@ fn device_writes(source: &Daemon) -> (u64, String) {
         .find(|l| l.contains("hardware engine: writes the device sent"))
         .expect("a report")
         .to_string();
-    let n = last
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("device_writes="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("device_writes in {last}"));
-    (n, last)
+    (report_field(&last, "device_writes"), last)
 }
 
 fn mirror_through_the_device(mode: &str) {
@@ -170,6 +165,58 @@ fn implicit_writes_go_through_the_simulated_device() {
     mirror_through_the_device("implicit");
 }
 
+/// A field of the engine's last report.
+fn report_field(last: &str, name: &str) -> u64 {
+    last.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {last}"))
+}
+
+/// A device slow to fetch from host memory holds writes long after the core sent them, and the
+/// core's retransmissions of those writes come due meanwhile. A copy that left by the host queue
+/// before the device took its write could be answered first, and the device would then wait for
+/// an answer the target never sends again, until no write could enter it. The engine holds such
+/// copies back: every write the device takes gets its outcome, and the device never has to be
+/// reset.
+#[test]
+fn retransmissions_never_overtake_the_writes_a_slow_device_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target = start_target(d, SIZE, &[]);
+    let source = start_source(
+        d,
+        &target.field("listen"),
+        "speculative",
+        SIZE,
+        &["--engine", "hw", "--device", "sim:dma-latency=3000"],
+    );
+    let port = port_of(&source.field("nbd"));
+    let cmds = small_writes(16 << 20, 600, 2 << 20);
+    let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
+    qemu_ok(&port, &refs);
+    let (src, tgt) = (d.join("source.img"), d.join("target.img"));
+    assert!(
+        wait_identical(&src, &tgt, Duration::from_secs(10)),
+        "the volumes differ at byte {:?}\nsource log:\n{}",
+        first_difference(&src, &tgt),
+        source.log_text()
+    );
+    let (n, last) = device_writes(&source);
+    let log = source.log_text();
+    assert!(n >= 500, "only {n} writes through the device: {last}");
+    assert!(
+        report_field(&last, "held_back") > 0,
+        "no retransmission came due while the device held its write: the device was not slow \
+         enough to test anything: {last}"
+    );
+    assert!(
+        !log.contains("link to target down"),
+        "the device lost track of a write and was reset:\n{log}"
+    );
+    eprintln!("slow device: {last}");
+}
+
 #[test]
 fn engine_and_device_flags_that_do_not_fit_are_refused_before_anything_changes() {
     let dir = tempfile::tempdir().unwrap();
@@ -188,6 +235,14 @@ fn engine_and_device_flags_that_do_not_fit_are_refused_before_anything_changes()
         (
             &["--engine", "hw", "--device", "fpga0"][..],
             "unknown device",
+        ),
+        (
+            &["--engine", "hw", "--device", "sim:dma-latency=0"][..],
+            "from 1 to 1000000",
+        ),
+        (
+            &["--engine", "hw", "--device", "sim:fast"][..],
+            "one option, dma-latency",
         ),
         (
             &["--engine", "hw", "--device", "sim", "--transport", "udp"][..],
@@ -245,6 +300,17 @@ fn target_engine_flags_that_do_not_fit_are_refused_before_anything_changes() {
         (
             &["--size", "2GiB", "--engine", "hw", "--device", "sim"][..],
             "at most",
+        ),
+        (
+            &[
+                "--size",
+                SIZE,
+                "--engine",
+                "hw",
+                "--device",
+                "sim:dma-latency=9",
+            ][..],
+            "takes no options",
         ),
     ] {
         let mut args = vec![

@@ -31,7 +31,11 @@ impl Spawned {
             .unwrap();
         let mut child = Command::new(BIN)
             .args(args)
-            .env("RUST_LOG", "info")
+            // SPECMIRROR_TEST_LOG overrides the daemons' log filter (e.g. a module at trace).
+            .env(
+                "RUST_LOG",
+                std::env::var("SPECMIRROR_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(err)
             .spawn()

@@ -147,7 +147,7 @@ pub async fn run_target(a: TargetArgs) -> Result<()> {
     a.transport.check(&a.pair)?;
     let secret = a.pair.secret()?;
     // Every check before the volume is created or extended.
-    let hw = crate::hwdev::simulated(a.engine, a.device.as_deref())?;
+    let hw = crate::hwdev::simulated_target(a.engine, a.device.as_deref())?;
     if hw {
         if a.transport != TransportArg::Tcp {
             bail!("--engine hw runs over TCP: drop --transport udp");
@@ -254,8 +254,9 @@ pub struct SourceArgs {
     #[arg(long, value_enum, default_value = "soft")]
     engine: EngineArg,
     /// With --engine hw: sim (the verilated device, in a thread of this process; a build with
-    /// --features sim-device) or vfio:DDDD:BB:DD.F (opened and checked; no NIC bitstream has the
-    /// host queue the engine needs yet).
+    /// --features sim-device; sim:dma-latency=CLOCKS sets how long its DMA reads take, default
+    /// 64) or vfio:DDDD:BB:DD.F (opened and checked; no NIC bitstream has the host queue the
+    /// engine needs yet).
     #[arg(long, value_name = "DEVICE")]
     device: Option<String>,
     #[command(flatten)]

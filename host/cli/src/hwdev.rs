@@ -24,7 +24,9 @@ pub fn simulated(engine: EngineArg, spec: Option<&str>) -> Result<bool> {
         (EngineArg::Hw, None) => {
             bail!("--engine hw needs --device: sim (the verilated device) or vfio:DDDD:BB:DD.F")
         }
-        (EngineArg::Hw, Some("sim")) => Ok(true),
+        (EngineArg::Hw, Some(d)) if d == "sim" || d.starts_with("sim:") => {
+            sim_dma_latency(d).map(|_| true)
+        }
         (EngineArg::Hw, Some(d)) if d.starts_with("vfio:") => vfio(d),
         (EngineArg::Hw, Some(d)) => {
             bail!("--device {d}: unknown device; use sim or vfio:DDDD:BB:DD.F")
@@ -32,13 +34,41 @@ pub fn simulated(engine: EngineArg, spec: Option<&str>) -> Result<bool> {
     }
 }
 
+/// The simulated device's DMA read latency in clocks, from `sim` (the default) or
+/// `sim:dma-latency=CLOCKS`: how long the device waits for host memory, as a slower bus would
+/// make it.
+fn sim_dma_latency(spec: &str) -> Result<Option<u64>> {
+    let Some(opts) = spec.strip_prefix("sim:") else {
+        return Ok(None);
+    };
+    let Some(v) = opts.strip_prefix("dma-latency=") else {
+        bail!("--device {spec}: the simulated device takes one option, dma-latency=CLOCKS");
+    };
+    match v.parse::<u64>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(Some(n)),
+        _ => bail!("--device {spec}: dma-latency is a number of clocks from 1 to 1000000"),
+    }
+}
+
 /// The device for `source --engine hw`, from `--device`.
 pub fn device(engine: EngineArg, spec: Option<&str>) -> Result<Option<HwDevice>> {
     if simulated(engine, spec)? {
-        sim()
+        sim(sim_dma_latency(spec.unwrap_or("sim"))?)
     } else {
         Ok(None)
     }
+}
+
+/// Checks `--engine` and `--device` for the target: the simulated target takes no options.
+pub fn simulated_target(engine: EngineArg, spec: Option<&str>) -> Result<bool> {
+    let hw = simulated(engine, spec)?;
+    if hw && spec != Some("sim") {
+        bail!(
+            "--device {}: the simulated target takes no options; use sim",
+            spec.unwrap_or("")
+        );
+    }
+    Ok(hw)
 }
 
 /// Hands an authenticated connection to the target's device.
@@ -111,7 +141,7 @@ fn vfio(spec: &str) -> Result<bool> {
 }
 
 #[cfg(feature = "sim-device")]
-fn sim() -> Result<Option<HwDevice>> {
+fn sim(dma_latency: Option<u64>) -> Result<Option<HwDevice>> {
     use specmirror_driver::{Device, DeviceError, DmaMemory};
     use specmirror_engine::hw::HwPort;
     use specmirror_verilated::sim_device::{SimConfig, SimDevice, TcpLink};
@@ -143,16 +173,18 @@ fn sim() -> Result<Option<HwDevice>> {
 
     Ok(Some(HwDevice {
         name: "simulated".into(),
-        open: Arc::new(|s| {
+        open: Arc::new(move |s| {
             let link = TcpLink::new(s).map_err(|e| e.to_string())?;
-            let dev = SimDevice::spawn(link, SimConfig::default()).map_err(|e| e.to_string())?;
+            let mut cfg = SimConfig::default();
+            cfg.dma_latency = dma_latency.unwrap_or(cfg.dma_latency);
+            let dev = SimDevice::spawn(link, cfg).map_err(|e| e.to_string())?;
             Ok(Box::new(Port(dev)) as Box<dyn HwPort>)
         }),
     }))
 }
 
 #[cfg(not(feature = "sim-device"))]
-fn sim() -> Result<Option<HwDevice>> {
+fn sim(_: Option<u64>) -> Result<Option<HwDevice>> {
     no_sim()
 }
 

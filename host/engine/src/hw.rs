@@ -10,8 +10,15 @@
 //! the core sees the target's answers exactly as in the software engine and keeps its rollback log
 //! by them; the device's completion entries free the write's ring slot and data slot.
 //!
+//! Two paths share the link, so a frame the host queue sends can pass one the device has yet to
+//! send. The engine never lets a copy of a write (a retransmission, an abort) leave by the host
+//! queue before the device has taken that write: the target could answer the copy before the
+//! device tracks the write, and the device would wait for an answer that never comes again.
+//! Such a copy is dropped; the core sends it again later if it still needs to.
+//!
 //! A lost link drops the device (a reset: nothing of the old session is left in it) and opens it
-//! again on the next connection; the core re-sends what the target has not confirmed.
+//! again on the next connection; the core re-sends what the target has not confirmed. So does a
+//! device that holds a write without an outcome for longer than the peer may stay silent.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +33,7 @@ use specmirror_core::region::Regions;
 use specmirror_core::Frame;
 use specmirror_driver::{ring, Device, DmaMemory};
 use tokio::sync::mpsc;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, trace, warn};
 
 use crate::source::{LinkQueue, LinkReceiver, Msg, SourceOptions};
 
@@ -82,16 +89,27 @@ pub struct HwStats {
     pub descriptors: AtomicU64,
     /// Frames that went by the host queue.
     pub host_frames: AtomicU64,
+    /// Copies of writes the device had not taken yet, dropped (the core sends them again).
+    pub held_back: AtomicU64,
 }
 
 impl HwStats {
-    /// (descriptors, host frames).
-    pub fn snapshot(&self) -> (u64, u64) {
+    /// (descriptors, host frames, held back).
+    pub fn snapshot(&self) -> (u64, u64, u64) {
         (
             self.descriptors.load(Ordering::Relaxed),
             self.host_frames.load(Ordering::Relaxed),
+            self.held_back.load(Ordering::Relaxed),
         )
     }
+}
+
+/// A write the device has: its data slot, its descriptor's free-running ring index, and when it
+/// was posted.
+struct Held {
+    slot: usize,
+    index: u32,
+    posted: Instant,
 }
 
 /// The device open on one connection, with its rings and data slots.
@@ -101,8 +119,8 @@ struct Open {
     cq: ring::CompletionRing,
     data: DmaMemory,
     free: Vec<usize>,
-    /// Data slot of each lock the device has in flight.
-    slots: HashMap<u64, usize>,
+    /// The writes the device has in flight, by lock id.
+    held: HashMap<u64, Held>,
     generation: Option<u32>,
     region_size: u64,
 }
@@ -122,7 +140,7 @@ impl Open {
             cq,
             data,
             free: (0..DATA_SLOTS).rev().collect(),
-            slots: HashMap::new(),
+            held: HashMap::new(),
             generation: None,
             region_size,
         })
@@ -135,7 +153,7 @@ impl Open {
         // the device tracks each lock once. So does a lock over other regions than the device
         // works out from the write (never, from this core).
         let h = &data.header;
-        if len == 0 || len > DATA_SLOT || self.slots.contains_key(&h.lock_id) {
+        if len == 0 || len > DATA_SLOT || self.held.contains_key(&h.lock_id) {
             return Post::Never;
         }
         let r = Regions::of_bytes(h.offset, len as u64, self.region_size);
@@ -164,12 +182,46 @@ impl Open {
             ack_seq: Le64::new(h.ack_seq),
             ..Descriptor::default()
         };
+        let index = self.sq.tail();
         if self.sq.push(self.port.mmio(), &d).is_err() {
             self.free.push(slot);
             return Post::Busy;
         }
-        self.slots.insert(h.lock_id, slot);
+        let posted = Instant::now();
+        self.held.insert(
+            h.lock_id,
+            Held {
+                slot,
+                index,
+                posted,
+            },
+        );
         Post::Sent
+    }
+
+    /// Whether a frame for lock `lock_id` must not leave by the host queue yet: the device has
+    /// that write but has not taken its descriptor. A copy sent now (a retransmission, an abort)
+    /// could reach the target first, and the target's answer would find no entry in the device's
+    /// tracker, which would then wait for an answer the target never sends again. Once the device
+    /// has taken the descriptor, every answer for the lock reaches its entry; until then, the
+    /// copy is dropped and the core sends it again later (the device sends the write itself).
+    fn not_taken_yet(&self, lock_id: u64, sq_head: &mut Option<u32>) -> bool {
+        let Some(w) = self.held.get(&lock_id) else {
+            return false;
+        };
+        let head = *sq_head.get_or_insert_with(|| self.port.mmio().read(regs::SQ_HEAD));
+        // Free-running counters: taken once the head has passed the descriptor's index.
+        (head.wrapping_sub(w.index) as i32) <= 0
+    }
+
+    /// The write the device has held longest after taking it, and for how long.
+    fn oldest_taken(&self) -> Option<(u64, Duration)> {
+        let head = self.port.mmio().read(regs::SQ_HEAD);
+        self.held
+            .iter()
+            .filter(|(_, w)| (head.wrapping_sub(w.index) as i32) > 0)
+            .map(|(l, w)| (*l, w.posted.elapsed()))
+            .max_by_key(|(_, d)| *d)
     }
 
     /// Reaps completion entries; how many.
@@ -180,8 +232,8 @@ impl Open {
             match ring::status(&c) {
                 Some(CompletionStatus::LockGranted) => {}
                 Some(_) => {
-                    if let Some(slot) = self.slots.remove(&c.lock_id.get()) {
-                        self.free.push(slot);
+                    if let Some(w) = self.held.remove(&c.lock_id.get()) {
+                        self.free.push(w.slot);
                     }
                 }
                 None => warn!(
@@ -239,7 +291,14 @@ fn dispatch(
     stalled: &mut Option<Instant>,
     stats: &HwStats,
 ) -> Result<(), String> {
+    let mut sq_head = None;
     while let Some(f) = pending.front() {
+        if f.header.lock_id != 0 && dev.not_taken_yet(f.header.lock_id, &mut sq_head) {
+            trace!(ty = ?f.header.ty, lock = f.header.lock_id, "copy held back: the device has not taken its write");
+            pending.pop_front();
+            stats.held_back.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let pair = pending
             .get(1)
             .is_some_and(|d| speculative_pair(&f.header, &d.header));
@@ -253,7 +312,9 @@ fn dispatch(
         let n = 1 + pair as usize;
         match r {
             Post::Sent => {
-                pending.drain(..n);
+                for f in pending.drain(..n) {
+                    trace!(ty = ?f.header.ty, lock = f.header.lock_id, seq = f.header.seq, "to the target, by the device");
+                }
                 stats.descriptors.fetch_add(1, Ordering::Relaxed);
                 *stalled = None;
             }
@@ -262,6 +323,7 @@ fn dispatch(
             }
             Post::Busy | Post::Never => {
                 for f in pending.drain(..n) {
+                    trace!(ty = ?f.header.ty, lock = f.header.lock_id, seq = f.header.seq, "to the target, by the host queue");
                     dev.port.host_send(f.encode())?;
                     stats.host_frames.fetch_add(1, Ordering::Relaxed);
                 }
@@ -281,15 +343,41 @@ fn serve(
     stats: &HwStats,
 ) -> Result<String, ()> {
     let mut heard = Instant::now();
-    let (mut told, mut last) = (Instant::now(), (0, 0));
+    let mut checked = Instant::now();
+    let (mut told, mut last) = (Instant::now(), (0, 0, 0));
     let mut pending = VecDeque::new();
     let mut stalled = None;
     loop {
+        if checked.elapsed() >= Duration::from_secs(1) {
+            checked = Instant::now();
+            // The device answers every write it takes with an outcome, once the target answers:
+            // a write without one for longer than the target may stay silent means the device
+            // lost track of it. A reset (a new connection, a fresh device) recovers: the core
+            // sends again what the target has not confirmed.
+            if let Some((lock, held)) = dev.oldest_taken() {
+                if held > opts.peer_timeout {
+                    return Ok(format!(
+                        "the device has held write (lock {lock}) for {held:?} without an outcome"
+                    ));
+                }
+            }
+        }
         let now = stats.snapshot();
         if now != last && told.elapsed() >= Duration::from_secs(1) {
+            let m = dev.port.mmio();
             info!(
                 device_writes = now.0,
                 host_frames = now.1,
+                held_back = now.2,
+                sq_tail = dev.sq.tail(),
+                sq_head = m.read(regs::SQ_HEAD),
+                cq_head = dev.cq.head(),
+                cq_tail = m.read(regs::CQ_TAIL),
+                writes_in_device = dev.held.len(),
+                frames_tx = m.read(regs::FRAMES_TX),
+                frames_rx = m.read(regs::FRAMES_RX),
+                frames_bad = m.read(regs::FRAMES_BAD),
+                status = m.read(regs::STATUS),
                 "hardware engine: writes the device sent, frames the host queue sent"
             );
             (told, last) = (Instant::now(), now);
@@ -320,6 +408,7 @@ fn serve(
                 heard = Instant::now();
                 match Frame::decode(&b) {
                     Ok((f, _)) => {
+                        trace!(ty = ?f.header.ty, lock = f.header.lock_id, seq = f.header.seq, arg = f.header.arg, "from the target");
                         if core.blocking_send(Msg::Frame(f)).is_err() {
                             return Err(());
                         }
