@@ -118,6 +118,13 @@ pub fn mirror_device() -> String {
     generate_verilog(&u)
 }
 
+/// The target device's receive rings as Verilog (top module `top`).
+pub fn rx_ring() -> String {
+    let mut u = crate::rx_ring::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The register block as Verilog (top module `top`).
 pub fn register_file() -> String {
     let mut u = crate::register_file::tests_support::connected();
@@ -203,6 +210,7 @@ mod tests {
             ("send_tracker", send_tracker()),
             ("source_path", source_path()),
             ("mirror_device", mirror_device()),
+            ("rx_ring", rx_ring()),
         ] {
             assert!(v.contains("module top"), "{name}");
             if let Err(e) = lint(name, &v) {

@@ -27,6 +27,7 @@ fn main() {
         ("send_tracker", specmirror_hdl::verilog::send_tracker()),
         ("source_path", specmirror_hdl::verilog::source_path()),
         ("mirror_device", specmirror_hdl::verilog::mirror_device()),
+        ("rx_ring", specmirror_hdl::verilog::rx_ring()),
     ] {
         let path = out.join(format!("{name}.v"));
         if let Err(e) = std::fs::write(&path, v) {

@@ -9,6 +9,7 @@ pub mod hello;
 pub mod le;
 pub mod regs;
 pub mod ring;
+pub mod rx_ring;
 
 pub use frame::{
     data_piece, data_piece_arg, decode, encode, encode_into, frame_len, Flags, FrameError,
