@@ -84,13 +84,7 @@ fn mirror_through_the_device(mode: &str) {
     let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
     qemu_ok(&port, &refs);
     qemu_ok(&port, &["read -P 0x77 3M 2M", "read -P 0x88 16773120 4096"]);
-    let (src, tgt) = (d.join("source.img"), d.join("target.img"));
-    assert!(
-        wait_identical(&src, &tgt, Duration::from_secs(10)),
-        "{mode}: the volumes differ at byte {:?}\nsource log:\n{}",
-        first_difference(&src, &tgt),
-        source.log_text()
-    );
+    volumes_match(d, mode, &[&source]);
     // The device sent the writes; the host queue only the rest.
     let (device_writes, last) = device_writes(&source);
     let log = source.log_text();
@@ -118,14 +112,7 @@ fn mirror_to_the_simulated_target(hw_source: bool, mode: &str) {
     let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
     qemu_ok(&port, &refs);
     qemu_ok(&port, &["read -P 0x77 3M 4k", "read -P 0x88 16773120 4096"]);
-    let (src, tgt) = (d.join("source.img"), d.join("target.img"));
-    assert!(
-        wait_identical(&src, &tgt, Duration::from_secs(10)),
-        "{mode}: the volumes differ at byte {:?}\nsource log:\n{}\ntarget log:\n{}",
-        first_difference(&src, &tgt),
-        source.log_text(),
-        target.log_text()
-    );
+    volumes_match(d, mode, &[&source, &target]);
     assert!(
         target.log_text().contains("source attached to the device"),
         "{}",
@@ -165,6 +152,19 @@ fn implicit_writes_go_through_the_simulated_device() {
     mirror_through_the_device("implicit");
 }
 
+/// Waits for the target volume to equal the source volume in `d`; the daemons' logs when not.
+fn volumes_match(d: &std::path::Path, what: &str, logs: &[&Daemon]) {
+    let (src, tgt) = (d.join("source.img"), d.join("target.img"));
+    if !wait_identical(&src, &tgt, Duration::from_secs(10)) {
+        let logs: Vec<String> = logs.iter().map(|l| l.log_text()).collect();
+        panic!(
+            "{what}: the volumes differ at byte {:?}\n{}",
+            first_difference(&src, &tgt),
+            logs.join("\n----\n")
+        );
+    }
+}
+
 /// A field of the engine's last report.
 fn report_field(last: &str, name: &str) -> u64 {
     last.split_whitespace()
@@ -195,13 +195,7 @@ fn retransmissions_never_overtake_the_writes_a_slow_device_holds() {
     let cmds = small_writes(16 << 20, 600, 2 << 20);
     let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
     qemu_ok(&port, &refs);
-    let (src, tgt) = (d.join("source.img"), d.join("target.img"));
-    assert!(
-        wait_identical(&src, &tgt, Duration::from_secs(10)),
-        "the volumes differ at byte {:?}\nsource log:\n{}",
-        first_difference(&src, &tgt),
-        source.log_text()
-    );
+    volumes_match(d, "after the run", &[&source]);
     let (n, last) = device_writes(&source);
     let log = source.log_text();
     assert!(n >= 500, "only {n} writes through the device: {last}");
@@ -350,13 +344,7 @@ fn a_link_cut_resets_the_device_and_every_acknowledged_write_reaches_the_target(
     proxy.heal();
     let (ok, out) = load.join().unwrap();
     assert!(ok, "writes wait out the cut:\n{out}");
-    let (src, tgt) = (d.join("source.img"), d.join("target.img"));
-    assert!(
-        wait_identical(&src, &tgt, Duration::from_secs(10)),
-        "the volumes differ at byte {:?}\nsource log:\n{}",
-        first_difference(&src, &tgt),
-        source.log_text()
-    );
+    volumes_match(d, "after the run", &[&source]);
     let log = source.log_text();
     assert!(log.contains("link to target down"), "{log}");
     assert!(
