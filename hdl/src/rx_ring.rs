@@ -325,5 +325,7 @@ pub mod tests_support {
     }
 }
 
+pub mod host;
+
 #[cfg(test)]
 mod tests;

@@ -189,6 +189,45 @@ const TRACKER_PORTS: &[&str] = &[
     "cpl_drops",
 ];
 
+/// Ports of the target device's receive rings, in the order the shim numbers them.
+const RX_RING_PORTS: &[&str] = &[
+    "clock",
+    "enable",
+    "rx_base",
+    "rx_log2",
+    "rx_head",
+    "buf_base",
+    "done_base",
+    "done_log2",
+    "done_tail",
+    "rx_tail",
+    "done_head",
+    "in_valid",
+    "in_ready",
+    "in_data",
+    "in_last",
+    "in_offset",
+    "in_len",
+    "in_fua",
+    "in_tag",
+    "done_valid",
+    "done_ready",
+    "done_tag",
+    "done_error",
+    "wr_valid",
+    "wr_ready",
+    "wr_addr",
+    "wr_data",
+    "rd_req_valid",
+    "rd_req_ready",
+    "rd_req_addr",
+    "rd_req_words",
+    "rd_valid",
+    "rd_data",
+    "rd_ready",
+    "irq",
+];
+
 /// Ports of the source path, in the order the shim numbers them.
 const SOURCE_PORTS: &[&str] = &[
     "clock",
@@ -418,6 +457,7 @@ const ENUMS: &[(&str, &str, &[&str])] = &[
         "the source device (wide ports as 64-bit words, low first)",
         DEVICE_PORTS,
     ),
+    ("RxRingPort", "the receive rings", RX_RING_PORTS),
     ("NicPort", "the simulated NIC", NIC_PORTS),
 ];
 
@@ -504,7 +544,7 @@ fn main() {
         }
     }
     let reg_refs: Vec<&str> = reg_ports.iter().map(|s| s.as_str()).collect();
-    let models: [(&str, &str, String, &[&str]); 9] = [
+    let models: [(&str, &str, String, &[&str]); 10] = [
         (
             "vsender",
             "Vsender",
@@ -558,6 +598,12 @@ fn main() {
             "Vdevice",
             specmirror_hdl::verilog::mirror_device(),
             DEVICE_PORTS,
+        ),
+        (
+            "vrxring",
+            "Vrxring",
+            specmirror_hdl::verilog::rx_ring(),
+            RX_RING_PORTS,
         ),
     ];
     // The NIC's Verilog, and the target path it instantiates under its own module name.

@@ -210,6 +210,17 @@ verilated_model!(
     vsource_get
 );
 
+verilated_model!(
+    /// The verilated receive rings (`hdl::RxRing`).
+    VerilatedRxRing,
+    RxRingPort,
+    vrxring_new,
+    vrxring_free,
+    vrxring_eval,
+    vrxring_set,
+    vrxring_get
+);
+
 /// The verilated source path as a [`SourceIo`] model, for `hdl::source_path::host`.
 pub struct VerSource(pub VerilatedSourcePath);
 
