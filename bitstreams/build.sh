@@ -28,6 +28,7 @@ sed 's/^module top(/module data_buffer(/' "$verilog/data_buffer.v" > "$out/data_
 sed 's/^module top(/module answer_cache(/' "$verilog/answer_cache.v" > "$out/answer_cache.v"
 sed 's/^module top(/module send_tracker(/' "$verilog/send_tracker.v" > "$out/send_tracker.v"
 sed 's/^module top(/module mirror_device(/' "$verilog/mirror_device.v" > "$out/mirror_device.v"
+sed 's/^module top(/module rx_ring(/' "$verilog/rx_ring.v" > "$out/rx_ring.v"
 
 count() { # count CELL-regex LOG: sums the "CELL  N" lines of the last statistics in a yosys log
   awk -v re="$1" '/Printing statistics/ {s = 0} $1 ~ re && $2 ~ /^[0-9]+$/ {s += $2} END {print s+0}' "$2"
@@ -47,6 +48,7 @@ read -r db_lut db_ff db_carry db_bram <<< "$(ice40_core data_buffer "$out/data_b
 read -r ac_lut ac_ff ac_carry ac_bram <<< "$(ice40_core answer_cache "$out/answer_cache.v")"
 read -r st_lut st_ff st_carry st_bram <<< "$(ice40_core send_tracker "$out/send_tracker.v")"
 read -r md_lut md_ff md_carry md_bram <<< "$(ice40_core mirror_device "$out/mirror_device.v")"
+read -r rr_lut rr_ff rr_carry rr_bram <<< "$(ice40_core rx_ring "$out/rx_ring.v")"
 
 pnr() { # pnr NAME TOP VERILOG... : synthesis, place and route, bitstream; sets pnr_fmax pnr_lc pnr_ram
   local name=$1 top=$2; shift 2
@@ -100,6 +102,10 @@ md_xff=$(count '^FD[RSCP]E$' "$out/xcup_md.log")
 md_xcarry=$(count '^CARRY[48]$' "$out/xcup_md.log")
 md_xbram=$(count '^RAMB' "$out/xcup_md.log")
 md_xlutram=$(count '^RAM[0-9]+[MSX]' "$out/xcup_md.log")
+yosys -q -l "$out/xcup_rr.log" -p "read_verilog $out/rx_ring.v; synth_xilinx -family xcup -flatten -noiopad -top rx_ring; stat" >/dev/null
+rr_xlut=$(count '^LUT[1-6]$' "$out/xcup_rr.log")
+rr_xff=$(count '^FD[RSCP]E$' "$out/xcup_rr.log")
+rr_xcarry=$(count '^CARRY[48]$' "$out/xcup_rr.log")
 elapsed=$(( $(date +%s) - started ))
 
 line_rate=$(awk -v f="$fmax" 'BEGIN {printf "%.1f", f * 64 / 1000}')
@@ -187,6 +193,17 @@ the source path (send path, answer parser, send tracker): what the host driver s
 
 Synthesised only: a PCIe NIC carries it, and no open PCIe core exists for these parts; the iCE40
 figures show what it takes of the smallest part, not a board build.
+
+## The target device's receive rings (\`RxRing\`)
+
+Each write the target path releases goes into host memory by DMA (data into the slot's buffer,
+then the entry), and the host's done entries come back to the target path. Synthesised only, as
+the source device.
+
+| target | LUTs | FFs | carry | BRAM | Fmax |
+|---|---:|---:|---:|---:|---|
+| iCE40 HX8K (yosys \`synth_ice40\`) | ${rr_lut} | ${rr_ff} | ${rr_carry} | ${rr_bram} | — |
+| UltraScale+ (yosys \`synth_xilinx -family xcup\`, estimate) | ${rr_xlut} | ${rr_xff} | ${rr_xcarry} | 0 | not estimated |
 
 ## Target, wire to wire (\`TargetPath\`)
 
