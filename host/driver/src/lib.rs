@@ -10,6 +10,7 @@ pub mod dma;
 pub mod fake;
 pub mod mmio;
 pub mod ring;
+pub mod rx_ring;
 pub mod vfio;
 
 pub use device::{Device, DeviceError};

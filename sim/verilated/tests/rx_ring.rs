@@ -154,3 +154,134 @@ fn a_million_clocks_of_writes_reach_the_host_whole() {
         "receive rings: {clocks} clocks, {writes} writes, {full} clocks full, {failed} failed"
     );
 }
+
+/// The driver's side of the receive rings (`specmirror_driver::rx_ring`) takes every write from
+/// the verilated rings, through the DMA memory it allocated, and hands the outcomes back: the
+/// driver and the device agree on the layouts and the phases, pass after pass.
+#[test]
+fn the_driver_takes_every_write_from_the_verilated_rings() {
+    use specmirror_driver::rx_ring::ReceiveRings;
+    use specmirror_driver::{DeviceError, DmaMemory};
+    use specmirror_hdl::bench::Rng;
+    use std::collections::VecDeque;
+
+    let next_bus = std::cell::Cell::new(0x10_0000u64);
+    let mut rings = ReceiveRings::new(8, |n| {
+        let bus = next_bus.get();
+        next_bus.set(bus + 0x10_0000);
+        Ok::<_, DeviceError>(DmaMemory::anonymous(n)?.with_bus_addr(bus))
+    })
+    .expect("rings");
+    // The device's DMA: a bus address into one of the driver's memories.
+    fn resolve(rings: &ReceiveRings, bus: u64) -> (&DmaMemory, usize) {
+        rings
+            .memories()
+            .into_iter()
+            .find(|m| bus >= m.bus_addr() && bus + 8 <= m.bus_addr() + m.len() as u64)
+            .map(|m| (m, (bus - m.bus_addr()) as usize))
+            .unwrap_or_else(|| panic!("DMA outside the driver's memory: {bus:#x}"))
+    }
+    let [rx, bufs, done] = rings.memories().map(|m| m.bus_addr());
+    let mut m = Ver(VerilatedRxRing::new());
+    let mut rng = Rng(0x5eed_0042);
+    let n = 400usize;
+    let mut writes: VecDeque<(u64, Vec<u8>, bool, u8)> = (0..n)
+        .map(|i| {
+            let len = 1 + rng.below(4096) as usize;
+            let data = (0..len).map(|_| rng.next_u64() as u8).collect();
+            (
+                rng.next_u64() >> 24,
+                data,
+                rng.below(2) == 0,
+                (i % 16) as u8,
+            )
+        })
+        .collect();
+    let mut sent = VecDeque::new();
+    let mut outcomes = VecDeque::new();
+    let (mut word, mut reads, mut taken, mut back) = (0usize, VecDeque::new(), 0usize, 0usize);
+    let mut clocks = 0u64;
+    while back < n {
+        clocks += 1;
+        assert!(
+            clocks < 5_000_000,
+            "stuck: {taken} taken, {back} outcomes back"
+        );
+        let mut i = RxIn {
+            enable: true,
+            rx_base: rx,
+            rx_log2: rings.log2() as u64,
+            rx_head: rings.head() as u64,
+            buf_base: bufs,
+            done_base: done,
+            done_log2: rings.log2() as u64,
+            done_tail: rings.done_tail() as u64,
+            wr_ready: rng.below(4) != 0,
+            rd_req_ready: rng.below(2) == 0,
+            done_ready: rng.below(2) == 0,
+            ..RxIn::default()
+        };
+        if let Some((offset, data, fua, tag)) = writes.front() {
+            let mut b = [0u8; 8];
+            let to = (word * 8 + 8).min(data.len());
+            b[..to - word * 8].copy_from_slice(&data[word * 8..to]);
+            i.in_valid = rng.below(3) != 0;
+            i.in_data = u64::from_le_bytes(b);
+            i.in_last = to == data.len();
+            (i.in_offset, i.in_len, i.in_fua, i.in_tag) =
+                (*offset, data.len() as u64, *fua, *tag as u64);
+        }
+        if let Some(&a) = reads.front() {
+            let (mem, at) = resolve(&rings, a);
+            let mut b = [0u8; 8];
+            mem.read(at, &mut b);
+            i.rd_valid = rng.below(2) == 0;
+            i.rd_data = u64::from_le_bytes(b);
+        }
+        m.set(&i);
+        let out = m.get();
+        if i.in_valid && out.in_ready {
+            word += 1;
+            if word * 8 >= writes.front().expect("on offer").1.len() {
+                sent.push_back(writes.pop_front().expect("on offer"));
+                word = 0;
+            }
+        }
+        if out.wr_valid && i.wr_ready {
+            let (mem, at) = resolve(&rings, out.wr_addr);
+            mem.write(at, &out.wr_data.to_le_bytes());
+        }
+        if out.rd_req_valid && i.rd_req_ready {
+            reads.push_back(out.rd_req_addr);
+        }
+        if i.rd_valid && out.rd_ready {
+            reads.pop_front();
+        }
+        if out.done_valid && i.done_ready {
+            let want = outcomes.pop_front().expect("an outcome the driver posted");
+            assert_eq!((out.done_tag as u8, out.done_error as u32), want);
+            back += 1;
+        }
+        // The host: now and then, takes what is there and answers it (some writes fail).
+        if rng.below(50) == 0 {
+            // An outcome needs room in the done ring: take no more writes than it has.
+            while rings.done_tail().wrapping_sub(out.done_head as u32) < 8 {
+                let Some(r) = rings.poll().expect("a valid entry") else {
+                    break;
+                };
+                let (offset, data, fua, tag) = sent.pop_front().expect("a write handed over");
+                assert_eq!((r.offset, r.fua, r.tag), (offset, fua, tag));
+                assert!(r.data == data, "the data of the write at {offset}");
+                let error = if rng.below(6) == 0 { 5 } else { 0 };
+                rings
+                    .complete(r.tag, error, out.done_head as u32)
+                    .expect("room in the done ring");
+                outcomes.push_back((r.tag, error));
+                taken += 1;
+            }
+        }
+        m.tick();
+    }
+    assert_eq!(taken, n);
+    eprintln!("the driver took {n} writes from the verilated rings in {clocks} clocks");
+}

@@ -1,0 +1,230 @@
+//! The host's side of the target device's receive rings (layouts in `specmirror_abi::rx_ring`):
+//! the device hands each locked, ready write over in a receive entry, its data in the slot's
+//! buffer; the host puts it on the volume and hands the outcome back in a done entry, in the order
+//! the writes came. Acquire after every phase byte, Release before the done tail is published.
+//!
+//! The register map does not place these rings yet: the caller tells the device where they are
+//! (`rx_base`, `buf_base`, `done_base`, `log2`) and publishes `head` and `done_tail` to it.
+
+use specmirror_abi::le::Le32;
+use specmirror_abi::rx_ring::{
+    DoneEntry, RxEntry, DONE_ENTRY_LEN, RX_BUFFER_BYTES, RX_ENTRY_LEN, RX_FUA, RX_PHASE,
+};
+
+use crate::device::DeviceError;
+use crate::dma::DmaMemory;
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RxError {
+    #[error("ring size {0} is not a power of two between 2 and 65536")]
+    Size(u32),
+    #[error("done ring full ({0} outcomes the device has not read)")]
+    DoneFull(u32),
+    #[error("the device handed over {len} bytes in slot {slot}: more than a buffer holds")]
+    TooLong { slot: u32, len: u32 },
+}
+
+/// A write the device handed over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub offset: u64,
+    pub data: Vec<u8>,
+    pub fua: bool,
+    /// The device's name for the write: its outcome goes back under it.
+    pub tag: u8,
+}
+
+/// The host's side of the receive ring, its buffers and the done ring.
+pub struct ReceiveRings {
+    rx: DmaMemory,
+    bufs: DmaMemory,
+    done: DmaMemory,
+    log2: u32,
+    head: u32,
+    done_tail: u32,
+}
+
+impl ReceiveRings {
+    /// Allocates the rings and the buffers (`entries` of each) with `alloc`, the device's DMA
+    /// allocator.
+    pub fn new(
+        entries: u32,
+        alloc: impl Fn(usize) -> Result<DmaMemory, DeviceError>,
+    ) -> Result<ReceiveRings, DeviceError> {
+        if !entries.is_power_of_two() || !(2..=65536).contains(&entries) {
+            return Err(DeviceError::Dma(std::io::Error::other(RxError::Size(
+                entries,
+            ))));
+        }
+        let n = entries as usize;
+        Ok(ReceiveRings {
+            rx: alloc(n * RX_ENTRY_LEN)?,
+            bufs: alloc(n * RX_BUFFER_BYTES)?,
+            done: alloc(n * DONE_ENTRY_LEN)?,
+            log2: entries.trailing_zeros(),
+            head: 0,
+            done_tail: 0,
+        })
+    }
+
+    pub fn entries(&self) -> u32 {
+        1 << self.log2
+    }
+
+    pub fn log2(&self) -> u32 {
+        self.log2
+    }
+
+    /// The memories the device reaches by DMA: receive ring, buffers, done ring.
+    pub fn memories(&self) -> [&DmaMemory; 3] {
+        [&self.rx, &self.bufs, &self.done]
+    }
+
+    /// Receive entries taken: the slots (and buffers) the device may fill again.
+    pub fn head(&self) -> u32 {
+        self.head
+    }
+
+    /// Done entries written.
+    pub fn done_tail(&self) -> u32 {
+        self.done_tail
+    }
+
+    /// The next write the device handed over, copied out of its buffer; its slot is released
+    /// (publish [`head`](Self::head) to the device). An entry that claims more than a buffer is
+    /// an error and stays where it is.
+    pub fn poll(&mut self) -> Result<Option<Received>, RxError> {
+        let slot = self.head & (self.entries() - 1);
+        let at = slot as usize * RX_ENTRY_LEN;
+        // The phase a valid entry carries: set on the first pass, then alternating.
+        let want = (((self.head >> self.log2) & 1) ^ 1) as u8;
+        if self.rx.read_u8_acquire(at + RX_ENTRY_LEN - 1) & RX_PHASE != want {
+            return Ok(None);
+        }
+        let mut b = [0u8; RX_ENTRY_LEN];
+        self.rx.read(at, &mut b);
+        let e = RxEntry::from_bytes(&b);
+        let len = e.length.get();
+        if len as usize > RX_BUFFER_BYTES {
+            return Err(RxError::TooLong { slot, len });
+        }
+        let mut data = vec![0u8; len as usize];
+        self.bufs.read(slot as usize * RX_BUFFER_BYTES, &mut data);
+        self.head = self.head.wrapping_add(1);
+        Ok(Some(Received {
+            offset: e.offset.get(),
+            data,
+            fua: e.flags & RX_FUA != 0,
+            tag: e.tag,
+        }))
+    }
+
+    /// Hands a write's outcome back (`error` 0 when the data is on the volume, else an errno);
+    /// `device_done_head` is how many done entries the device has read. Publish
+    /// [`done_tail`](Self::done_tail) to the device afterwards.
+    pub fn complete(&mut self, tag: u8, error: u32, device_done_head: u32) -> Result<(), RxError> {
+        let pending = self.done_tail.wrapping_sub(device_done_head);
+        if pending >= self.entries() {
+            return Err(RxError::DoneFull(pending));
+        }
+        let slot = (self.done_tail & (self.entries() - 1)) as usize;
+        let d = DoneEntry {
+            tag,
+            reserved: [0; 3],
+            error: Le32::new(error),
+        };
+        self.done.write(slot * DONE_ENTRY_LEN, &d.to_bytes());
+        DmaMemory::release();
+        self.done_tail = self.done_tail.wrapping_add(1);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use specmirror_abi::le::Le64;
+
+    fn rings(entries: u32) -> ReceiveRings {
+        ReceiveRings::new(entries, |n| {
+            DmaMemory::anonymous(n).map_err(DeviceError::Dma)
+        })
+        .expect("rings")
+    }
+
+    /// What a device does: data into the slot's buffer, then the entry with the pass's phase.
+    fn hand_over(r: &ReceiveRings, index: u32, offset: u64, data: &[u8], tag: u8) {
+        let slot = (index & (r.entries() - 1)) as usize;
+        r.bufs.write(slot * RX_BUFFER_BYTES, data);
+        let e = RxEntry {
+            offset: Le64::new(offset),
+            length: Le32::new(data.len() as u32),
+            tag,
+            flags: 0,
+            reserved: 0,
+            phase: (((index >> r.log2) & 1) ^ 1) as u8,
+        };
+        r.rx.write(slot * RX_ENTRY_LEN, &e.to_bytes());
+    }
+
+    #[test]
+    fn entries_are_taken_by_their_phase_across_passes() {
+        let mut r = rings(4);
+        assert_eq!(r.poll(), Ok(None));
+        for i in 0..10u32 {
+            let data = vec![i as u8; 1 + i as usize * 100];
+            hand_over(&r, i, 4096 * i as u64, &data, i as u8);
+            let got = r.poll().expect("valid").expect("an entry");
+            assert_eq!(
+                (got.offset, got.tag, got.data),
+                (4096 * i as u64, i as u8, data)
+            );
+            // The slot's old entry (last pass's phase) is not taken again.
+            assert_eq!(r.poll(), Ok(None), "after {i}");
+        }
+        assert_eq!(r.head(), 10);
+    }
+
+    #[test]
+    fn an_entry_longer_than_a_buffer_is_refused_and_left() {
+        let mut r = rings(2);
+        hand_over(&r, 0, 0, &[1, 2, 3], 0);
+        let mut b = [0u8; RX_ENTRY_LEN];
+        r.rx.read(0, &mut b);
+        b[8..12].copy_from_slice(&(RX_BUFFER_BYTES as u32 + 1).to_le_bytes());
+        r.rx.write(0, &b);
+        assert_eq!(
+            r.poll(),
+            Err(RxError::TooLong {
+                slot: 0,
+                len: RX_BUFFER_BYTES as u32 + 1
+            })
+        );
+        assert_eq!(r.head(), 0);
+    }
+
+    #[test]
+    fn the_done_ring_never_overruns_what_the_device_has_read() {
+        let mut r = rings(4);
+        for t in 0..4 {
+            r.complete(t, 0, 0).expect("room");
+        }
+        assert_eq!(r.complete(4, 0, 0), Err(RxError::DoneFull(4)));
+        r.complete(4, 5, 1).expect("the device read one");
+        let mut b = [0u8; DONE_ENTRY_LEN];
+        r.done.read(0, &mut b);
+        assert_eq!(DoneEntry::from_bytes(&b).tag, 4, "slot 0 reused");
+        assert_eq!(DoneEntry::from_bytes(&b).error.get(), 5);
+        assert_eq!(r.done_tail(), 5);
+    }
+
+    #[test]
+    fn sizes_that_are_not_powers_of_two_are_refused() {
+        assert!(
+            ReceiveRings::new(6, |n| DmaMemory::anonymous(n).map_err(DeviceError::Dma)).is_err()
+        );
+        assert!(
+            ReceiveRings::new(1, |n| DmaMemory::anonymous(n).map_err(DeviceError::Dma)).is_err()
+        );
+    }
+}
