@@ -74,8 +74,21 @@ registers! {
     LOCKS_GRANTED = 0x08c, Counter, 0, "Locks granted.";
     LOCKS_REJECTED = 0x090, Counter, 0, "Locks rejected.";
     LOCK_RETRIES = 0x094, Counter, 0, "Lock attempts that found the region busy.";
+    RX_BASE_LO = 0x0a0, ReadWrite, 0, "Receive ring bus address, low 32 bits (4 KiB aligned).";
+    RX_BASE_HI = 0x0a4, ReadWrite, 0, "Receive ring bus address, high 32 bits.";
+    RX_LOG2_SIZE = 0x0a8, ReadWrite, 0, "log2 of receive ring entries (the done ring has as many).";
+    RX_TAIL = 0x0ac, ReadOnly, 0, "Free-running count of receive entries the device has written.";
+    RX_BUF_LO = 0x0b0, ReadWrite, 0, "Receive buffers' bus address, low 32 bits (RX_BUFFER_BYTES per slot).";
+    RX_BUF_HI = 0x0b4, ReadWrite, 0, "Receive buffers' bus address, high 32 bits.";
+    DONE_BASE_LO = 0x0b8, ReadWrite, 0, "Done ring bus address, low 32 bits (4 KiB aligned).";
+    DONE_BASE_HI = 0x0bc, ReadWrite, 0, "Done ring bus address, high 32 bits.";
+    DONE_HEAD = 0x0c0, ReadOnly, 0, "Free-running count of done entries the device has read.";
+    VOLUME_BYTES_LO = 0x0c4, ReadWrite, 0, "Target volume size in bytes, low 32 bits.";
+    VOLUME_BYTES_HI = 0x0c8, ReadWrite, 0, "Target volume size in bytes, high 32 bits.";
     SQ_TAIL_DOORBELL = 0x1000, WriteOnly, 0, "Host writes the new free-running submission tail.";
     CQ_HEAD_DOORBELL = 0x1004, WriteOnly, 0, "Host writes the new free-running completion head.";
+    RX_HEAD_DOORBELL = 0x1008, WriteOnly, 0, "Host writes the new free-running receive head (slots released).";
+    DONE_TAIL_DOORBELL = 0x100c, WriteOnly, 0, "Host writes the new free-running done tail.";
 }
 
 /// Looks a register up by name.

@@ -3,16 +3,19 @@
 //! buffer; the host puts it on the volume and hands the outcome back in a done entry, in the order
 //! the writes came. Acquire after every phase byte, Release before the done tail is published.
 //!
-//! The register map does not place these rings yet: the caller tells the device where they are
-//! (`rx_base`, `buf_base`, `done_base`, `log2`) and publishes `head` and `done_tail` to it.
+//! [`setup`] allocates them with the device's DMA allocator and tells the device where they are
+//! (the RX_* and DONE_* registers); [`ReceiveRings::doorbells`] publishes the head and the done
+//! tail.
 
 use specmirror_abi::le::Le32;
+use specmirror_abi::regs;
 use specmirror_abi::rx_ring::{
     DoneEntry, RxEntry, DONE_ENTRY_LEN, RX_BUFFER_BYTES, RX_ENTRY_LEN, RX_FUA, RX_PHASE,
 };
 
-use crate::device::DeviceError;
+use crate::device::{Device, DeviceError};
 use crate::dma::DmaMemory;
+use crate::mmio::Mmio;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RxError {
@@ -32,6 +35,24 @@ pub struct Received {
     pub fua: bool,
     /// The device's name for the write: its outcome goes back under it.
     pub tag: u8,
+}
+
+/// Allocates the receive rings (`entries` slots) and tells the device where they are.
+pub fn setup<D: Device + ?Sized>(dev: &D, entries: u32) -> Result<ReceiveRings, DeviceError> {
+    let r = ReceiveRings::new(entries, |n| dev.alloc_dma(n))?;
+    let m = dev.mmio();
+    let [rx, bufs, done] = r.memories().map(|x| x.bus_addr());
+    for (lo, hi, v) in [
+        (regs::RX_BASE_LO, regs::RX_BASE_HI, rx),
+        (regs::RX_BUF_LO, regs::RX_BUF_HI, bufs),
+        (regs::DONE_BASE_LO, regs::DONE_BASE_HI, done),
+    ] {
+        m.write(lo, v as u32);
+        m.write(hi, (v >> 32) as u32);
+    }
+    m.write(regs::RX_LOG2_SIZE, r.log2());
+    DmaMemory::release();
+    Ok(r)
 }
 
 /// The host's side of the receive ring, its buffers and the done ring.
@@ -117,6 +138,13 @@ impl ReceiveRings {
             fua: e.flags & RX_FUA != 0,
             tag: e.tag,
         }))
+    }
+
+    /// Publishes the head (slots released) and the done tail (outcomes written) to the device.
+    pub fn doorbells(&self, mmio: &Mmio) {
+        DmaMemory::release();
+        mmio.write(regs::RX_HEAD_DOORBELL, self.head);
+        mmio.write(regs::DONE_TAIL_DOORBELL, self.done_tail);
     }
 
     /// Hands a write's outcome back (`error` 0 when the data is on the volume, else an errno);
@@ -216,6 +244,24 @@ mod tests {
         assert_eq!(DoneEntry::from_bytes(&b).tag, 4, "slot 0 reused");
         assert_eq!(DoneEntry::from_bytes(&b).error.get(), 5);
         assert_eq!(r.done_tail(), 5);
+    }
+
+    #[test]
+    fn setup_tells_the_device_where_the_rings_are() {
+        let dev = crate::fake::FakeDevice::new();
+        let mut r = setup(&dev, 16).expect("setup");
+        let m = dev.mmio();
+        let reg64 = |lo, hi| (m.read(hi) as u64) << 32 | m.read(lo) as u64;
+        let [rx, bufs, done] = r.memories().map(|x| x.bus_addr());
+        assert_eq!(reg64(regs::RX_BASE_LO, regs::RX_BASE_HI), rx);
+        assert_eq!(reg64(regs::RX_BUF_LO, regs::RX_BUF_HI), bufs);
+        assert_eq!(reg64(regs::DONE_BASE_LO, regs::DONE_BASE_HI), done);
+        assert_eq!(m.read(regs::RX_LOG2_SIZE), 4);
+        assert!(r.memories().iter().all(|x| x.bus_addr() % 4096 == 0));
+        r.complete(3, 0, 0).expect("room");
+        r.doorbells(m);
+        assert_eq!(m.read(regs::DONE_TAIL_DOORBELL), 1);
+        assert_eq!(m.read(regs::RX_HEAD_DOORBELL), 0);
     }
 
     #[test]
