@@ -18,6 +18,7 @@ pub mod rx_ring;
 pub mod send_tracker;
 pub mod source_path;
 pub mod spec_sender;
+pub mod target_device;
 pub mod target_path;
 pub mod verilog;
 
@@ -35,4 +36,5 @@ pub use rx_ring::RxRing;
 pub use send_tracker::{SendTracker, SendTracker8};
 pub use source_path::SourcePath;
 pub use spec_sender::SpecSender;
+pub use target_device::TargetDevice;
 pub use target_path::TargetPath;

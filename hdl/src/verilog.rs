@@ -125,6 +125,13 @@ pub fn rx_ring() -> String {
     generate_verilog(&u)
 }
 
+/// The target device (register block, receive rings, target path) as Verilog (top module `top`).
+pub fn target_device() -> String {
+    let mut u = crate::target_device::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The register block as Verilog (top module `top`).
 pub fn register_file() -> String {
     let mut u = crate::register_file::tests_support::connected();
@@ -211,6 +218,7 @@ mod tests {
             ("source_path", source_path()),
             ("mirror_device", mirror_device()),
             ("rx_ring", rx_ring()),
+            ("target_device", target_device()),
         ] {
             assert!(v.contains("module top"), "{name}");
             if let Err(e) = lint(name, &v) {

@@ -28,6 +28,7 @@ fn main() {
         ("source_path", specmirror_hdl::verilog::source_path()),
         ("mirror_device", specmirror_hdl::verilog::mirror_device()),
         ("rx_ring", specmirror_hdl::verilog::rx_ring()),
+        ("target_device", specmirror_hdl::verilog::target_device()),
     ] {
         let path = out.join(format!("{name}.v"));
         if let Err(e) = std::fs::write(&path, v) {
