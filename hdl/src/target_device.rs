@@ -289,5 +289,7 @@ pub mod tests_support {
     }
 }
 
+pub mod host;
+
 #[cfg(test)]
 mod tests;

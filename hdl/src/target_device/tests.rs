@@ -199,3 +199,31 @@ fn writes_reach_host_memory_and_the_hosts_outcomes_answer_the_source() {
     assert_eq!(b.read_reg(regs::LOCKS_GRANTED), 2);
     assert_eq!(b.read_reg(regs::FRAMES_BAD), 0);
 }
+
+#[test]
+fn random_writes_reach_the_host_whole_and_every_outcome_answers_its_write() {
+    use super::host::{run, Hdl, Params};
+    // rust-hdl simulates the whole device at a few thousand clocks a second: one short run here.
+    let seed = 1u64;
+    let p = Params {
+        seed,
+        writes: 16,
+        window: 3,
+        look: 30,
+        stall_in: 6,
+        stall: 800,
+    };
+    let o = run(&mut Hdl::new(), &p);
+    assert_eq!(o.done + o.failed, 16, "seed {seed}");
+    assert!(o.failed > 0 && o.done > 0, "seed {seed}: {o:?}");
+    assert_eq!(
+        o.irqs, 16,
+        "seed {seed}: one interrupt per write handed over"
+    );
+    // FRAMES_RX: a LOCK and a DATA per write; FRAMES_TX: a grant and an outcome.
+    assert_eq!(
+        o.counters,
+        [32, 32, 16, 0],
+        "seed {seed}: FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD"
+    );
+}

@@ -1,0 +1,436 @@
+//! A source and a host around any model of the target device (rust-hdl's simulation here; the
+//! verilated one can take the same [`TdIo`]): the host sets the receive rings up through BAR0
+//! (one access per clock), the source sends LOCK and DATA frames for writes to regions of their
+//! own with a window of writes in flight, and the host takes each write from host memory by its
+//! entry's phase, checks it, and hands the outcome back (some failed) after random delays. DMA
+//! and the transmit stream stall at random.
+//!
+//! It panics on the first broken rule: a write that reaches host memory other than the source
+//! sent it, an outcome answered before the host gave it or other than it was given, an answer for
+//! no write, a DMA access outside the rings.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rust_hdl::prelude::*;
+use specmirror_abi::le::Le32;
+use specmirror_abi::regs;
+use specmirror_abi::rx_ring::{
+    DoneEntry, RxEntry, DONE_ENTRY_LEN, RX_BUFFER_BYTES, RX_ENTRY_LEN, RX_FUA, RX_PHASE,
+};
+use specmirror_abi::{Flags, FrameType};
+use specmirror_core::Frame;
+
+use super::TargetDevice;
+use crate::bench::{cycle, settle, Rng};
+use crate::target_path::host::{data, lock, GENERATION};
+
+const RX: u64 = 0x1000;
+const DONE: u64 = 0x2000;
+const BUFS: u64 = 0x10000;
+/// Receive ring entries (and done ring entries).
+const LOG2: u32 = 2;
+const REGION_LOG2: u32 = 12;
+
+/// The device's inputs for one clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TdIn {
+    pub mmio_addr: u64,
+    pub mmio_wdata: u64,
+    pub mmio_write: bool,
+    pub rd_req_ready: bool,
+    pub rd_valid: bool,
+    pub rd_data: u64,
+    pub wr_ready: bool,
+    pub tx_ready: bool,
+    pub rx_data: u64,
+    pub rx_valid: bool,
+    pub rx_last: bool,
+}
+
+/// Its outputs, once the inputs settled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TdOut {
+    pub mmio_rdata: u64,
+    pub rd_req_valid: bool,
+    pub rd_req_addr: u64,
+    pub rd_req_words: u64,
+    pub rd_ready: bool,
+    pub wr_valid: bool,
+    pub wr_addr: u64,
+    pub wr_data: u64,
+    pub irq: bool,
+    pub tx_data: u64,
+    pub tx_valid: bool,
+    pub tx_last: bool,
+}
+
+/// A model of the device, clock by clock.
+pub trait TdIo {
+    /// Sets the inputs and settles.
+    fn set(&mut self, i: &TdIn);
+    fn get(&mut self) -> TdOut;
+    fn tick(&mut self);
+}
+
+/// rust-hdl's simulation of the device.
+pub struct Hdl(pub TargetDevice);
+
+impl Hdl {
+    pub fn new() -> Hdl {
+        let mut u = super::tests_support::connected();
+        u.connect_all();
+        Hdl(u)
+    }
+}
+
+impl Default for Hdl {
+    fn default() -> Self {
+        Hdl::new()
+    }
+}
+
+fn clock(u: &mut TargetDevice) -> &mut Signal<In, Clock> {
+    &mut u.clock
+}
+
+impl TdIo for Hdl {
+    fn set(&mut self, i: &TdIn) {
+        let u = &mut self.0;
+        u.mmio_addr.next = i.mmio_addr.to_bits();
+        u.mmio_wdata.next = i.mmio_wdata.to_bits();
+        u.mmio_write.next = i.mmio_write;
+        u.rd_req_ready.next = i.rd_req_ready;
+        u.rd_valid.next = i.rd_valid;
+        u.rd_data.next = i.rd_data.to_bits();
+        u.wr_ready.next = i.wr_ready;
+        u.tx_ready.next = i.tx_ready;
+        u.rx_data.next = i.rx_data.to_bits();
+        u.rx_valid.next = i.rx_valid;
+        u.rx_last.next = i.rx_last;
+        settle(u);
+    }
+
+    fn get(&mut self) -> TdOut {
+        let u = &self.0;
+        TdOut {
+            mmio_rdata: u.mmio_rdata.val().to_u64(),
+            rd_req_valid: u.rd_req_valid.val(),
+            rd_req_addr: u.rd_req_addr.val().to_u64(),
+            rd_req_words: u.rd_req_words.val().to_u64(),
+            rd_ready: u.rd_ready.val(),
+            wr_valid: u.wr_valid.val(),
+            wr_addr: u.wr_addr.val().to_u64(),
+            wr_data: u.wr_data.val().to_u64(),
+            irq: u.irq.val(),
+            tx_data: u.tx_data.val().to_u64(),
+            tx_valid: u.tx_valid.val(),
+            tx_last: u.tx_last.val(),
+        }
+    }
+
+    fn tick(&mut self) {
+        cycle(&mut self.0, clock);
+    }
+}
+
+/// A run's shape: `writes` writes, at most `window` unanswered at a time; the host looks every
+/// `look` clocks at most and, one time in `stall_in`, stays away for `stall` clocks.
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    pub seed: u64,
+    pub writes: usize,
+    pub window: usize,
+    pub look: u64,
+    pub stall_in: u64,
+    pub stall: u64,
+}
+
+/// What a run saw.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub done: usize,
+    pub failed: usize,
+    pub clocks: u64,
+    pub irqs: u64,
+    /// Registers at the end: FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD.
+    pub counters: [u32; 4],
+}
+
+struct Write {
+    lock_id: u64,
+    seq: u64,
+    offset: u64,
+    data: Vec<u8>,
+    fua: bool,
+    granted: bool,
+    /// The errno the host gave, once it gave one.
+    given: Option<u32>,
+    answered: bool,
+}
+
+/// Runs `p` through `io`; panics on the first broken rule.
+pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
+    let mut rng = Rng(p.seed);
+    let entries = 1u32 << LOG2;
+    let mut mem = vec![0u8; BUFS as usize + (RX_BUFFER_BYTES << LOG2)];
+    let regions = p.writes as u64 + 1;
+    let mut bar: VecDeque<(u32, u32)> = [
+        (regs::RX_BASE_LO, RX as u32),
+        (regs::RX_BUF_LO, BUFS as u32),
+        (regs::DONE_BASE_LO, DONE as u32),
+        (regs::RX_LOG2_SIZE, LOG2),
+        (regs::VOLUME_BYTES_LO, (regions << REGION_LOG2) as u32),
+        (regs::REGION_LOG2, REGION_LOG2),
+        (regs::GENERATION, GENERATION),
+        (regs::CONTROL, 1),
+    ]
+    .into_iter()
+    .collect();
+    let mut writes: Vec<Write> = (0..p.writes)
+        .map(|k| {
+            let len = match rng.below(3) {
+                0 => 1 + rng.below(16) as usize,
+                1 => RX_BUFFER_BYTES,
+                _ => 1 + rng.below(RX_BUFFER_BYTES as u64) as usize,
+            };
+            // A region of its own: the offset names the write.
+            let offset =
+                ((k as u64) << REGION_LOG2) + rng.below(RX_BUFFER_BYTES as u64 - len as u64 + 1);
+            Write {
+                lock_id: k as u64 + 1,
+                seq: 1000 + k as u64,
+                offset,
+                data: (0..len).map(|_| rng.next_u64() as u8).collect(),
+                fua: rng.below(4) == 0,
+                granted: false,
+                given: None,
+                answered: false,
+            }
+        })
+        .collect();
+    let by_lock: BTreeMap<u64, usize> = writes
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.lock_id, i))
+        .collect();
+    let by_offset: BTreeMap<u64, usize> = writes
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.offset, i))
+        .collect();
+    let mut rx: VecDeque<(u64, bool)> = VecDeque::new();
+    let mut tx: Vec<u64> = Vec::new();
+    let mut reads: VecDeque<u64> = VecDeque::new();
+    let (mut next, mut unanswered) = (0usize, 0usize);
+    let (mut head, mut done_tail, mut next_look) = (0u32, 0u32, 200u64);
+    let mut dev_done_head = 0u32;
+    let mut o = Outcome::default();
+    let limit = 20_000 * p.writes as u64 + 100_000;
+    while o.done + o.failed < p.writes || !bar.is_empty() {
+        assert!(
+            o.clocks < limit,
+            "stuck: {} of {} writes answered",
+            o.done + o.failed,
+            p.writes
+        );
+        o.clocks += 1;
+        // The source: the next write's LOCK and DATA, back to back, once the BAR is set up.
+        if bar.is_empty()
+            && rx.is_empty()
+            && next < p.writes
+            && unanswered < p.window
+            && o.clocks > 20
+        {
+            let w = &writes[next];
+            let flags = if w.fua { Flags::FUA } else { Flags::NONE };
+            for f in [
+                lock(w.lock_id, w.seq, w.offset >> REGION_LOG2, 1),
+                data(w.lock_id, w.seq, w.offset, &w.data, flags),
+            ] {
+                let n = f.len().div_ceil(8);
+                for (k, c) in f.chunks(8).enumerate() {
+                    let mut b = [0u8; 8];
+                    b[..c.len()].copy_from_slice(c);
+                    rx.push_back((u64::from_le_bytes(b), k + 1 == n));
+                }
+            }
+            next += 1;
+            unanswered += 1;
+        }
+        let mut i = TdIn {
+            rd_req_ready: rng.below(3) != 0,
+            wr_ready: rng.below(5) != 0,
+            tx_ready: rng.below(4) != 0,
+            ..TdIn::default()
+        };
+        if let Some((off, v)) = bar.front() {
+            i.mmio_write = true;
+            i.mmio_addr = *off as u64;
+            i.mmio_wdata = *v as u64;
+        } else {
+            // BAR0 is free: read how far the device has read the done ring.
+            i.mmio_addr = regs::DONE_HEAD as u64;
+        }
+        // The link never back-pressures the device: a frame's words come one per clock.
+        if let Some((w, last)) = rx.pop_front() {
+            i.rx_valid = true;
+            i.rx_data = w;
+            i.rx_last = last;
+        }
+        if let Some(&a) = reads.front() {
+            i.rd_valid = rng.below(2) == 0;
+            let a = a as usize;
+            i.rd_data = u64::from_le_bytes(mem[a..a + 8].try_into().expect("word"));
+        }
+        io.set(&i);
+        let out = io.get();
+        if i.mmio_write {
+            bar.pop_front();
+        } else {
+            dev_done_head = out.mmio_rdata as u32;
+        }
+        if out.wr_valid && i.wr_ready {
+            let a = out.wr_addr as usize;
+            let in_ring = a >= RX as usize && a + 8 <= RX as usize + (RX_ENTRY_LEN << LOG2);
+            let in_bufs = a >= BUFS as usize && a + 8 <= mem.len();
+            assert!(in_ring || in_bufs, "DMA write outside the rings: {a:#x}");
+            mem[a..a + 8].copy_from_slice(&out.wr_data.to_le_bytes());
+        }
+        if out.rd_req_valid && i.rd_req_ready {
+            let a = out.rd_req_addr;
+            assert_eq!(out.rd_req_words, 1);
+            assert!(
+                a >= DONE && a + 8 <= DONE + ((DONE_ENTRY_LEN as u64) << LOG2),
+                "DMA read outside the done ring: {a:#x}"
+            );
+            reads.push_back(a);
+        }
+        if i.rd_valid && out.rd_ready {
+            reads.pop_front();
+        }
+        o.irqs += out.irq as u64;
+        if out.tx_valid && i.tx_ready {
+            tx.push(out.tx_data);
+            if out.tx_last {
+                let bytes: Vec<u8> = tx.drain(..).flat_map(|w| w.to_le_bytes()).collect();
+                let (f, _) = Frame::decode(&bytes).expect("a well-formed answer");
+                let h = f.header;
+                let k = *by_lock
+                    .get(&h.lock_id)
+                    .unwrap_or_else(|| panic!("an answer for no write: {h:?}"));
+                let w = &mut writes[k];
+                assert_eq!(h.seq, w.seq, "answer's sequence number");
+                match h.ty {
+                    FrameType::LockGranted => {
+                        assert!(!w.granted, "lock {} granted twice", w.lock_id);
+                        w.granted = true;
+                    }
+                    FrameType::WriteDone | FrameType::WriteFailed => {
+                        let given = w.given.unwrap_or_else(|| {
+                            panic!("lock {} answered before the host's outcome", w.lock_id)
+                        });
+                        assert!(!w.answered, "lock {} answered twice", w.lock_id);
+                        assert!(w.granted, "lock {}: outcome before the grant", w.lock_id);
+                        if given == 0 {
+                            assert_eq!(h.ty, FrameType::WriteDone, "lock {}", w.lock_id);
+                            o.done += 1;
+                        } else {
+                            assert_eq!(
+                                (h.ty, h.arg),
+                                (FrameType::WriteFailed, given as u64),
+                                "lock {}",
+                                w.lock_id
+                            );
+                            o.failed += 1;
+                        }
+                        w.answered = true;
+                        unanswered -= 1;
+                    }
+                    other => panic!("lock {}: unexpected answer {other:?}", w.lock_id),
+                }
+            }
+        }
+        // The host: takes what is in the receive ring, checks it, gives the outcome back.
+        if o.clocks >= next_look && bar.is_empty() {
+            let mut took = false;
+            loop {
+                let slot = (head & (entries - 1)) as usize;
+                let at = RX as usize + slot * RX_ENTRY_LEN;
+                let e = RxEntry::from_bytes(&mem[at..at + RX_ENTRY_LEN].try_into().expect("entry"));
+                let want = if (head >> LOG2) & 1 == 0 { RX_PHASE } else { 0 };
+                // The outcome needs room in the done ring: no more outstanding than it holds.
+                if e.phase & RX_PHASE != want || done_tail.wrapping_sub(dev_done_head) >= entries {
+                    break;
+                }
+                let k = *by_offset
+                    .get(&e.offset.get())
+                    .unwrap_or_else(|| panic!("a write at {} never sent", e.offset.get()));
+                let w = &mut writes[k];
+                assert!(w.given.is_none(), "write at {} handed over twice", w.offset);
+                assert_eq!(
+                    e.length.get() as usize,
+                    w.data.len(),
+                    "length of the write at {}",
+                    w.offset
+                );
+                assert_eq!(
+                    e.flags & RX_FUA != 0,
+                    w.fua,
+                    "FUA of the write at {}",
+                    w.offset
+                );
+                let buf = BUFS as usize + slot * RX_BUFFER_BYTES;
+                assert!(
+                    mem[buf..buf + w.data.len()] == w.data[..],
+                    "the data of the write at {}",
+                    w.offset
+                );
+                mem[buf..buf + RX_BUFFER_BYTES].fill(0xa5);
+                let error = if rng.below(5) == 0 { 5 } else { 0 };
+                let d = DoneEntry {
+                    tag: e.tag,
+                    reserved: [0; 3],
+                    error: Le32::new(error),
+                };
+                let da = DONE as usize + (done_tail & (entries - 1)) as usize * DONE_ENTRY_LEN;
+                mem[da..da + DONE_ENTRY_LEN].copy_from_slice(&d.to_bytes());
+                w.given = Some(error);
+                done_tail = done_tail.wrapping_add(1);
+                head = head.wrapping_add(1);
+                took = true;
+            }
+            if took {
+                bar.push_back((regs::DONE_TAIL_DOORBELL, done_tail));
+                bar.push_back((regs::RX_HEAD_DOORBELL, head));
+            }
+            next_look = o.clocks
+                + if rng.below(p.stall_in) == 0 {
+                    p.stall
+                } else {
+                    1 + rng.below(p.look)
+                };
+        }
+        io.tick();
+    }
+    // The counters, read through BAR0 after a few quiet clocks.
+    for _ in 0..8 {
+        io.set(&TdIn::default());
+        io.tick();
+    }
+    for (n, r) in [
+        regs::FRAMES_RX,
+        regs::FRAMES_TX,
+        regs::LOCKS_GRANTED,
+        regs::FRAMES_BAD,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        io.set(&TdIn {
+            mmio_addr: r as u64,
+            ..TdIn::default()
+        });
+        o.counters[n] = io.get().mmio_rdata as u32;
+    }
+    o
+}
