@@ -105,7 +105,7 @@ impl FakeDevice {
                 *b = unsafe { sq_p.as_ptr().add(slot * DESCRIPTOR_LEN + i).read_volatile() };
             }
             let cslot = (cq_tail & (entries - 1)) as usize;
-            let phase = (((cq_tail >> log2) & 1) ^ 1) as u8 & COMPLETION_PHASE;
+            let phase = crate::ring::phase_of(cq_tail, log2) & COMPLETION_PHASE;
             let mut c = [0u8; COMPLETION_LEN];
             c[0..16].copy_from_slice(&d[0..16]); // seq and lock id
             c[16] = CompletionStatus::WriteDone as u8;

@@ -35,6 +35,12 @@ pub struct CompletionRing {
     head: u32,
 }
 
+/// The phase bit a valid entry at free-running index `index` carries in a ring of `1 << log2`
+/// entries: 1 on the first pass, then alternating. Every ring the device writes uses it.
+pub fn phase_of(index: u32, log2: u32) -> u8 {
+    (((index >> log2) & 1) ^ 1) as u8
+}
+
 fn log2_of(entries: u32) -> Result<u32, RingError> {
     if !entries.is_power_of_two() || !(2..=65536).contains(&entries) {
         return Err(RingError::Size(entries));
@@ -120,16 +126,11 @@ impl CompletionRing {
         1 << self.log2
     }
 
-    /// The phase a valid entry at `head` carries: 1 on the first pass, then alternating.
-    fn expected_phase(&self) -> u8 {
-        (((self.head >> self.log2) & 1) ^ 1) as u8
-    }
-
     /// The next completion, if the device has written it.
     pub fn poll(&mut self) -> Option<Completion> {
         let slot = (self.head & (self.entries() - 1)) as usize;
         let flags = self.mem.read_u8_acquire(slot * COMPLETION_LEN + 17);
-        if flags & COMPLETION_PHASE != self.expected_phase() {
+        if flags & COMPLETION_PHASE != phase_of(self.head, self.log2) {
             return None;
         }
         let mut b = [0u8; COMPLETION_LEN];

@@ -117,8 +117,7 @@ impl ReceiveRings {
     pub fn poll(&mut self) -> Result<Option<Received>, RxError> {
         let slot = self.head & (self.entries() - 1);
         let at = slot as usize * RX_ENTRY_LEN;
-        // The phase a valid entry carries: set on the first pass, then alternating.
-        let want = (((self.head >> self.log2) & 1) ^ 1) as u8;
+        let want = crate::ring::phase_of(self.head, self.log2);
         if self.rx.read_u8_acquire(at + RX_ENTRY_LEN - 1) & RX_PHASE != want {
             return Ok(None);
         }
@@ -190,7 +189,7 @@ mod tests {
             tag,
             flags: 0,
             reserved: 0,
-            phase: (((index >> r.log2) & 1) ^ 1) as u8,
+            phase: crate::ring::phase_of(index, r.log2),
         };
         r.rx.write(slot * RX_ENTRY_LEN, &e.to_bytes());
     }

@@ -112,6 +112,12 @@ struct Held {
     posted: Instant,
 }
 
+/// Whether the device, its submission head at `head`, has taken the descriptor at ring index
+/// `index` (free-running counters: once the head has passed it).
+fn taken(head: u32, index: u32) -> bool {
+    (head.wrapping_sub(index) as i32) > 0
+}
+
 /// The device open on one connection, with its rings and data slots.
 struct Open {
     port: Box<dyn HwPort>,
@@ -210,8 +216,7 @@ impl Open {
             return false;
         };
         let head = *sq_head.get_or_insert_with(|| self.port.mmio().read(regs::SQ_HEAD));
-        // Free-running counters: taken once the head has passed the descriptor's index.
-        (head.wrapping_sub(w.index) as i32) <= 0
+        !taken(head, w.index)
     }
 
     /// The write the device has held longest after taking it, and for how long.
@@ -219,7 +224,7 @@ impl Open {
         let head = self.port.mmio().read(regs::SQ_HEAD);
         self.held
             .iter()
-            .filter(|(_, w)| (head.wrapping_sub(w.index) as i32) > 0)
+            .filter(|(_, w)| taken(head, w.index))
             .map(|(l, w)| (*l, w.posted.elapsed()))
             .max_by_key(|(_, d)| *d)
     }
