@@ -127,17 +127,25 @@ impl Checker {
             return vec![format!("client request h{handle} answered twice")];
         }
         if result.is_ok() {
+            let end = w.offset + w.data.len() as u64;
+            // The later writes that overlap this one, gathered once at the first byte that
+            // differs: only they can explain a byte that is not this write's.
+            let mut later: Option<Vec<&WriteOp>> = None;
             for (name, vol) in [("source", src), ("target", tgt)] {
-                for b in w.offset..w.offset + w.data.len() as u64 {
+                for b in w.offset..end {
                     let v = vol[b as usize];
                     if v == w.byte(b) {
                         continue;
                     }
-                    let later = self
-                        .writes
-                        .range(handle + 1..)
-                        .any(|(_, x)| x.covers(b) && x.byte(b) == v);
-                    if !later {
+                    let overlapping = later.get_or_insert_with(|| {
+                        self.writes
+                            .range(handle + 1..)
+                            .map(|(_, x)| x)
+                            .filter(|x| x.offset < end && x.offset + x.data.len() as u64 > w.offset)
+                            .collect()
+                    });
+                    let explained = overlapping.iter().any(|x| x.covers(b) && x.byte(b) == v);
+                    if !explained {
                         out.push(format!(
                             "write h{handle} acknowledged but byte {b} on the {name} is {v:#04x}, not {:#04x}",
                             w.byte(b)
@@ -160,18 +168,21 @@ impl Checker {
     /// later write's that did not fail; where no write was acknowledged, the initial zero or a
     /// write that did not fail.
     pub fn final_check(&self, vol: &[u8], name: &str) -> Vec<String> {
-        let mut last_ok = vec![0u64; self.volume_size as usize];
+        // Per byte: the last acknowledged write's handle (0 for none) and the value it wrote.
+        let mut last_ok = vec![(0u64, 0u8); self.volume_size as usize];
         for (h, w) in &self.writes {
             if w.state == OpState::Ok {
                 let o = w.offset as usize;
-                last_ok[o..o + w.data.len()].fill(*h);
+                for (slot, &d) in last_ok[o..o + w.data.len()].iter_mut().zip(&w.data) {
+                    *slot = (*h, d);
+                }
             }
         }
         let mut out = Vec::new();
         for (b, &v) in vol.iter().enumerate() {
+            let (a, want) = last_ok[b];
             let b = b as u64;
-            let a = last_ok[b as usize];
-            if a != 0 && self.writes[&a].byte(b) == v {
+            if a != 0 && want == v {
                 continue;
             }
             if a == 0 && v == 0 {
@@ -185,8 +196,7 @@ impl Checker {
                     format!("{name} byte {b} is {v:#04x}: no write that succeeded or may have put it there")
                 } else {
                     format!(
-                        "{name} byte {b} is {v:#04x}, but write h{a} was acknowledged with {:#04x} and no later surviving write explains it",
-                        self.writes[&a].byte(b)
+                        "{name} byte {b} is {v:#04x}, but write h{a} was acknowledged with {want:#04x} and no later surviving write explains it"
                     )
                 });
                 if out.len() >= 3 {
