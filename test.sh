@@ -33,23 +33,32 @@ cargo fmt --all -- --check
 # The product binary with the simulated device (`--engine hw --device sim`), for tests/hw_engine.rs.
 FEATURES="--features specmirror/sim-device"
 export SPECMIRROR_FEATURES="$FEATURES"
+# The Verilog both bitstream builds take, generated first so that the builds (one core each, waiting
+# on nothing) run beside everything else: clippy, the test build, the tests and the VFIO guest.
+phase "generating Verilog from hdl/"
+mkdir -p bitstreams/build
+export SPECMIRROR_VERILOG_DIR="$PWD/bitstreams/build/verilog"
+# Built with the workspace's features, so the test build reuses what this builds (alone, with `-p`,
+# cargo would resolve other features and build rust-hdl twice).
+cargo build -q --profile test --workspace $FEATURES --bin specmirror-verilog
+target/debug/specmirror-verilog "$SPECMIRROR_VERILOG_DIR" >/dev/null
+# Each background build notes in its log when it ended; an early exit of this script stops them.
+background() {
+  local log=$1
+  shift
+  ( rc=0; "$@" || rc=$?; echo "== [$(( $(date +%s) - t0 )) s] finished (exit $rc)"; exit $rc ) > "$log" 2>&1 &
+}
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+phase "bitstreams/ecp5/build.sh (ECP5-5G Versa NIC bitstream: LiteEth UDP/IP and the target path, timing check), in the background"
+background bitstreams/build/ecp5-build.log ./bitstreams/ecp5/build.sh
+ecp5=$!
+phase "bitstreams/build.sh (iCE40 HX8K bitstream, UltraScale+ estimate, timing check), in the background"
+background bitstreams/build/ice40-build.log ./bitstreams/build.sh
+ice40=$!
 phase "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets $FEATURES -- -D warnings
 phase "cargo test --no-run (building the tests)"
 cargo test --workspace --no-run $FEATURES
-# The Verilog both bitstream builds take, generated once by the generator the tests just built.
-phase "generating Verilog from hdl/"
-mkdir -p bitstreams/build
-export SPECMIRROR_VERILOG_DIR="$PWD/bitstreams/build/verilog"
-cargo run -q --profile test -p specmirror-hdl --bin specmirror-verilog -- "$SPECMIRROR_VERILOG_DIR" >/dev/null
-# The bitstream builds keep one core busy each and wait on nothing: they run beside the tests
-# (which mostly wait on I/O and timers) and the VFIO guest.
-phase "bitstreams/ecp5/build.sh (ECP5-5G Versa NIC bitstream: LiteEth UDP/IP and the target path, timing check), in the background"
-./bitstreams/ecp5/build.sh > bitstreams/build/ecp5-build.log 2>&1 &
-ecp5=$!
-phase "bitstreams/build.sh (iCE40 HX8K bitstream, UltraScale+ estimate, timing check), in the background"
-./bitstreams/build.sh > bitstreams/build/ice40-build.log 2>&1 &
-ice40=$!
 phase "cargo test"
 cargo test --workspace $FEATURES
 phase "tests/vfio/run.sh (the VFIO backend on QEMU's edu device in a guest with an IOMMU)"
