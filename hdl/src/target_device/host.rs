@@ -2,8 +2,9 @@
 //! verilated one can take the same [`TdIo`]): the host sets the receive rings up through BAR0
 //! (one access per clock), the source sends LOCK and DATA frames for writes to regions of their
 //! own with a window of writes in flight, and the host takes each write from host memory by its
-//! entry's phase, checks it, and hands the outcome back (some failed) after random delays. DMA
-//! and the transmit stream stall at random.
+//! entry's phase, checks it, and hands the outcome back (some failed: the source then sends an
+//! ABORT, which lifts the ordering barrier the failure left) after random delays. DMA and the
+//! transmit stream stall at random.
 //!
 //! It panics on the first broken rule: a write that reaches host memory other than the source
 //! sent it, an outcome answered before the host gave it or other than it was given, an answer for
@@ -22,7 +23,7 @@ use specmirror_core::Frame;
 
 use super::TargetDevice;
 use crate::bench::{cycle, settle, Rng};
-use crate::target_path::host::{data, lock, GENERATION};
+use crate::target_path::host::{abort, data, lock, GENERATION};
 
 const RX: u64 = 0x1000;
 const DONE: u64 = 0x2000;
@@ -170,6 +171,14 @@ struct Write {
 
 /// Runs `p` through `io`; panics on the first broken rule.
 pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
+    // The source sends each DATA once: as many writes in flight as the data buffer has slots
+    // would have some dropped (its last free slot takes only data whose lock is held already), and
+    // a real source sends those again.
+    assert!(
+        p.window < crate::data_buffer::SLOTS,
+        "a window of fewer than {} writes",
+        crate::data_buffer::SLOTS
+    );
     let mut rng = Rng(p.seed);
     let entries = 1u32 << LOG2;
     let mut mem = vec![0u8; BUFS as usize + (RX_BUFFER_BYTES << LOG2)];
@@ -219,6 +228,7 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
         .map(|(i, w)| (w.offset, i))
         .collect();
     let mut rx: VecDeque<(u64, bool)> = VecDeque::new();
+    let mut aborts: VecDeque<(u64, u64)> = VecDeque::new();
     let mut tx: Vec<u64> = Vec::new();
     let mut reads: VecDeque<u64> = VecDeque::new();
     let (mut next, mut unanswered) = (0usize, 0usize);
@@ -226,36 +236,39 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
     let mut dev_done_head = 0u32;
     let mut o = Outcome::default();
     let limit = 20_000 * p.writes as u64 + 100_000;
-    while o.done + o.failed < p.writes || !bar.is_empty() {
+    while o.done + o.failed < p.writes || !bar.is_empty() || !aborts.is_empty() || !rx.is_empty() {
+        if o.clocks >= limit {
+            let c = read_counters(io);
+            eprintln!("counters at the stall: FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD, LOCKS_REJECTED = {c:?}");
+        }
         assert!(
             o.clocks < limit,
-            "stuck: {} of {} writes answered",
+            "stuck: {} of {} writes answered; {next} sent, {unanswered} unanswered, host head \
+             {head}, done tail {done_tail}, device done head {dev_done_head}; granted and not \
+             answered: {:?}",
             o.done + o.failed,
-            p.writes
+            p.writes,
+            writes
+                .iter()
+                .filter(|w| w.granted && !w.answered)
+                .map(|w| (w.lock_id, w.given))
+                .collect::<Vec<_>>()
         );
         o.clocks += 1;
-        // The source: the next write's LOCK and DATA, back to back, once the BAR is set up.
-        if bar.is_empty()
-            && rx.is_empty()
-            && next < p.writes
-            && unanswered < p.window
-            && o.clocks > 20
-        {
-            let w = &writes[next];
-            let flags = if w.fua { Flags::FUA } else { Flags::NONE };
-            for f in [
-                lock(w.lock_id, w.seq, w.offset >> REGION_LOG2, 1),
-                data(w.lock_id, w.seq, w.offset, &w.data, flags),
-            ] {
-                let n = f.len().div_ceil(8);
-                for (k, c) in f.chunks(8).enumerate() {
-                    let mut b = [0u8; 8];
-                    b[..c.len()].copy_from_slice(c);
-                    rx.push_back((u64::from_le_bytes(b), k + 1 == n));
-                }
+        // The source, once the BAR is set up: an ABORT for each failed write first (as the
+        // source core sends one, lifting the ordering barrier the failure left in the lock
+        // table), then the next write's LOCK and DATA, back to back.
+        if bar.is_empty() && rx.is_empty() && o.clocks > 20 {
+            if let Some((lock_id, seq)) = aborts.pop_front() {
+                push_frame(&mut rx, &abort(lock_id, seq));
+            } else if next < p.writes && unanswered < p.window {
+                let w = &writes[next];
+                let flags = if w.fua { Flags::FUA } else { Flags::NONE };
+                push_frame(&mut rx, &lock(w.lock_id, w.seq, w.offset >> REGION_LOG2, 1));
+                push_frame(&mut rx, &data(w.lock_id, w.seq, w.offset, &w.data, flags));
+                next += 1;
+                unanswered += 1;
             }
-            next += 1;
-            unanswered += 1;
         }
         let mut i = TdIn {
             rd_req_ready: rng.below(3) != 0,
@@ -342,6 +355,7 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
                                 w.lock_id
                             );
                             o.failed += 1;
+                            aborts.push_back((w.lock_id, w.seq));
                         }
                         w.answered = true;
                         unanswered -= 1;
@@ -417,20 +431,35 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
         io.set(&TdIn::default());
         io.tick();
     }
-    for (n, r) in [
+    let c = read_counters(io);
+    o.counters.copy_from_slice(&c[..4]);
+    o
+}
+
+/// A frame's 64-bit words onto the receive stream.
+fn push_frame(rx: &mut VecDeque<(u64, bool)>, f: &[u8]) {
+    let n = f.len().div_ceil(8);
+    for (k, c) in f.chunks(8).enumerate() {
+        let mut b = [0u8; 8];
+        b[..c.len()].copy_from_slice(c);
+        rx.push_back((u64::from_le_bytes(b), k + 1 == n));
+    }
+}
+
+/// FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD and LOCKS_REJECTED, read through BAR0.
+fn read_counters(io: &mut impl TdIo) -> [u32; 5] {
+    [
         regs::FRAMES_RX,
         regs::FRAMES_TX,
         regs::LOCKS_GRANTED,
         regs::FRAMES_BAD,
+        regs::LOCKS_REJECTED,
     ]
-    .into_iter()
-    .enumerate()
-    {
+    .map(|r| {
         io.set(&TdIn {
             mmio_addr: r as u64,
             ..TdIn::default()
         });
-        o.counters[n] = io.get().mmio_rdata as u32;
-    }
-    o
+        io.get().mmio_rdata as u32
+    })
 }

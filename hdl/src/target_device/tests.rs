@@ -220,10 +220,11 @@ fn random_writes_reach_the_host_whole_and_every_outcome_answers_its_write() {
         o.irqs, 16,
         "seed {seed}: one interrupt per write handed over"
     );
-    // FRAMES_RX: a LOCK and a DATA per write; FRAMES_TX: a grant and an outcome.
+    // FRAMES_RX: a LOCK and a DATA per write, an ABORT per failed one; FRAMES_TX: a grant and an
+    // outcome per write.
     assert_eq!(
         o.counters,
-        [32, 32, 16, 0],
+        [32 + o.failed as u32, 32, 16, 0],
         "seed {seed}: FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD"
     );
 }
