@@ -303,6 +303,35 @@ const DEVICE_PORTS: &[&str] = &[
     "inflight",
 ];
 
+/// Ports of the target device (register block, receive rings, target path), in the order the shim
+/// numbers them.
+const TDEVICE_PORTS: &[&str] = &[
+    "clock",
+    "mmio_addr",
+    "mmio_wdata",
+    "mmio_write",
+    "mmio_rdata",
+    "rd_req_valid",
+    "rd_req_ready",
+    "rd_req_addr",
+    "rd_req_words",
+    "rd_valid",
+    "rd_data",
+    "rd_ready",
+    "wr_valid",
+    "wr_ready",
+    "wr_addr",
+    "wr_data",
+    "irq",
+    "tx_data",
+    "tx_valid",
+    "tx_last",
+    "tx_ready",
+    "rx_data",
+    "rx_valid",
+    "rx_last",
+];
+
 /// Ports of the simulated NIC (`nic_sim` from bitstreams/ecp5/nic.py), in the order the shim
 /// numbers them.
 const NIC_PORTS: &[&str] = &[
@@ -458,6 +487,7 @@ const ENUMS: &[(&str, &str, &[&str])] = &[
         DEVICE_PORTS,
     ),
     ("RxRingPort", "the receive rings", RX_RING_PORTS),
+    ("TargetDevicePort", "the target device", TDEVICE_PORTS),
     ("NicPort", "the simulated NIC", NIC_PORTS),
 ];
 
@@ -544,7 +574,7 @@ fn main() {
         }
     }
     let reg_refs: Vec<&str> = reg_ports.iter().map(|s| s.as_str()).collect();
-    let models: [(&str, &str, String, &[&str]); 10] = [
+    let models: [(&str, &str, String, &[&str]); 11] = [
         (
             "vsender",
             "Vsender",
@@ -604,6 +634,12 @@ fn main() {
             "Vrxring",
             specmirror_hdl::verilog::rx_ring(),
             RX_RING_PORTS,
+        ),
+        (
+            "vtdevice",
+            "Vtdevice",
+            specmirror_hdl::verilog::target_device(),
+            TDEVICE_PORTS,
         ),
     ];
     // The NIC's Verilog, and the target path it instantiates under its own module name.

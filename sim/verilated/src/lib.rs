@@ -107,6 +107,7 @@ pub mod nic_target;
 pub mod served;
 pub mod sim_device;
 pub mod tcp_target;
+pub mod target_device;
 
 verilated_model!(
     /// The verilated send path (`hdl::SpecSender`).
