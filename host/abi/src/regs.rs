@@ -14,6 +14,8 @@ pub const BLOCK_VERSION_MIRROR: u32 = 1 << 16;
 pub const BAR0_LEN: u64 = 2 * 4096;
 /// Start of the doorbell page.
 pub const DOORBELL_PAGE: u32 = 0x1000;
+/// CONTROL's self-clearing bit: written as 1, it acts once and reads back 0.
+pub const CONTROL_SELF_CLEARING: u32 = 1 << 1;
 
 /// How software may access a register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +53,7 @@ registers! {
     BLOCK_VERSION = 0x004, ReadOnly, BLOCK_VERSION_MIRROR, "Block version, major << 16 | minor.";
     NEXT_BLOCK = 0x008, ReadOnly, 0, "Offset of the next block in BAR0, 0 for the last.";
     CAPABILITIES = 0x00c, ReadOnly, 0b111, "Bit 0 speculative, 1 implicit, 2 conservative mode.";
-    CONTROL = 0x010, ReadWrite, 0, "Bit 0 enable, bit 1 reset rings and lock table.";
+    CONTROL = 0x010, ReadWrite, 0, "Bit 0 enable; bit 1 (self-clearing) starts a session: the lock table drops the last one's ordering barriers.";
     STATUS = 0x014, ReadOnly, 0, "Bit 0 running, bit 1 ring error, bit 2 link up.";
     MODE = 0x018, ReadWrite, 0, "Default mode for descriptors (ring::Mode).";
     GENERATION = 0x01c, ReadWrite, 0, "Session generation stamped on every frame.";

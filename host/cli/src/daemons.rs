@@ -132,10 +132,10 @@ pub struct TargetArgs {
     /// frames and writes the volume through the host; TCP only.
     #[arg(long, value_enum, default_value = "soft")]
     engine: EngineArg,
-    /// With --engine hw: sim (the verilated target path, in a thread of this process; a build
-    /// with --features sim-device). It stages the volume in memory (at most 1 GiB), and takes
-    /// writes of up to 4 KiB in one DATA frame: larger writes, and implicit-lock mode, fail at
-    /// the source after its --link-timeout.
+    /// With --engine hw: sim (the verilated target device, in a thread of this process, handing
+    /// each locked write to the host through its receive rings; a build with --features
+    /// sim-device). It takes writes of up to 4 KiB in one DATA frame: larger writes, and
+    /// implicit-lock mode, fail at the source after its --link-timeout.
     #[arg(long, value_name = "DEVICE")]
     device: Option<String>,
     #[command(flatten)]
@@ -148,11 +148,8 @@ pub async fn run_target(a: TargetArgs) -> Result<()> {
     let secret = a.pair.secret()?;
     // Every check before the volume is created or extended.
     let hw = crate::hwdev::simulated_target(a.engine, a.device.as_deref())?;
-    if hw {
-        if a.transport != TransportArg::Tcp {
-            bail!("--engine hw runs over TCP: drop --transport udp");
-        }
-        crate::hwdev::check_target_size(Volume::probe_size(&a.volume, a.size)?)?;
+    if hw && a.transport != TransportArg::Tcp {
+        bail!("--engine hw runs over TCP: drop --transport udp");
     }
     let volume = Volume::open(&a.volume, a.size)?;
     let attach = if hw {

@@ -74,48 +74,34 @@ pub fn simulated_target(engine: EngineArg, spec: Option<&str>) -> Result<bool> {
 /// Hands an authenticated connection to the target's device.
 pub type Attach = Box<dyn Fn(std::net::TcpStream) -> Result<()> + Send + Sync>;
 
-/// Whether the simulated target can take a volume of `size` bytes (it stages it in memory).
-#[cfg(feature = "sim-device")]
-pub fn check_target_size(size: u64) -> Result<()> {
-    let max = specmirror_verilated::tcp_target::MAX_VOLUME;
-    if size > max {
-        bail!(
-            "--engine hw --device sim: the simulated target stages its volume in memory and \
-             takes at most {max} bytes; this volume is {size}"
-        );
-    }
-    Ok(())
-}
-
-#[cfg(not(feature = "sim-device"))]
-pub fn check_target_size(_: u64) -> Result<()> {
-    no_sim()
-}
-
-/// The simulated target for `target --engine hw --device sim`, writing `volume`.
+/// The simulated target device for `target --engine hw --device sim`, writing `volume`: the
+/// verilated target device in its thread, the driver's receive rings and the host's loop
+/// (`specmirror_engine::hw_target`) in another.
 #[cfg(feature = "sim-device")]
 pub fn sim_target(volume: Volume, region_size: u64, pair_id: [u8; 16]) -> Result<Attach> {
-    use specmirror_verilated::served::ServedConfig;
-    use specmirror_verilated::tcp_target::{TcpTarget, VolumeFile};
+    use specmirror_engine::hw_target::{self, HwTargetOptions};
+    use specmirror_verilated::sim_device::{SimConfig, SimDevice};
+    use specmirror_verilated::sim_target::Attached;
+    use std::sync::Mutex;
 
-    struct File(Volume);
-
-    impl VolumeFile for File {
-        fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-            self.0.write_at(offset, data)
-        }
-        fn sync(&mut self) -> std::io::Result<()> {
-            self.0.sync()
-        }
-    }
-
-    let cfg = ServedConfig {
-        volume_size: volume.size(),
-        region_size,
-        pair_id,
-    };
-    let t = TcpTarget::start(cfg, File(volume))?;
-    Ok(Box::new(move |s| Ok(t.attach(s)?)))
+    let (link, conns) = Attached::new();
+    let dev = SimDevice::spawn_target(link, SimConfig::default())?;
+    hw_target::start(
+        Box::new(Port(dev)),
+        HwTargetOptions {
+            volume,
+            region_size,
+            pair_id,
+        },
+    )?;
+    let conns = Mutex::new(conns);
+    Ok(Box::new(move |s| {
+        conns
+            .lock()
+            .expect("connections")
+            .send(s)
+            .map_err(|_| anyhow::anyhow!("the simulated target device stopped"))
+    }))
 }
 
 #[cfg(not(feature = "sim-device"))]
@@ -140,36 +126,41 @@ fn vfio(spec: &str) -> Result<bool> {
     )
 }
 
+/// The simulated device (source or target) behind the hardware engine's seam.
+#[cfg(feature = "sim-device")]
+struct Port(specmirror_verilated::sim_device::SimDevice);
+
+#[cfg(feature = "sim-device")]
+impl specmirror_driver::Device for Port {
+    fn mmio(&self) -> &specmirror_driver::mmio::Mmio {
+        self.0.mmio()
+    }
+    fn alloc_dma(
+        &self,
+        len: usize,
+    ) -> Result<specmirror_driver::DmaMemory, specmirror_driver::DeviceError> {
+        self.0.alloc_dma(len)
+    }
+    fn wait_interrupt(&self, timeout: std::time::Duration) -> bool {
+        self.0.wait_interrupt(timeout)
+    }
+}
+
+#[cfg(feature = "sim-device")]
+impl specmirror_engine::hw::HwPort for Port {
+    fn host_send(&self, frame: Vec<u8>) -> Result<(), String> {
+        self.0.host_send(frame)
+    }
+    fn host_recv(&self, timeout: std::time::Duration) -> Result<Option<Vec<u8>>, String> {
+        self.0.host_recv(timeout)
+    }
+}
+
 #[cfg(feature = "sim-device")]
 fn sim(dma_latency: Option<u64>) -> Result<Option<HwDevice>> {
-    use specmirror_driver::{Device, DeviceError, DmaMemory};
     use specmirror_engine::hw::HwPort;
     use specmirror_verilated::sim_device::{SimConfig, SimDevice, TcpLink};
     use std::sync::Arc;
-    use std::time::Duration;
-
-    struct Port(SimDevice);
-
-    impl Device for Port {
-        fn mmio(&self) -> &specmirror_driver::mmio::Mmio {
-            self.0.mmio()
-        }
-        fn alloc_dma(&self, len: usize) -> Result<DmaMemory, DeviceError> {
-            self.0.alloc_dma(len)
-        }
-        fn wait_interrupt(&self, timeout: Duration) -> bool {
-            self.0.wait_interrupt(timeout)
-        }
-    }
-
-    impl HwPort for Port {
-        fn host_send(&self, frame: Vec<u8>) -> Result<(), String> {
-            self.0.host_send(frame)
-        }
-        fn host_recv(&self, timeout: Duration) -> Result<Option<Vec<u8>>, String> {
-            self.0.host_recv(timeout)
-        }
-    }
 
     Ok(Some(HwDevice {
         name: "simulated".into(),

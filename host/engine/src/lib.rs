@@ -1,6 +1,7 @@
 pub mod auth;
 pub mod datagram;
 pub mod hw;
+pub mod hw_target;
 pub mod logfile;
 pub mod nbd;
 pub mod nbd_client;

@@ -106,7 +106,7 @@ pub mod nic;
 pub mod nic_target;
 pub mod served;
 pub mod sim_device;
-pub mod tcp_target;
+pub mod sim_target;
 pub mod target_device;
 
 verilated_model!(

@@ -26,8 +26,6 @@ pub enum ServedError {
     VolumeSize(u64),
     #[error("the region size {0} is not a power of two of at least 512 bytes")]
     RegionSize(u64),
-    #[error("the volume is {size} bytes; the simulated target stages its volume in memory and takes at most {max}")]
-    TooLarge { size: u64, max: u64 },
     #[error("the simulation thread failed: {0}")]
     Thread(String),
 }

@@ -128,7 +128,8 @@ pub struct SimStats {
     pub host_frames: u64,
     pub frames_received: u64,
     pub dma_reads: u64,
-    pub completions_written: u64,
+    /// DMA writes: completion entries (source); data words and receive entries (target).
+    pub dma_writes: u64,
     /// DMA accesses outside every allocation.
     pub faults: u64,
     /// Why the link stopped, if it did.
@@ -158,8 +159,18 @@ pub struct SimDevice {
 }
 
 impl SimDevice {
-    /// Starts the device thread with its link to the target.
+    /// Starts the source device's thread with its link to the target.
     pub fn spawn(link: impl Link, cfg: SimConfig) -> std::io::Result<SimDevice> {
+        SimDevice::spawn_model(VerilatedDevice::new, link, cfg)
+    }
+
+    /// Starts a device thread that runs the model `make` makes (on that thread: a Verilator model
+    /// stays on the thread that made it).
+    pub(crate) fn spawn_model<M: Model + 'static>(
+        make: fn() -> M,
+        link: impl Link,
+        cfg: SimConfig,
+    ) -> std::io::Result<SimDevice> {
         let mut map = MmapMut::map_anon(regs::BAR0_LEN as usize)?;
         let base = NonNull::new(map.as_mut_ptr()).expect("a mapping is never null");
         // SAFETY: `map` is a live, page-aligned mapping of BAR0_LEN bytes that `Bar` keeps for as
@@ -185,7 +196,7 @@ impl SimDevice {
             };
             std::thread::Builder::new()
                 .name("specmirror-simdev".into())
-                .spawn(move || run(&bar.mmio, &regions, &irq, &stop, link, host, cfg))?
+                .spawn(move || run(make(), &bar.mmio, &regions, &irq, &stop, link, host, cfg))?
         };
         Ok(SimDevice {
             bar,
@@ -301,17 +312,136 @@ impl Host {
     }
 }
 
-/// Whether the device's own answer tracker takes frames of this type.
-fn is_answer(frame: &[u8]) -> bool {
-    Header::decode(frame).is_ok_and(|h| {
-        matches!(
-            h.ty,
-            FrameType::LockGranted
-                | FrameType::LockRejected
-                | FrameType::WriteDone
-                | FrameType::WriteFailed
-        )
-    })
+/// Where a frame from the link goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Route {
+    /// Into the device's receive stream.
+    pub device: bool,
+    /// Into the host queue.
+    pub host: bool,
+}
+
+/// One verilated device as the device thread drives it: BAR0, a DMA port (reads of 64-bit words,
+/// writes of up to 32 bytes), an interrupt, and the link's transmit and receive streams.
+pub(crate) trait Model {
+    /// Where the phase byte sits in a DMA write: written last, after a Release fence, so the host
+    /// never sees a phase before what it guards.
+    const PHASE_BYTE: usize;
+    /// Bytes in one DMA write.
+    const WRITE_LEN: usize;
+    /// A register, read through BAR0 (combinational).
+    fn read_reg(&mut self, offset: u32) -> u32;
+    /// BAR0's write port for the next clock.
+    fn write_reg(&mut self, w: Option<(u32, u32)>);
+    /// Where a frame from the link goes.
+    fn route(&self, frame: &[u8]) -> Route;
+    /// The host wrote `value` to a register (seen in the BAR page; the register block takes it a
+    /// few clocks later).
+    fn host_wrote(&mut self, _offset: u32, _value: u32) {}
+    /// The receive stream's word and the DMA read data for the next clock (the device's transmit
+    /// stream and DMA port never wait).
+    fn set_inputs(&mut self, rx: Option<(u64, bool)>, rd: Option<u64>);
+    fn eval(&mut self);
+    /// The transmit stream's word, and whether it ends a frame.
+    fn tx(&self) -> Option<(u64, bool)>;
+    /// A DMA read request: bus address, 64-bit words.
+    fn rd_req(&self) -> Option<(u64, u64)>;
+    fn rd_ready(&self) -> bool;
+    /// A DMA write: bus address and `WRITE_LEN` bytes.
+    fn wr(&self) -> Option<(u64, [u8; 32])>;
+    fn irq(&self) -> bool;
+    fn tick(&mut self);
+}
+
+/// The source device: its own answer tracker takes the target's answers; the host gets a copy of
+/// every frame.
+impl Model for VerilatedDevice {
+    const PHASE_BYTE: usize = 17;
+    const WRITE_LEN: usize = COMPLETION_LEN;
+
+    fn read_reg(&mut self, offset: u32) -> u32 {
+        self.set(P::MmioAddr, offset as u64);
+        self.set(P::MmioWrite, 0);
+        self.eval();
+        self.get(P::MmioRdata) as u32
+    }
+
+    fn write_reg(&mut self, w: Option<(u32, u32)>) {
+        match w {
+            Some((o, v)) => {
+                self.set(P::MmioAddr, o as u64);
+                self.set(P::MmioWdata, v as u64);
+                self.set(P::MmioWrite, 1);
+            }
+            None => self.set(P::MmioWrite, 0),
+        }
+    }
+
+    fn route(&self, frame: &[u8]) -> Route {
+        let answer = Header::decode(frame).is_ok_and(|h| {
+            matches!(
+                h.ty,
+                FrameType::LockGranted
+                    | FrameType::LockRejected
+                    | FrameType::WriteDone
+                    | FrameType::WriteFailed
+            )
+        });
+        Route {
+            device: answer,
+            host: true,
+        }
+    }
+
+    fn set_inputs(&mut self, rx: Option<(u64, bool)>, rd: Option<u64>) {
+        let (rw, rl) = rx.unwrap_or((0, false));
+        self.set(P::RxValid, rx.is_some() as u64);
+        self.set(P::RxData, rw);
+        self.set(P::RxLast, rl as u64);
+        self.set(P::TxReady, 1);
+        self.set(P::RdReqReady, 1);
+        self.set(P::WrReady, 1);
+        self.set(P::RdValid, rd.is_some() as u64);
+        self.set(P::RdData, rd.unwrap_or(0));
+    }
+
+    fn eval(&mut self) {
+        VerilatedDevice::eval(self);
+    }
+
+    fn tx(&self) -> Option<(u64, bool)> {
+        (self.get(P::TxValid) != 0).then(|| (self.get(P::TxData), self.get(P::TxLast) != 0))
+    }
+
+    fn rd_req(&self) -> Option<(u64, u64)> {
+        (self.get(P::RdReqValid) != 0).then(|| (self.get(P::RdReqAddr), self.get(P::RdReqWords)))
+    }
+
+    fn rd_ready(&self) -> bool {
+        self.get(P::RdReady) != 0
+    }
+
+    fn wr(&self) -> Option<(u64, [u8; 32])> {
+        if self.get(P::WrValid) == 0 {
+            return None;
+        }
+        let mut b = [0u8; 32];
+        for (k, p) in [P::WrData0, P::WrData1, P::WrData2, P::WrData3]
+            .iter()
+            .enumerate()
+        {
+            b[8 * k..8 * k + 8].copy_from_slice(&self.get(*p).to_le_bytes());
+        }
+        Some((self.get(P::WrAddr), b))
+    }
+
+    fn irq(&self) -> bool {
+        self.get(P::Irq) != 0
+    }
+
+    fn tick(&mut self) {
+        VerilatedDevice::tick(self);
+    }
 }
 
 /// The host-writable registers, in address order (doorbells last, as they sit last).
@@ -345,7 +475,9 @@ fn resolve(regions: &[(u64, usize)], bus: u64, len: usize) -> Option<*mut u8> {
         .map(|_| bus as *mut u8)
 }
 
-fn run(
+#[allow(clippy::too_many_arguments)]
+fn run<M: Model>(
+    mut m: M,
     bar: &Mmio,
     regions: &Mutex<Vec<(u64, usize)>>,
     irq: &(Mutex<u64>, Condvar),
@@ -354,7 +486,6 @@ fn run(
     host: Host,
     cfg: SimConfig,
 ) -> SimStats {
-    let mut m = VerilatedDevice::new();
     let mut st = SimStats::default();
     let writable = host_written();
     let driven = device_driven();
@@ -384,33 +515,42 @@ fn run(
                 let v = bar.read(o);
                 if v != shadow[k] {
                     shadow[k] = v;
+                    if o == regs::CONTROL && v & regs::CONTROL_SELF_CLEARING != 0 {
+                        // A self-clearing bit reads back 0 once taken, so the host's next write
+                        // of it is a change the page shows.
+                        shadow[k] = v & !regs::CONTROL_SELF_CLEARING;
+                        bar.write(o, shadow[k]);
+                    }
+                    m.host_wrote(o, v);
                     pending.push_back((o, v));
+                }
+            }
+            // The host queue right after the BAR: a frame the host sent after writing registers
+            // leaves after the device has seen them.
+            while let Ok(f) = host.to_link.try_recv() {
+                st.host_frames += 1;
+                if link_up {
+                    if let Err(e) = link.send(&f) {
+                        host.link_down(&mut st, e);
+                        link_up = false;
+                    }
                 }
             }
         }
         if now.is_multiple_of(64) {
             for &o in &driven {
-                m.set(P::MmioAddr, o as u64);
-                m.set(P::MmioWrite, 0);
-                m.eval();
-                let v = m.get(P::MmioRdata) as u32;
+                let v = m.read_reg(o);
                 bar.write(o, v);
             }
         }
-        match pending.pop_front() {
-            Some((o, v)) => {
-                m.set(P::MmioAddr, o as u64);
-                m.set(P::MmioWdata, v as u64);
-                m.set(P::MmioWrite, 1);
-            }
-            None => m.set(P::MmioWrite, 0),
-        }
-        // The link: answers in, one word per clock.
+        m.write_reg(pending.pop_front());
+        // The link: frames in, one word per clock.
         if rx.is_empty() && link_up && (now.is_multiple_of(16) || idle > 0) {
             match link.recv() {
                 Ok(Some(f)) => {
                     st.frames_received += 1;
-                    if is_answer(&f) {
+                    let to = m.route(&f);
+                    if to.device {
                         let n = f.len() / 8;
                         for (k, c) in f.chunks(8).enumerate() {
                             let mut w = [0u8; 8];
@@ -418,8 +558,10 @@ fn run(
                             rx.push_back((u64::from_le_bytes(w), k + 1 == n));
                         }
                     }
-                    // Nobody may be reading the host's copies (a closed receiver): that is fine.
-                    let _ = host.to_host.send(f);
+                    if to.host {
+                        // Nobody may be reading the host queue (a closed receiver): that is fine.
+                        let _ = host.to_host.send(f);
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -428,13 +570,6 @@ fn run(
                 }
             }
         }
-        let (rw, rl) = rx.front().copied().unwrap_or((0, false));
-        m.set(P::RxValid, !rx.is_empty() as u64);
-        m.set(P::RxData, rw);
-        m.set(P::RxLast, rl as u64);
-        m.set(P::TxReady, 1);
-        m.set(P::RdReqReady, 1);
-        m.set(P::WrReady, 1);
         // DMA reads: words from host memory once the latency has passed.
         let word = match reads.front() {
             Some(&(at, addr, _)) if at <= now => {
@@ -459,21 +594,27 @@ fn run(
             }
             _ => None,
         };
-        m.set(P::RdValid, word.is_some() as u64);
-        m.set(P::RdData, word.unwrap_or(0));
+        // The link's words wait while the host's register writes go in: a frame that follows a
+        // register change (a new session) meets the device with the change made.
+        let rx_word = if pending.is_empty() {
+            rx.front().copied()
+        } else {
+            None
+        };
+        m.set_inputs(rx_word, word);
         m.eval();
-        let busy = m.get(P::TxValid) != 0
-            || m.get(P::RdReqValid) != 0
-            || m.get(P::WrValid) != 0
+        let (tx, rd_req, wr) = (m.tx(), m.rd_req(), m.wr());
+        let busy = tx.is_some()
+            || rd_req.is_some()
+            || wr.is_some()
             || !reads.is_empty()
             || !rx.is_empty()
             || !pending.is_empty();
-        if m.get(P::RdReqValid) != 0 {
-            let (addr, words) = (m.get(P::RdReqAddr), m.get(P::RdReqWords));
+        if let Some((addr, words)) = rd_req {
             reads.push_back((now + cfg.dma_latency, addr, words));
             st.dma_reads += 1;
         }
-        if word.is_some() && m.get(P::RdReady) != 0 {
+        if word.is_some() && m.rd_ready() {
             let f = reads.front_mut().expect("a read under way");
             f.1 += 8;
             f.2 -= 1;
@@ -481,36 +622,33 @@ fn run(
                 reads.pop_front();
             }
         }
-        if m.get(P::WrValid) != 0 {
-            let addr = m.get(P::WrAddr);
-            let mut b = [0u8; COMPLETION_LEN];
-            for (k, p) in [P::WrData0, P::WrData1, P::WrData2, P::WrData3]
-                .iter()
-                .enumerate()
-            {
-                b[8 * k..8 * k + 8].copy_from_slice(&m.get(*p).to_le_bytes());
-            }
+        if let Some((addr, b)) = wr {
             let r = regions.lock().expect("regions");
-            match resolve(&r, addr, COMPLETION_LEN) {
+            match resolve(&r, addr, M::WRITE_LEN) {
                 Some(p) => {
-                    // The entry, then its phase byte (17) after a Release fence: the host must
-                    // never see a phase bit before the entry it guards.
-                    for (i, v) in b.iter().enumerate().filter(|(i, _)| *i != 17) {
-                        // SAFETY: `resolve` found a live allocation holding all 32 bytes; it
-                        // stays mapped while we hold the lock. Volatile: the host reads it.
+                    // Everything before it, then the phase byte after a Release fence: the
+                    // host must never see a phase bit before what it guards.
+                    fence(Ordering::Release);
+                    for (i, v) in b[..M::WRITE_LEN]
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != M::PHASE_BYTE)
+                    {
+                        // SAFETY: `resolve` found a live allocation holding all WRITE_LEN bytes;
+                        // it stays mapped while we hold the lock. Volatile: the host reads it.
                         unsafe { p.add(i).write_volatile(*v) };
                     }
                     fence(Ordering::Release);
-                    // SAFETY: as above, byte 17 of the same entry.
-                    unsafe { p.add(17).write_volatile(b[17]) };
-                    st.completions_written += 1;
+                    // SAFETY: as above, the phase byte of the same write.
+                    unsafe { p.add(M::PHASE_BYTE).write_volatile(b[M::PHASE_BYTE]) };
+                    st.dma_writes += 1;
                 }
                 None => st.faults += 1,
             }
         }
-        if m.get(P::TxValid) != 0 {
-            frame.extend_from_slice(&m.get(P::TxData).to_le_bytes());
-            if m.get(P::TxLast) != 0 {
+        if let Some((data, last)) = tx {
+            frame.extend_from_slice(&data.to_le_bytes());
+            if last {
                 st.frames_sent += 1;
                 if link_up {
                     if let Err(e) = link.send(&frame) {
@@ -521,20 +659,10 @@ fn run(
                 frame.clear();
             }
         }
-        // The host queue, between the device's frames (each of which leaves whole).
-        while let Ok(f) = host.to_link.try_recv() {
-            st.host_frames += 1;
-            if link_up {
-                if let Err(e) = link.send(&f) {
-                    host.link_down(&mut st, e);
-                    link_up = false;
-                }
-            }
-        }
-        if !rx.is_empty() {
+        if rx_word.is_some() {
             rx.pop_front();
         }
-        if m.get(P::Irq) != 0 {
+        if m.irq() {
             let (c, cv) = irq;
             *c.lock().expect("irq") += 1;
             cv.notify_all();

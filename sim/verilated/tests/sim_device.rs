@@ -31,7 +31,7 @@ fn the_driver_mirrors_through_the_simulated_device_to_the_software_target() {
     let st = dev.stop();
     assert_eq!(st.faults, 0, "DMA faults");
     assert_eq!(st.link_error, None);
-    assert_eq!(st.completions_written, 2 * n);
+    assert_eq!(st.dma_writes, 2 * n);
     eprintln!(
         "{n} writes through the simulated device in {} clocks ({} per write), {:.2} s wall \
          ({:.0} µs per write); {} frames out, {} in",

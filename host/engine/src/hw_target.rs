@@ -1,0 +1,243 @@
+//! The hardware engine's target: the device's target path takes the source's LOCK, DATA and ABORT
+//! frames off the link, keeps the lock table and answers them; it hands each write whose lock it
+//! holds to the host through the receive rings (`specmirror_driver::rx_ring`). This loop puts the
+//! write on the volume (synced for a FUA write) and hands the outcome back in the done ring; the
+//! device answers WRITE_DONE or WRITE_FAILED only then, so an acknowledged write is on the volume.
+//!
+//! The host's software answers what the device leaves to the host queue: the handshake (a new
+//! session: the GENERATION register, and CONTROL bit 1 to drop the old session's ordering
+//! barriers, both written before the answer leaves), flushes (after syncing the volume),
+//! heartbeats, and frames of a session the device does not hold (the software core answers them
+//! as stale, and the source handshakes again).
+//!
+//! The loop runs on its own thread: the driver's ring code is synchronous, as it is over VFIO.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use specmirror_abi::regs;
+use specmirror_core::target::{Target, TargetAction, TargetConfig, TargetEvent};
+use specmirror_core::Frame;
+use specmirror_driver::rx_ring::{self, ReceiveRings, RxError};
+use specmirror_driver::DeviceError;
+use tracing::{debug, error, info, warn};
+
+use crate::hw::HwPort;
+use crate::volume::{errno_of, Volume};
+
+/// Receive ring (and done ring) entries: writes handed over and not yet answered.
+const RX_ENTRIES: u32 = 64;
+/// How long the loop waits for the device's interrupt when it has nothing to do.
+const IDLE_WAIT: Duration = Duration::from_micros(200);
+/// CONTROL: bit 0 runs the device, bit 1 (self-clearing) drops the lock table's ordering
+/// barriers.
+const RUN: u32 = 1;
+const NEW_SESSION: u32 = RUN | regs::CONTROL_SELF_CLEARING;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HwTargetError {
+    #[error("the device's receive rings: {0}")]
+    Setup(#[from] DeviceError),
+    #[error("the device handed over a write the volume cannot take: {0}")]
+    Ring(#[from] RxError),
+    #[error(
+        "the volume is {size} bytes; the device takes volumes of whole regions of {region} bytes"
+    )]
+    Geometry { size: u64, region: u64 },
+    #[error("the host queue: {0}")]
+    HostQueue(String),
+    #[error("cannot start the device's thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What the target's device serves.
+#[derive(Clone, Debug)]
+pub struct HwTargetOptions {
+    pub volume: Volume,
+    pub region_size: u64,
+    pub pair_id: [u8; 16],
+}
+
+/// What the loop did, logged once a second while it changes.
+#[derive(Clone, Debug, Default)]
+pub struct HwTargetStats {
+    pub writes: u64,
+    pub write_errors: u64,
+    pub host_frames: u64,
+    pub sessions: u64,
+}
+
+/// Sets the device up (receive rings, geometry, enable) and runs the loop on a thread of its own
+/// for as long as the process lives.
+pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTargetError> {
+    let size = opts.volume.size();
+    if !opts.region_size.is_power_of_two() || size == 0 || !size.is_multiple_of(8) {
+        return Err(HwTargetError::Geometry {
+            size,
+            region: opts.region_size,
+        });
+    }
+    let rings = rx_ring::setup(&*port, RX_ENTRIES)?;
+    let m = port.mmio();
+    m.write(regs::REGION_LOG2, opts.region_size.trailing_zeros());
+    m.write(regs::VOLUME_BYTES_LO, size as u32);
+    m.write(regs::VOLUME_BYTES_HI, (size >> 32) as u32);
+    // No session yet: every LOCK and DATA goes to the host's software until a handshake.
+    m.write(regs::GENERATION, 0);
+    m.write(regs::CONTROL, RUN);
+    std::thread::Builder::new()
+        .name("specmirror-hwtarget".into())
+        .spawn(move || {
+            if let Err(e) = serve(&*port, rings, &opts) {
+                error!("the target's device stopped: {e}");
+            }
+        })
+        .map_err(HwTargetError::Thread)?;
+    Ok(())
+}
+
+/// The loop: the host queue's frames, the writes the device handed over, their outcomes.
+fn serve(
+    port: &dyn HwPort,
+    mut rings: ReceiveRings,
+    opts: &HwTargetOptions,
+) -> Result<(), HwTargetError> {
+    let started = Instant::now();
+    let now = || started.elapsed().as_nanos() as u64;
+    let mut core = Target::new(TargetConfig::new(
+        opts.volume.size(),
+        opts.region_size,
+        opts.pair_id,
+    ));
+    let mut st = HwTargetStats::default();
+    // Outcomes waiting for room in the done ring: (tag, errno).
+    let mut outcomes: VecDeque<(u8, u32)> = VecDeque::new();
+    let mut report = Instant::now();
+    let mut told = (0, 0, 0, 0);
+    loop {
+        let mut busy = false;
+        while let Some(f) = port
+            .host_recv(Duration::ZERO)
+            .map_err(HwTargetError::HostQueue)?
+        {
+            busy = true;
+            st.host_frames += 1;
+            host_frame(port, &mut core, &opts.volume, &f, now(), &mut st)?;
+        }
+        while let Some(w) = rings.poll()? {
+            busy = true;
+            let end = w.offset.checked_add(w.data.len() as u64);
+            let r = match end {
+                Some(e) if e <= opts.volume.size() => opts
+                    .volume
+                    .write_at(w.offset, &w.data)
+                    .and_then(|_| if w.fua { opts.volume.sync() } else { Ok(()) })
+                    .map_err(|e| errno_of(&e)),
+                // The device checks every lock against VOLUME_BYTES: this is a device fault.
+                _ => Err(libc_einval()),
+            };
+            st.writes += 1;
+            let errno = match r {
+                Ok(()) => 0,
+                Err(e) => {
+                    st.write_errors += 1;
+                    warn!(
+                        offset = w.offset,
+                        len = w.data.len(),
+                        errno = e,
+                        "volume write failed"
+                    );
+                    e as u32
+                }
+            };
+            outcomes.push_back((w.tag, errno));
+        }
+        if !outcomes.is_empty() {
+            let device_done_head = port.mmio().read(regs::DONE_HEAD);
+            while let Some(&(tag, errno)) = outcomes.front() {
+                match rings.complete(tag, errno, device_done_head) {
+                    Ok(()) => {
+                        outcomes.pop_front();
+                    }
+                    Err(RxError::DoneFull(_)) => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        if busy {
+            rings.doorbells(port.mmio());
+        } else {
+            port.wait_interrupt(IDLE_WAIT);
+        }
+        // Once a second while the figures change.
+        let now_st = (st.writes, st.write_errors, st.host_frames, st.sessions);
+        if now_st != told && report.elapsed() >= Duration::from_secs(1) {
+            (report, told) = (Instant::now(), now_st);
+            let m = port.mmio();
+            info!(
+                writes = st.writes,
+                write_errors = st.write_errors,
+                host_frames = st.host_frames,
+                sessions = st.sessions,
+                rx_head = rings.head(),
+                rx_tail = m.read(regs::RX_TAIL),
+                done_tail = rings.done_tail(),
+                done_head = m.read(regs::DONE_HEAD),
+                outcomes_waiting = outcomes.len(),
+                frames_rx = m.read(regs::FRAMES_RX),
+                frames_tx = m.read(regs::FRAMES_TX),
+                frames_bad = m.read(regs::FRAMES_BAD),
+                "target device: writes the device handed over, frames the host answered"
+            );
+        }
+    }
+}
+
+/// EINVAL: a write the volume cannot hold.
+fn libc_einval() -> i32 {
+    22
+}
+
+/// A frame the device left to the host: the software core answers it.
+fn host_frame(
+    port: &dyn HwPort,
+    core: &mut Target,
+    volume: &Volume,
+    bytes: &[u8],
+    now: u64,
+    st: &mut HwTargetStats,
+) -> Result<(), HwTargetError> {
+    let Ok((frame, _)) = Frame::decode(bytes) else {
+        debug!("a damaged frame in the host queue, dropped (the source sends it again)");
+        return Ok(());
+    };
+    let mut actions: VecDeque<TargetAction> = core.handle(TargetEvent::Frame(frame), now).into();
+    while let Some(a) = actions.pop_front() {
+        match a {
+            TargetAction::Send(f) => port
+                .host_send(f.encode())
+                .map_err(HwTargetError::HostQueue)?,
+            TargetAction::SessionStarted { generation } => {
+                // Before the handshake's answer leaves: the source's next LOCK must find the
+                // device in the new session.
+                let m = port.mmio();
+                m.write(regs::GENERATION, generation);
+                m.write(regs::CONTROL, NEW_SESSION);
+                st.sessions += 1;
+                info!(generation, "target device: new session");
+            }
+            TargetAction::SyncVolume { token } => {
+                let result = volume.sync().map_err(|e| errno_of(&e));
+                actions.extend(core.handle(TargetEvent::VolumeSyncDone { token, result }, now));
+            }
+            TargetAction::WriteVolume { offset, .. } => {
+                // The device takes every write of the session; the software core is given only
+                // frames of sessions the device does not hold, and writes none of them.
+                warn!(offset, "the host's software was asked to write; refused");
+            }
+            TargetAction::Violation(why) => warn!("the source broke the protocol: {why}"),
+            TargetAction::LockAcquired { .. } | TargetAction::LockReleased { .. } => {}
+        }
+    }
+    Ok(())
+}
