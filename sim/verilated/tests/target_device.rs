@@ -105,3 +105,173 @@ fn a_million_clocks_of_writes_reach_the_host_and_are_answered() {
     assert!(failed > 0, "failed writes were seen");
     eprintln!("target device: {clocks} clocks, {writes} writes, {failed} failed by the host");
 }
+
+/// One uncontended 4 KiB write through the verilated target device, the host answering at once:
+/// the clocks from the LOCK to LOCK_GRANTED, from the DATA to the write in host memory, and from
+/// the host's doorbell to WRITE_DONE (`cargo test --release -p specmirror-verilated --test
+/// target_device latency -- --nocapture`).
+#[test]
+fn latency_of_one_write_through_host_memory() {
+    use specmirror_abi::le::Le32;
+    use specmirror_abi::regs;
+    use specmirror_abi::rx_ring::{DoneEntry, RxEntry, RX_ENTRY_LEN, RX_PHASE};
+    use specmirror_abi::{Flags, FrameType, Header, HEADER_LEN};
+    use specmirror_hdl::target_path::host::{data, lock, pattern, GENERATION};
+    use std::collections::VecDeque;
+
+    const RX: u64 = 0x1000;
+    const DONE: u64 = 0x2000;
+    const BUFS: u64 = 0x10000;
+    let mut m = VerTargetDevice::new();
+    let mut mem = vec![0u8; 0x20000];
+    let mut bar: VecDeque<(u32, u32)> = [
+        (regs::RX_BASE_LO, RX as u32),
+        (regs::RX_BUF_LO, BUFS as u32),
+        (regs::DONE_BASE_LO, DONE as u32),
+        (regs::RX_LOG2_SIZE, 2),
+        (regs::VOLUME_BYTES_LO, 1 << 20),
+        (regs::REGION_LOG2, 12),
+        (regs::GENERATION, GENERATION),
+        (regs::CONTROL, 1),
+    ]
+    .into_iter()
+    .collect();
+    let payload = pattern(9, 4096);
+    let frames = [
+        lock(1, 100, 3, 1),
+        data(1, 100, 3 << 12, &payload, Flags::NONE),
+    ];
+    let mut rx: VecDeque<(u64, bool, usize)> = VecDeque::new();
+    let mut reads: VecDeque<u64> = VecDeque::new();
+    let mut tx: Vec<u64> = Vec::new();
+    let mut tx_first = 0u64;
+    // Clocks of: each frame's last word in, the first data word and the entry's phase word in
+    // host memory, the host's doorbell, each answer's first word out.
+    let mut last_in = [0u64; 2];
+    let (mut first_dma, mut entry_at, mut doorbell_at) = (None, None, None);
+    let mut answers: Vec<(FrameType, u64)> = Vec::new();
+    let mut clock = 0u64;
+    while answers.len() < 2 {
+        assert!(
+            clock < 100_000,
+            "no answers after {clock} clocks: {answers:?}"
+        );
+        if bar.is_empty() && clock == 20 {
+            for (k, f) in frames.iter().enumerate() {
+                let n = f.len().div_ceil(8);
+                for (j, c) in f.chunks(8).enumerate() {
+                    let mut b = [0u8; 8];
+                    b[..c.len()].copy_from_slice(c);
+                    rx.push_back((u64::from_le_bytes(b), j + 1 == n, k));
+                }
+            }
+        }
+        let mut i = TdIn {
+            rd_req_ready: true,
+            wr_ready: true,
+            tx_ready: true,
+            ..TdIn::default()
+        };
+        if let Some(&(off, v)) = bar.front() {
+            (i.mmio_write, i.mmio_addr, i.mmio_wdata) = (true, off as u64, v as u64);
+        }
+        if let Some(&(w, last, _)) = rx.front() {
+            (i.rx_valid, i.rx_data, i.rx_last) = (true, w, last);
+        }
+        if let Some(&a) = reads.front() {
+            i.rd_valid = true;
+            i.rd_data = u64::from_le_bytes(mem[a as usize..][..8].try_into().unwrap());
+        }
+        m.set(&i);
+        let o = m.get();
+        if i.mmio_write {
+            bar.pop_front();
+        }
+        if let Some((_, last, k)) = rx.pop_front() {
+            if last {
+                last_in[k] = clock;
+            }
+        }
+        if i.rd_valid && o.rd_ready {
+            reads.pop_front();
+        }
+        if o.rd_req_valid {
+            reads.push_back(o.rd_req_addr);
+        }
+        if o.wr_valid {
+            let a = o.wr_addr as usize;
+            mem[a..a + 8].copy_from_slice(&o.wr_data.to_le_bytes());
+            if o.wr_addr >= BUFS && first_dma.is_none() {
+                first_dma = Some(clock);
+            }
+            if o.wr_addr == RX + 8 {
+                entry_at = Some(clock);
+            }
+        }
+        if o.tx_valid {
+            if tx.is_empty() {
+                tx_first = clock;
+            }
+            tx.push(o.tx_data);
+            if o.tx_last {
+                let bytes: Vec<u8> = tx.drain(..).flat_map(|w| w.to_le_bytes()).collect();
+                let h = Header::decode(&bytes[..HEADER_LEN]).expect("an answer");
+                answers.push((h.ty, tx_first));
+            }
+        }
+        // The host, the clock after the entry's phase word: checks the write, hands the outcome
+        // back and rings both doorbells.
+        if entry_at.is_some_and(|t| t + 1 == clock) {
+            let e = RxEntry::from_bytes(&mem[RX as usize..][..RX_ENTRY_LEN].try_into().unwrap());
+            assert_eq!(e.phase & RX_PHASE, RX_PHASE);
+            assert_eq!((e.offset.get(), e.length.get()), (3 << 12, 4096));
+            assert!(
+                mem[BUFS as usize..][..4096] == payload[..],
+                "the data in host memory"
+            );
+            let d = DoneEntry {
+                tag: e.tag,
+                reserved: [0; 3],
+                error: Le32::new(0),
+            };
+            mem[DONE as usize..][..8].copy_from_slice(&d.to_bytes());
+            bar.push_back((regs::DONE_TAIL_DOORBELL, 1));
+            bar.push_back((regs::RX_HEAD_DOORBELL, 1));
+            doorbell_at = Some(clock);
+        }
+        m.tick();
+        clock += 1;
+    }
+    assert_eq!(
+        answers.iter().map(|a| a.0).collect::<Vec<_>>(),
+        [FrameType::LockGranted, FrameType::WriteDone]
+    );
+    let (first_dma, entry_at, doorbell_at) = (
+        first_dma.expect("data in host memory"),
+        entry_at.expect("an entry"),
+        doorbell_at.expect("a doorbell"),
+    );
+    let steps = [
+        (
+            "LOCK's last word to LOCK_GRANTED's first",
+            answers[0].1 - last_in[0],
+        ),
+        (
+            "DATA's last word to its first word in host memory",
+            first_dma - last_in[1],
+        ),
+        (
+            "DATA's last word to the entry's phase word in host memory",
+            entry_at - last_in[1],
+        ),
+        (
+            "the host's doorbell to WRITE_DONE's first word",
+            answers[1].1 - doorbell_at,
+        ),
+    ];
+    for (what, clocks) in steps {
+        eprintln!("target device latency: {what}: {clocks} clocks");
+    }
+    // The data's 512 words go out one per clock: the entry follows them.
+    assert!(entry_at - first_dma >= 512, "{steps:?}");
+}
