@@ -410,13 +410,18 @@ fn a_link_cut_resets_the_device_and_every_acknowledged_write_reaches_the_target(
 }
 
 /// A TCP forwarder that keeps the bytes the source sent on its first connection.
-fn capture(upstream: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+/// What a forwarder in front of the target saw on the first connection: what the source sent,
+/// and what the target answered.
+type Kept = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+fn capture(upstream: &str) -> (String, Kept, Kept) {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
-    let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (k, up) = (kept.clone(), upstream.to_string());
+    let kept = Kept::default();
+    let answered = Kept::default();
+    let (k, a, up) = (kept.clone(), answered.clone(), upstream.to_string());
     std::thread::spawn(move || {
         for (n, s) in l.incoming().enumerate() {
             let Ok(mut down) = s else { continue };
@@ -424,10 +429,17 @@ fn capture(upstream: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>
                 continue;
             };
             let (mut d2, mut u2) = (down.try_clone().unwrap(), upc.try_clone().unwrap());
+            let a = a.clone();
             std::thread::spawn(move || {
                 let mut b = [0u8; 65536];
                 while let Ok(m) = u2.read(&mut b) {
-                    if m == 0 || d2.write_all(&b[..m]).is_err() {
+                    if m == 0 {
+                        break;
+                    }
+                    if n == 0 {
+                        a.lock().unwrap().extend_from_slice(&b[..m]);
+                    }
+                    if d2.write_all(&b[..m]).is_err() {
                         break;
                     }
                 }
@@ -449,7 +461,7 @@ fn capture(upstream: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>
             });
         }
     });
-    (addr, kept)
+    (addr, kept, answered)
 }
 
 /// The LOCK and DATA frames in what a source sent (after its 80-byte authentication answer),
@@ -477,7 +489,7 @@ fn frames_of(engine: &str) -> Vec<Vec<u8>> {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let target = start_target(d, SIZE, &[]);
-    let (addr, sent) = capture(&target.field("listen"));
+    let (addr, sent, _) = capture(&target.field("listen"));
     let source = if engine == "hw" {
         start_hw_source(d, &addr, "speculative")
     } else {
@@ -525,6 +537,82 @@ fn the_hardware_engine_puts_the_very_bytes_of_the_software_engine_on_the_wire() 
         assert!(
             a == b,
             "frame {k} differs:\nsoftware {:?}\nhardware {:?}",
+            specmirror_abi::Header::decode(a),
+            specmirror_abi::Header::decode(b)
+        );
+    }
+}
+
+/// The target's answers to LOCK and DATA in what it sent (after its 96 bytes of authentication),
+/// each once.
+fn answers_in(answered: &[u8]) -> Vec<Vec<u8>> {
+    use specmirror_abi::FrameType;
+    let mut at = 96;
+    let (mut out, mut seen) = (Vec::new(), std::collections::HashSet::new());
+    while at < answered.len() {
+        let (f, n) = specmirror_core::Frame::decode(&answered[at..]).expect("a well-formed frame");
+        let h = f.header;
+        if matches!(
+            h.ty,
+            FrameType::LockGranted
+                | FrameType::LockRejected
+                | FrameType::WriteDone
+                | FrameType::WriteFailed
+        ) && seen.insert((h.ty as u8, h.seq, h.lock_id))
+        {
+            out.push(answered[at..at + n].to_vec());
+        }
+        at += n;
+    }
+    out
+}
+
+/// What the software or the hardware target answers to a fixed workload of the software source.
+fn answers_of(target_engine: &str) -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let extra: &[&str] = if target_engine == "hw" {
+        &["--engine", "hw", "--device", "sim"]
+    } else {
+        &[]
+    };
+    let target = start_target(d, SIZE, extra);
+    let (addr, _, answered) = capture(&target.field("listen"));
+    let source = start_source(d, &addr, "speculative", SIZE, &[]);
+    let port = port_of(&source.field("nbd"));
+    // One write at a time, each in one DATA frame (the hardware target's data slots hold 4 KiB).
+    let cmds: Vec<String> = (0..40u64)
+        .map(|i| {
+            format!(
+                "write -P 0x{:02x} {} {}",
+                1 + i,
+                (i * 104_729) % (8 << 20),
+                [512, 4096, 1, 3000, 2048][i as usize % 5]
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
+    qemu_ok(&port, &refs);
+    let (src, tgt) = (d.join("source.img"), d.join("target.img"));
+    assert!(
+        wait_identical(&src, &tgt, Duration::from_secs(10)),
+        "{target_engine}"
+    );
+    drop(source);
+    let answers = answers_in(&answered.lock().unwrap());
+    answers
+}
+
+#[test]
+fn the_hardware_target_answers_with_the_very_bytes_of_the_software_target() {
+    let soft = answers_of("soft");
+    let hw = answers_of("hw");
+    assert_eq!(soft.len(), 80, "40 writes, a grant and a WRITE_DONE each");
+    assert_eq!(hw.len(), soft.len(), "answers");
+    for (k, (a, b)) in soft.iter().zip(&hw).enumerate() {
+        assert!(
+            a == b,
+            "answer {k} differs:\nsoftware {:?}\nhardware {:?}",
             specmirror_abi::Header::decode(a),
             specmirror_abi::Header::decode(b)
         );
