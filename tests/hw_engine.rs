@@ -8,6 +8,7 @@
 
 mod common;
 
+use specmirror_abi::FrameType;
 use std::time::Duration;
 
 use common::*;
@@ -464,24 +465,49 @@ fn capture(upstream: &str) -> (String, Kept, Kept) {
     (addr, kept, answered)
 }
 
-/// The LOCK and DATA frames in what a source sent (after its 80-byte authentication answer),
-/// each once: a retransmission (the target's FUA writes may outlast the first timeout) repeats
-/// a frame whichever engine sends it.
-fn lock_and_data_frames(sent: &[u8]) -> Vec<Vec<u8>> {
-    use specmirror_abi::FrameType;
-    let mut at = 80;
+/// The frames of the types `keep` in what one side sent, after its `skip` bytes of authentication
+/// (80 from the source, 96 from the target), each once: a retransmission (the target's FUA writes
+/// may outlast the first timeout) repeats a frame whichever engine sends it.
+fn frames_in(bytes: &[u8], skip: usize, keep: &[specmirror_abi::FrameType]) -> Vec<Vec<u8>> {
+    let mut at = skip;
     let (mut out, mut seen) = (Vec::new(), std::collections::HashSet::new());
-    while at < sent.len() {
-        let (f, n) = specmirror_core::Frame::decode(&sent[at..]).expect("a well-formed frame");
+    while at < bytes.len() {
+        let (f, n) = specmirror_core::Frame::decode(&bytes[at..]).expect("a well-formed frame");
         let h = f.header;
-        if matches!(h.ty, FrameType::Lock | FrameType::Data)
-            && seen.insert((h.ty as u8, h.seq, h.lock_id))
-        {
-            out.push(sent[at..at + n].to_vec());
+        if keep.contains(&h.ty) && seen.insert((h.ty as u8, h.seq, h.lock_id)) {
+            out.push(bytes[at..at + n].to_vec());
         }
         at += n;
     }
     out
+}
+
+/// A fixed workload of 40 writes, one at a time, their sizes taken in turn from `sizes`.
+fn one_at_a_time(sizes: &[u64]) -> Vec<String> {
+    (0..40u64)
+        .map(|i| {
+            format!(
+                "write -P 0x{:02x} {} {}",
+                1 + i,
+                (i * 104_729) % (8 << 20),
+                sizes[i as usize % sizes.len()]
+            )
+        })
+        .collect()
+}
+
+/// Two runs' frames, the same bytes one by one, `n` of them.
+fn assert_same_frames(soft: &[Vec<u8>], hw: &[Vec<u8>], n: usize, what: &str) {
+    assert_eq!(soft.len(), n, "{what}");
+    assert_eq!(hw.len(), soft.len(), "{what}");
+    for (k, (a, b)) in soft.iter().zip(hw).enumerate() {
+        assert!(
+            a == b,
+            "{what}: frame {k} differs:\nsoftware {:?}\nhardware {:?}",
+            specmirror_abi::Header::decode(a),
+            specmirror_abi::Header::decode(b)
+        );
+    }
 }
 
 /// The frames a fixed workload puts on the wire, with the software or the hardware engine.
@@ -497,16 +523,7 @@ fn frames_of(engine: &str) -> Vec<Vec<u8>> {
     };
     let port = port_of(&source.field("nbd"));
     // One write at a time: each frame's acknowledgements are the same whichever engine sends it.
-    let cmds: Vec<String> = (0..40u64)
-        .map(|i| {
-            format!(
-                "write -P 0x{:02x} {} {}",
-                1 + i,
-                (i * 104_729) % (8 << 20),
-                [512, 4096, 1, 65536, 3000, 131_072][i as usize % 6]
-            )
-        })
-        .collect();
+    let cmds = one_at_a_time(&[512, 4096, 1, 65536, 3000, 131_072]);
     let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
     qemu_ok(&port, &refs);
     let (src, tgt) = (d.join("source.img"), d.join("target.img"));
@@ -522,49 +539,18 @@ fn frames_of(engine: &str) -> Vec<Vec<u8>> {
         );
     }
     drop(source);
-    let frames = lock_and_data_frames(&sent.lock().unwrap());
+    let frames = frames_in(
+        &sent.lock().unwrap(),
+        80,
+        &[FrameType::Lock, FrameType::Data],
+    );
     frames
 }
 
 #[test]
 fn the_hardware_engine_puts_the_very_bytes_of_the_software_engine_on_the_wire() {
-    let soft = frames_of("soft");
-    let hw = frames_of("hw");
-
-    assert_eq!(soft.len(), 80, "40 writes, a LOCK and a DATA each");
-    assert_eq!(hw.len(), soft.len(), "frames");
-    for (k, (a, b)) in soft.iter().zip(&hw).enumerate() {
-        assert!(
-            a == b,
-            "frame {k} differs:\nsoftware {:?}\nhardware {:?}",
-            specmirror_abi::Header::decode(a),
-            specmirror_abi::Header::decode(b)
-        );
-    }
-}
-
-/// The target's answers to LOCK and DATA in what it sent (after its 96 bytes of authentication),
-/// each once.
-fn answers_in(answered: &[u8]) -> Vec<Vec<u8>> {
-    use specmirror_abi::FrameType;
-    let mut at = 96;
-    let (mut out, mut seen) = (Vec::new(), std::collections::HashSet::new());
-    while at < answered.len() {
-        let (f, n) = specmirror_core::Frame::decode(&answered[at..]).expect("a well-formed frame");
-        let h = f.header;
-        if matches!(
-            h.ty,
-            FrameType::LockGranted
-                | FrameType::LockRejected
-                | FrameType::WriteDone
-                | FrameType::WriteFailed
-        ) && seen.insert((h.ty as u8, h.seq, h.lock_id))
-        {
-            out.push(answered[at..at + n].to_vec());
-        }
-        at += n;
-    }
-    out
+    let (soft, hw) = (frames_of("soft"), frames_of("hw"));
+    assert_same_frames(&soft, &hw, 80, "40 writes, a LOCK and a DATA each");
 }
 
 /// What the software or the hardware target answers to a fixed workload of the software source.
@@ -581,16 +567,7 @@ fn answers_of(target_engine: &str) -> Vec<Vec<u8>> {
     let source = start_source(d, &addr, "speculative", SIZE, &[]);
     let port = port_of(&source.field("nbd"));
     // One write at a time, each in one DATA frame (the hardware target's data slots hold 4 KiB).
-    let cmds: Vec<String> = (0..40u64)
-        .map(|i| {
-            format!(
-                "write -P 0x{:02x} {} {}",
-                1 + i,
-                (i * 104_729) % (8 << 20),
-                [512, 4096, 1, 3000, 2048][i as usize % 5]
-            )
-        })
-        .collect();
+    let cmds = one_at_a_time(&[512, 4096, 1, 3000, 2048]);
     let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
     qemu_ok(&port, &refs);
     let (src, tgt) = (d.join("source.img"), d.join("target.img"));
@@ -599,22 +576,21 @@ fn answers_of(target_engine: &str) -> Vec<Vec<u8>> {
         "{target_engine}"
     );
     drop(source);
-    let answers = answers_in(&answered.lock().unwrap());
+    let answers = frames_in(
+        &answered.lock().unwrap(),
+        96,
+        &[
+            FrameType::LockGranted,
+            FrameType::LockRejected,
+            FrameType::WriteDone,
+            FrameType::WriteFailed,
+        ],
+    );
     answers
 }
 
 #[test]
 fn the_hardware_target_answers_with_the_very_bytes_of_the_software_target() {
-    let soft = answers_of("soft");
-    let hw = answers_of("hw");
-    assert_eq!(soft.len(), 80, "40 writes, a grant and a WRITE_DONE each");
-    assert_eq!(hw.len(), soft.len(), "answers");
-    for (k, (a, b)) in soft.iter().zip(&hw).enumerate() {
-        assert!(
-            a == b,
-            "answer {k} differs:\nsoftware {:?}\nhardware {:?}",
-            specmirror_abi::Header::decode(a),
-            specmirror_abi::Header::decode(b)
-        );
-    }
+    let (soft, hw) = (answers_of("soft"), answers_of("hw"));
+    assert_same_frames(&soft, &hw, 80, "40 writes, a grant and a WRITE_DONE each");
 }
