@@ -134,7 +134,7 @@ fn serve(
                     .and_then(|_| if w.fua { opts.volume.sync() } else { Ok(()) })
                     .map_err(|e| errno_of(&e)),
                 // The device checks every lock against VOLUME_BYTES: this is a device fault.
-                _ => Err(libc_einval()),
+                _ => Err(specmirror_core::errno::EINVAL),
             };
             st.writes += 1;
             let errno = match r {
@@ -191,11 +191,6 @@ fn serve(
             );
         }
     }
-}
-
-/// EINVAL: a write the volume cannot hold.
-fn libc_einval() -> i32 {
-    22
 }
 
 /// A frame the device left to the host: the software core answers it.
