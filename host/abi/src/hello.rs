@@ -38,6 +38,24 @@ pub enum HelloStatus {
 
 /// Capability bit: the sender is a node of a bidirectional pair.
 pub const CAP_BIDIRECTIONAL: u32 = 1 << 0;
+/// Capability bit of a target: it takes no implicit locks (a DATA frame with `IMPLICIT_LOCK`), so
+/// a source in implicit mode sends each write's LOCK frame all the same.
+pub const CAP_NO_IMPLICIT_LOCK: u32 = 1 << 1;
+/// Capability bits 8..16 of a target: log2 of the largest write it takes under one lock, which it
+/// takes as one DATA frame and never in pieces (a hardware target's buffer slot); 0 when it takes
+/// any write up to `MAX_PAYLOAD`, in pieces if need be. A source splits longer writes.
+pub const CAP_WRITE_LIMIT_SHIFT: u32 = 8;
+const CAP_WRITE_LIMIT_MASK: u32 = 0xff << CAP_WRITE_LIMIT_SHIFT;
+/// Capability bits 16..24 of a target: the most writes it holds at once (locks with their data
+/// waiting or being written); 0 when it holds as many as the source sends. A source keeps no
+/// more writes than that in flight, and sends waiting ones in sequence order as others finish: a
+/// target with a few data slots would otherwise drop the data of a burst and make the source
+/// retransmit it again and again.
+pub const CAP_WINDOW_SHIFT: u32 = 16;
+const CAP_WINDOW_MASK: u32 = 0xff << CAP_WINDOW_SHIFT;
+/// The smallest and largest write limits a target may announce (512 bytes, `MAX_PAYLOAD`).
+const WRITE_LIMIT_LOG2: std::ops::RangeInclusive<u32> = 9..=22;
+const _: () = assert!(1 << *WRITE_LIMIT_LOG2.end() == crate::frame::MAX_PAYLOAD);
 
 impl HelloStatus {
     pub fn from_u32(v: u32) -> Option<HelloStatus> {
@@ -65,6 +83,10 @@ pub enum HelloError {
     RegionSize(u64),
     #[error("volume size {0} is not a multiple of 512 bytes")]
     VolumeSize(u64),
+    #[error("write limit 2^{0} bytes is outside 512 bytes to 4 MiB")]
+    WriteLimit(u32),
+    #[error("a window of {0} writes is outside 1 to 255")]
+    Window(u32),
 }
 
 /// What a HELLO announces about the volume pair.
@@ -99,6 +121,50 @@ impl Hello {
             status,
             capabilities: 0,
         }
+    }
+
+    /// The largest write the sender takes under one lock, as one DATA frame; `None` when it
+    /// takes any write (see [`CAP_WRITE_LIMIT_SHIFT`]).
+    pub fn write_limit(&self) -> Option<u64> {
+        match (self.capabilities & CAP_WRITE_LIMIT_MASK) >> CAP_WRITE_LIMIT_SHIFT {
+            0 => None,
+            log2 => Some(1 << log2),
+        }
+    }
+
+    /// Announces the largest write taken under one lock: a power of two from 512 bytes to
+    /// `MAX_PAYLOAD`.
+    pub fn set_write_limit(&mut self, bytes: u64) -> Result<(), HelloError> {
+        let log2 = bytes.trailing_zeros();
+        if !bytes.is_power_of_two() || !WRITE_LIMIT_LOG2.contains(&log2) {
+            return Err(HelloError::WriteLimit(log2));
+        }
+        self.capabilities =
+            (self.capabilities & !CAP_WRITE_LIMIT_MASK) | (log2 << CAP_WRITE_LIMIT_SHIFT);
+        Ok(())
+    }
+
+    /// The most writes the sender holds at once; `None` when it does not limit them (see
+    /// [`CAP_WINDOW_SHIFT`]).
+    pub fn window(&self) -> Option<u32> {
+        match (self.capabilities & CAP_WINDOW_MASK) >> CAP_WINDOW_SHIFT {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// Announces the most writes held at once: 1 to 255.
+    pub fn set_window(&mut self, writes: u32) -> Result<(), HelloError> {
+        if !(1..=255).contains(&writes) {
+            return Err(HelloError::Window(writes));
+        }
+        self.capabilities = (self.capabilities & !CAP_WINDOW_MASK) | (writes << CAP_WINDOW_SHIFT);
+        Ok(())
+    }
+
+    /// Whether the sender takes implicit locks (see [`CAP_NO_IMPLICIT_LOCK`]).
+    pub fn takes_implicit_locks(&self) -> bool {
+        self.capabilities & CAP_NO_IMPLICIT_LOCK == 0
     }
 
     pub fn to_bytes(&self) -> [u8; HELLO_LEN] {
@@ -138,6 +204,10 @@ impl Hello {
         }
         if !h.volume_size.is_multiple_of(512) {
             return Err(HelloError::VolumeSize(h.volume_size));
+        }
+        let limit = (h.capabilities & CAP_WRITE_LIMIT_MASK) >> CAP_WRITE_LIMIT_SHIFT;
+        if limit != 0 && !WRITE_LIMIT_LOG2.contains(&limit) {
+            return Err(HelloError::WriteLimit(limit));
         }
         Ok(h)
     }
@@ -187,5 +257,38 @@ mod tests {
         b[40] = 77;
         assert_eq!(Hello::decode(&b), Err(HelloError::Status(77)));
         assert_eq!(Hello::decode(&b[..47]), Err(HelloError::Length(47)));
+        let mut b = sample().to_bytes();
+        b[field::CAPABILITIES + 1] = 30;
+        assert_eq!(Hello::decode(&b), Err(HelloError::WriteLimit(30)));
+        b[field::CAPABILITIES + 1] = 8;
+        assert_eq!(Hello::decode(&b), Err(HelloError::WriteLimit(8)));
+    }
+
+    #[test]
+    fn write_limit_and_implicit_locks_round_trip() {
+        let mut h = sample();
+        assert_eq!(h.write_limit(), None);
+        assert!(h.takes_implicit_locks());
+        h.set_write_limit(4096).unwrap();
+        h.capabilities |= CAP_NO_IMPLICIT_LOCK;
+        let back = Hello::decode(&h.to_bytes()).unwrap();
+        assert_eq!(back.write_limit(), Some(4096));
+        assert!(!back.takes_implicit_locks());
+        // The other capability bits are left as they were.
+        assert_eq!(back.capabilities & CAP_BIDIRECTIONAL, CAP_BIDIRECTIONAL);
+        assert_eq!(h.set_write_limit(3000), Err(HelloError::WriteLimit(3)));
+        assert_eq!(h.set_write_limit(256), Err(HelloError::WriteLimit(8)));
+        assert_eq!(h.set_write_limit(8 << 20), Err(HelloError::WriteLimit(23)));
+        h.set_write_limit(4 << 20).unwrap();
+        assert_eq!(h.write_limit(), Some(4 << 20));
+        assert_eq!(h.window(), None);
+        h.set_window(3).unwrap();
+        let back = Hello::decode(&h.to_bytes()).unwrap();
+        assert_eq!(
+            (back.window(), back.write_limit()),
+            (Some(3), Some(4 << 20))
+        );
+        assert_eq!(h.set_window(0), Err(HelloError::Window(0)));
+        assert_eq!(h.set_window(256), Err(HelloError::Window(256)));
     }
 }

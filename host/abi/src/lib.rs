@@ -15,4 +15,7 @@ pub use frame::{
     data_piece, data_piece_arg, decode, encode, encode_into, frame_len, Flags, FrameError,
     FrameType, Header, RejectReason, HEADER_LEN, MAGIC, MAX_PAYLOAD, TRAILER_LEN, VERSION,
 };
-pub use hello::{Hello, HelloError, HelloStatus, CAP_BIDIRECTIONAL, HELLO_LEN};
+pub use hello::{
+    Hello, HelloError, HelloStatus, CAP_BIDIRECTIONAL, CAP_NO_IMPLICIT_LOCK, CAP_WINDOW_SHIFT,
+    CAP_WRITE_LIMIT_SHIFT, HELLO_LEN,
+};
