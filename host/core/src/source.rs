@@ -225,6 +225,8 @@ pub struct SourceStats {
     pub retransmits: u64,
     pub rejections: u64,
     pub sessions: u64,
+    /// Client writes longer than the target takes under one lock, sent as several writes.
+    pub split: u64,
 }
 
 #[derive(Debug)]
@@ -251,6 +253,17 @@ pub struct Source {
     /// writes answered without a retransmission or a rejection (Karn's rule).
     srtt: Option<Nanos>,
     rttvar: Nanos,
+    /// What the target announced in the last handshake: the largest write it takes under one
+    /// lock (longer client writes become several writes of at most that size) and whether it
+    /// takes implicit locks.
+    peer_write_limit: Option<u64>,
+    peer_implicit: bool,
+    /// The most writes the target holds at once (announced in the handshake): no more are in
+    /// flight, and the waiting ones go in sequence order as others finish.
+    peer_window: Option<usize>,
+    /// Client writes sent as several writes, by client handle: how many of them are unanswered,
+    /// and the first error among those answered. The client hears once, when all are answered.
+    splits: BTreeMap<u64, (usize, Option<i32>)>,
 }
 
 impl Source {
@@ -274,6 +287,10 @@ impl Source {
             stats: SourceStats::default(),
             srtt: None,
             rttvar: 0,
+            peer_write_limit: None,
+            peer_implicit: true,
+            peer_window: None,
+            splits: BTreeMap::new(),
         }
     }
 
@@ -418,7 +435,97 @@ impl Source {
                 self.ack_alone();
             }
         }
-        std::mem::take(&mut self.out)
+        self.fill_window(now);
+        self.take_out()
+    }
+
+    /// What the target announced in the last handshake: the largest write it takes under one
+    /// lock (`None`: any), whether it takes implicit locks, and the most writes it holds at once
+    /// (`None`: any number).
+    pub fn target_limits(&self) -> (Option<u64>, bool, Option<usize>) {
+        (self.peer_write_limit, self.peer_implicit, self.peer_window)
+    }
+
+    /// Writes sent in this session and not yet confirmed (waiting for their lock, granted, or
+    /// rejected and to be re-issued).
+    fn in_flight(&self) -> usize {
+        self.tx
+            .values()
+            .filter(|t| {
+                matches!(
+                    t.phase,
+                    Phase::Waiting { .. } | Phase::Granted { .. } | Phase::Rejected { .. }
+                )
+            })
+            .count()
+    }
+
+    /// Under the target's window: whether write `seq`, not yet sent in this session, must wait
+    /// (the window is full, or an earlier write waits too: they go in sequence order, so the
+    /// earliest of any chain of overlapping writes is always in flight).
+    fn must_wait(&self, seq: u64) -> bool {
+        let Some(w) = self.peer_window else {
+            return false;
+        };
+        self.tx[&seq].phase == Phase::Idle
+            && (self.in_flight() >= w || self.tx.range(..seq).any(|(_, t)| t.phase == Phase::Idle))
+    }
+
+    /// Under the target's window: sends waiting writes, earliest first, while there is room.
+    fn fill_window(&mut self, now: Nanos) {
+        let Some(w) = self.peer_window else {
+            return;
+        };
+        if !self.is_up() {
+            return;
+        }
+        let room = w.saturating_sub(self.in_flight());
+        let next: Vec<u64> = self
+            .tx
+            .iter()
+            .filter(|(_, t)| t.phase == Phase::Idle)
+            .map(|(&seq, _)| seq)
+            .take(room)
+            .collect();
+        for seq in next {
+            self.send_entry(seq, now);
+        }
+    }
+
+    /// The actions gathered so far, with the answers to the parts of a split client write
+    /// folded into one answer, given when the last part is answered.
+    fn take_out(&mut self) -> Vec<SourceAction> {
+        let mut out = std::mem::take(&mut self.out);
+        if self.splits.is_empty() {
+            return out;
+        }
+        let splits = &mut self.splits;
+        out.retain_mut(|a| {
+            let SourceAction::AckWrite { handle, result } = a else {
+                return true;
+            };
+            let Some((left, err)) = splits.get_mut(handle) else {
+                return true;
+            };
+            if let Err(e) = result {
+                err.get_or_insert(*e);
+            }
+            *left -= 1;
+            if *left > 0 {
+                return false;
+            }
+            *result = err.map_or(Ok(()), Err);
+            splits.remove(handle);
+            true
+        });
+        out
+    }
+
+    /// The longest write sent under one lock, when the target limits it: its announced limit,
+    /// and no longer than one DATA frame (the target takes no pieces).
+    fn split_size(&self) -> Option<u64> {
+        self.peer_write_limit
+            .map(|l| l.min(self.cfg.max_data_payload as u64).max(8))
     }
 
     /// The earliest time [`Source::handle_timeout`] has work to do.
@@ -499,7 +606,8 @@ impl Source {
             }
         }
         self.retire();
-        std::mem::take(&mut self.out)
+        self.fill_window(now);
+        self.take_out()
     }
 
     fn on_client_write(
@@ -534,6 +642,21 @@ impl Source {
                 handle,
                 result: Ok(()),
             });
+            return;
+        }
+        if let Some(size) = self.split_size().filter(|&size| len > size) {
+            // The target takes no write this long under one lock: send it as several writes,
+            // each with its own lock and rollback, and answer the client once all are answered
+            // (with the first error, if any part failed). A block device promises no atomicity
+            // across a multi-block write, and each part stays mirrored or rolled back whole.
+            self.stats.split += 1;
+            let size = size as usize;
+            self.splits
+                .insert(handle, (data.len().div_ceil(size), None));
+            for (k, (d, b)) in data.chunks(size).zip(before.chunks(size)).enumerate() {
+                let at = offset + (k * size) as u64;
+                self.on_client_write(handle, at, d.to_vec(), b.to_vec(), fua, now);
+            }
             return;
         }
         self.stats.writes += 1;
@@ -771,7 +894,13 @@ impl Source {
             return;
         }
         tx.phase = Phase::Granted { lock_id };
-        if !tx.data_sent {
+        if tx.data_sent && self.peer_window.is_some() {
+            // The data went with the lock and waits at the target (a window leaves it room):
+            // give it a round trip from the grant before it goes again, or a lock granted late
+            // behind an overlapping write would bring a copy that takes another write's room.
+            let rto = self.rto();
+            self.tx.get_mut(&seq).expect("tx").rto_at = now + rto;
+        } else if !tx.data_sent {
             self.send_data(seq, lock_id, Flags::NONE, now);
         }
     }
@@ -788,6 +917,9 @@ impl Source {
             (Session::Handshaking { generation, .. }, HelloStatus::Ok)
                 if generation == h.generation =>
             {
+                self.peer_write_limit = ack.write_limit();
+                self.peer_implicit = ack.takes_implicit_locks();
+                self.peer_window = ack.window().map(|n| n as usize);
                 self.session_up(generation, now)
             }
             (Session::Handshaking { generation, .. }, HelloStatus::StaleGeneration)
@@ -845,6 +977,18 @@ impl Source {
 
     /// Sends a fresh lock instance for entry `seq`.
     fn send_entry(&mut self, seq: u64, now: Nanos) {
+        if self.must_wait(seq) {
+            return;
+        }
+        if let Some(size) = self.split_size() {
+            // Logged before the target said what it takes (a target that came back with a
+            // smaller limit): a client still waits for it, so it fails now, rolled back.
+            let e = self.log.get(seq).expect("entry");
+            if e.rec.len() > size && e.client.is_some() {
+                let why = "the write is longer than the target takes under one lock";
+                return self.fail(seq, errno::EINVAL, why, now);
+            }
+        }
         let lock_id = self.next_lock_id;
         self.next_lock_id += 1;
         self.by_lock.insert(lock_id, seq);
@@ -870,6 +1014,7 @@ impl Source {
     /// the write fits one frame).
     fn implicit_lock(&self, seq: u64) -> bool {
         self.cfg.mode == Mode::Implicit
+            && self.peer_implicit
             && self.log.get(seq).expect("entry").rec.len() <= self.cfg.max_data_payload as u64
     }
 
@@ -939,7 +1084,10 @@ impl Source {
                     let resend_data = tx.data_sent;
                     self.stats.retransmits += 1;
                     self.send_lock(seq, lock_id, now);
-                    if resend_data && !self.implicit_lock(seq) {
+                    // A target with a window has room for the data of every write in flight:
+                    // the first copy waits there for the lock, and a second would only take
+                    // another write's room. Its data goes again once granted, if still needed.
+                    if resend_data && !self.implicit_lock(seq) && self.peer_window.is_none() {
                         self.send_data(seq, lock_id, Flags::NONE, now);
                     }
                     self.bump_rto(seq, now);
@@ -1051,24 +1199,31 @@ impl Source {
         self.stats.rollbacks += 1;
         self.stats.failed += 1;
         if tx.ever_sent_data {
-            // The target may hold the data: mirror the restored content over it.
+            // The target may hold the data: mirror the restored content over it, in writes the
+            // target takes under one lock.
             self.stats.compensations += 1;
-            let c = LogRecord {
-                seq: self.next_seq,
-                offset: rb.removed.offset,
-                data: rb.restore.clone(),
-                before: None,
-                fua: false,
-                lock_pending: true,
-                data_pending: true,
-            };
-            self.next_seq += 1;
-            self.out.push(SourceAction::LogAppend(c.clone()));
-            let cseq = c.seq;
-            self.log.insert(c, None, true);
-            self.tx.insert(cseq, Tx::new(None, false));
-            if self.is_up() {
-                self.send_entry(cseq, now);
+            let size = self
+                .split_size()
+                .unwrap_or(u64::MAX)
+                .min(MAX_PAYLOAD as u64) as usize;
+            for (k, d) in rb.restore.chunks(size).enumerate() {
+                let c = LogRecord {
+                    seq: self.next_seq,
+                    offset: rb.removed.offset + (k * size) as u64,
+                    data: d.to_vec(),
+                    before: None,
+                    fua: false,
+                    lock_pending: true,
+                    data_pending: true,
+                };
+                self.next_seq += 1;
+                self.out.push(SourceAction::LogAppend(c.clone()));
+                let cseq = c.seq;
+                self.log.insert(c, None, true);
+                self.tx.insert(cseq, Tx::new(None, false));
+                if self.is_up() {
+                    self.send_entry(cseq, now);
+                }
             }
         }
         for p in rb.patched {

@@ -15,7 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use specmirror_abi::{
-    Flags, FrameType, Header, Hello, HelloStatus, RejectReason, CAP_BIDIRECTIONAL, MAX_PAYLOAD,
+    Flags, FrameType, Header, Hello, HelloStatus, RejectReason, CAP_BIDIRECTIONAL,
+    CAP_NO_IMPLICIT_LOCK, MAX_PAYLOAD,
 };
 
 use crate::frame::Frame;
@@ -45,6 +46,13 @@ pub struct TargetConfig {
     /// left its rollback log (its `ack_seq` passed it); until then local holds on its regions are
     /// refused, so local readers never see a write the peer may still roll back or re-apply.
     pub hold_until_settled: bool,
+    /// Announced in the handshake: the largest write taken under one lock, as one DATA frame
+    /// (`None`: any write, in pieces if need be). Sources split longer writes.
+    pub write_limit: Option<u64>,
+    /// Announced in the handshake: whether DATA may carry its own lock (implicit mode).
+    pub implicit_locks: bool,
+    /// Announced in the handshake: the most writes held at once (`None`: no limit).
+    pub window: Option<u32>,
 }
 
 impl TargetConfig {
@@ -61,6 +69,26 @@ impl TargetConfig {
             data_buffer: 64 << 20,
             reorder_window: 4096,
             hold_until_settled: false,
+            write_limit: None,
+            implicit_locks: true,
+            window: None,
+        }
+    }
+
+    /// The configuration of the host side of a hardware target: the device hands the host one
+    /// receive buffer per write, takes neither pieces nor implicit locks, and holds at most
+    /// `window` writes at once; the handshake says so.
+    pub fn hardware(
+        volume_size: u64,
+        region_size: u64,
+        pair_id: [u8; 16],
+        window: u32,
+    ) -> TargetConfig {
+        TargetConfig {
+            write_limit: Some(specmirror_abi::rx_ring::RX_BUFFER_BYTES as u64),
+            implicit_locks: false,
+            window: Some(window),
+            ..TargetConfig::new(volume_size, region_size, pair_id)
         }
     }
 
@@ -504,6 +532,17 @@ impl Target {
         );
         if self.cfg.hold_until_settled {
             hello.capabilities |= CAP_BIDIRECTIONAL;
+        }
+        if !self.cfg.implicit_locks {
+            hello.capabilities |= CAP_NO_IMPLICIT_LOCK;
+        }
+        if let Some(n) = self.cfg.window {
+            hello.set_window(n).expect("a window of 1 to 255 writes");
+        }
+        if let Some(limit) = self.cfg.write_limit {
+            hello
+                .set_write_limit(limit)
+                .expect("a write limit of a power of two from 512 bytes to MAX_PAYLOAD");
         }
         let mut h = Header::new(FrameType::HelloAck);
         h.generation = generation;

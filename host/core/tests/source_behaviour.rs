@@ -487,3 +487,145 @@ fn the_retransmission_timeout_follows_the_measured_round_trip() {
     assert_eq!(p.src.rto(), 637_500, "after three 300 µs round trips");
     assert_eq!(p.acks.len(), 3);
 }
+
+/// A target that announces what a hardware target does: writes of at most 4 KiB under one lock,
+/// each as one DATA frame, and no implicit locks.
+fn limited_target() -> specmirror_core::target::TargetConfig {
+    let mut tc = target_config();
+    tc.write_limit = Some(4096);
+    tc.implicit_locks = false;
+    tc
+}
+
+fn data_frames(p: &Pair) -> Vec<Frame> {
+    p.src_log
+        .iter()
+        .filter_map(|a| match a {
+            SourceAction::Send(f) if f.ty() == FrameType::Data => Some(f.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_target_s_write_limit_splits_longer_writes_and_the_client_hears_once() {
+    for mode in [Mode::Speculative, Mode::Implicit, Mode::Conservative] {
+        let mut p = Pair::with(source_config(mode), limited_target());
+        assert_eq!(p.src.target_limits(), (Some(4096), false, None), "{mode:?}");
+        p.write(1, 1000, 10_000, 0x5a);
+        p.write(2, 20_000, 100, 0x5b);
+        p.settle();
+        let mut data = data_frames(&p);
+        data.sort_by_key(|f| f.header.offset);
+        // 4096 + 4096 + 1808 bytes, then the short write: four writes, each one whole frame
+        // under its own lock, none of them an implicit lock.
+        let lens: Vec<usize> = data.iter().map(|f| f.payload.len()).collect();
+        assert_eq!(lens, vec![4096, 4096, 1808, 100], "{mode:?}");
+        let offsets: Vec<u64> = data.iter().map(|f| f.header.offset).collect();
+        assert_eq!(offsets, vec![1000, 5096, 9192, 20_000], "{mode:?}");
+        assert!(data
+            .iter()
+            .all(|f| f.header.arg == 0 && !f.header.flags.contains(Flags::IMPLICIT_LOCK)));
+        let locks: std::collections::BTreeSet<u64> =
+            data.iter().map(|f| f.header.lock_id).collect();
+        assert_eq!(locks.len(), 4, "{mode:?}");
+        assert_eq!(p.target_sent(FrameType::WriteDone).len(), 4, "{mode:?}");
+        p.acks.sort();
+        assert_eq!(p.acks, vec![(1, Ok(())), (2, Ok(()))], "{mode:?}");
+        assert_eq!(p.src.stats().split, 1);
+        assert_eq!(p.src_vol, p.tgt_vol, "{mode:?}");
+        assert!(p.src.log().is_empty());
+    }
+}
+
+#[test]
+fn a_failed_part_of_a_split_write_fails_the_client_write_once() {
+    let mut p = Pair::with(source_config(Mode::Speculative), limited_target());
+    // Parts in regions of their own, so the target takes all three at once.
+    p.write(7, 4096, 10_000, 0x33);
+    p.complete_local_writes();
+    p.deliver_to_target();
+    assert_eq!(p.tgt_inflight.len(), 3, "three parts reach the volume");
+    // The target's disk fails the middle part (undo what the harness applied).
+    let (token, _) = p.tgt_inflight.remove(1);
+    p.tgt_vol[8192..12288].fill(0);
+    p.tgt_event(TargetEvent::VolumeWriteDone {
+        token,
+        result: Err(errno::EIO),
+    });
+    p.deliver_to_source();
+    assert!(p.acks.is_empty(), "no answer while parts are unanswered");
+    p.settle();
+    assert_eq!(p.acks, vec![(7, Err(errno::EIO))]);
+    // The failed part is rolled back on the source; the parts that were mirrored stay on both.
+    assert_eq!(&p.src_vol[8192..12288], &[0; 4096][..]);
+    assert_eq!(&p.src_vol[4096..8192], &[0x33; 4096][..]);
+    assert_eq!(&p.src_vol[12288..14096], &[0x33; 1808][..]);
+    assert_eq!(p.src_vol, p.tgt_vol, "both copies agree");
+    assert!(p.src.log().is_empty());
+}
+
+#[test]
+fn a_write_logged_before_a_smaller_limit_was_announced_fails_rather_than_hangs() {
+    // The write goes to a target that takes anything; that target is replaced, before it
+    // answers, by one that takes at most 4 KiB under one lock.
+    let mut p = Pair::new(Mode::Speculative);
+    p.write(3, 0, 10_000, 0x44);
+    p.complete_local_writes();
+    p.to_tgt.clear();
+    p.tgt = specmirror_core::target::Target::new(limited_target());
+    p.src_event(SourceEvent::Connected);
+    p.settle();
+    assert_eq!(p.acks, vec![(3, Err(errno::EINVAL))]);
+    assert_eq!(
+        p.src_vol, p.tgt_vol,
+        "rolled back, and nothing reached the new target"
+    );
+    assert!(p.src.log().is_empty());
+}
+
+#[test]
+fn a_target_s_window_bounds_the_writes_in_flight_and_the_rest_go_in_order() {
+    for mode in [Mode::Speculative, Mode::Conservative] {
+        let mut tc = limited_target();
+        tc.window = Some(2);
+        let mut p = Pair::with(source_config(mode), tc);
+        assert_eq!(p.src.target_limits().2, Some(2));
+        // Five writes, the last three overlapping the first: all from the client at once.
+        for (h, at) in [(1, 0), (2, 8192), (3, 100), (4, 200), (5, 16384)] {
+            p.write(h, at, 1000, h as u8);
+        }
+        p.complete_local_writes();
+        let locks = |p: &Pair| -> Vec<u64> {
+            p.src_log
+                .iter()
+                .filter_map(|a| match a {
+                    SourceAction::Send(f) if f.ty() == FrameType::Lock => Some(f.header.seq),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(
+            locks(&p),
+            vec![1, 2],
+            "{mode:?}: two in flight, the earliest"
+        );
+        // Each answer lets the next waiting write go, earliest first.
+        let mut rounds = 0;
+        while p.acks.len() < 5 && rounds < 20 {
+            p.deliver_all();
+            p.complete_target_writes();
+            p.deliver_all();
+            rounds += 1;
+        }
+        let sent = locks(&p);
+        assert_eq!(
+            sent,
+            vec![1, 2, 3, 4, 5],
+            "{mode:?}: in sequence order, each once"
+        );
+        p.acks.sort();
+        assert_eq!(p.acks, (1..=5).map(|h| (h, Ok(()))).collect::<Vec<_>>());
+        assert_eq!(p.src_vol, p.tgt_vol, "{mode:?}");
+    }
+}
