@@ -44,6 +44,11 @@ pub enum HwTargetError {
         "the volume is {size} bytes; the device takes volumes of whole regions of {region} bytes"
     )]
     Geometry { size: u64, region: u64 },
+    #[error(
+        "the device reports {words} words of data buffer and {entries} lock table entries: it \
+         cannot hold a write while it takes the next one's data"
+    )]
+    Capacity { words: u32, entries: u32 },
     #[error("the host queue: {0}")]
     HostQueue(String),
     #[error("cannot start the device's thread: {0}")]
@@ -79,6 +84,14 @@ pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTarge
     }
     let rings = rx_ring::setup(&*port, RX_ENTRIES)?;
     let m = port.mmio();
+    let window = window(
+        m.read(regs::DATA_BUFFER_WORDS),
+        m.read(regs::LOCK_TABLE_ENTRIES),
+    )?;
+    info!(
+        window,
+        "target device: holds {window} writes at once; the handshake tells the source so"
+    );
     m.write(regs::REGION_LOG2, opts.region_size.trailing_zeros());
     m.write(regs::VOLUME_BYTES_LO, size as u32);
     m.write(regs::VOLUME_BYTES_HI, (size >> 32) as u32);
@@ -88,7 +101,7 @@ pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTarge
     std::thread::Builder::new()
         .name("specmirror-hwtarget".into())
         .spawn(move || {
-            if let Err(e) = serve(&*port, rings, &opts) {
+            if let Err(e) = serve(&*port, rings, &opts, window) {
                 error!("the target's device stopped: {e}");
             }
         })
@@ -96,18 +109,35 @@ pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTarge
     Ok(())
 }
 
+/// The most writes the device holds at once, from what it reports: one fewer than its data slots
+/// (its last free slot takes only data whose lock is held, so that data waiting for a lock never
+/// blocks the data that would release it), and no more than its lock table's entries.
+fn window(buffer_words: u32, table_entries: u32) -> Result<u32, HwTargetError> {
+    let slots = buffer_words as u64 * 8 / specmirror_abi::rx_ring::RX_BUFFER_BYTES as u64;
+    let n = (slots.saturating_sub(1)).min(table_entries as u64).min(255) as u32;
+    if n == 0 {
+        return Err(HwTargetError::Capacity {
+            words: buffer_words,
+            entries: table_entries,
+        });
+    }
+    Ok(n)
+}
+
 /// The loop: the host queue's frames, the writes the device handed over, their outcomes.
 fn serve(
     port: &dyn HwPort,
     mut rings: ReceiveRings,
     opts: &HwTargetOptions,
+    window: u32,
 ) -> Result<(), HwTargetError> {
     let started = Instant::now();
     let now = || started.elapsed().as_nanos() as u64;
-    let mut core = Target::new(TargetConfig::new(
+    let mut core = Target::new(TargetConfig::hardware(
         opts.volume.size(),
         opts.region_size,
         opts.pair_id,
+        window,
     ));
     let mut st = HwTargetStats::default();
     // Outcomes waiting for room in the done ring: (tag, errno).
@@ -187,6 +217,10 @@ fn serve(
                 frames_rx = m.read(regs::FRAMES_RX),
                 frames_tx = m.read(regs::FRAMES_TX),
                 frames_bad = m.read(regs::FRAMES_BAD),
+                locks_granted = m.read(regs::LOCKS_GRANTED),
+                locks_rejected = m.read(regs::LOCKS_REJECTED),
+                lock_retries = m.read(regs::LOCK_RETRIES),
+                status = format_args!("{:#x}", m.read(regs::STATUS)),
                 "target device: writes the device handed over, frames the host answered"
             );
         }
@@ -235,4 +269,22 @@ fn host_frame(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_leaves_a_data_slot_free_and_fits_the_lock_table() {
+        // Four 4 KiB slots (2048 words), 16 entries: three writes.
+        assert_eq!(window(2048, 16).unwrap(), 3);
+        assert_eq!(window(64 * 512, 16).unwrap(), 16);
+        assert_eq!(window(1 << 20, 1024).unwrap(), 255);
+        assert!(matches!(
+            window(512, 16),
+            Err(HwTargetError::Capacity { words: 512, .. })
+        ));
+        assert!(window(2048, 0).is_err());
+    }
 }

@@ -823,6 +823,17 @@ impl CoreTask {
                 }
                 SourceAction::SessionUp { generation } => {
                     info!(generation, "session with the target open");
+                    match self.core.target_limits() {
+                        (None, true, None) => {}
+                        (limit, implicit, window) => info!(
+                            write_limit = limit.unwrap_or(specmirror_abi::MAX_PAYLOAD as u64),
+                            implicit_locks = implicit,
+                            window = window.unwrap_or(0),
+                            "the target takes writes up to write_limit under one lock (longer \
+                             ones go split), implicit locks only if implicit_locks, and at most \
+                             window writes at once (0: any number); the source sends them so"
+                        ),
+                    }
                     self.ready.send_replace(true);
                 }
                 SourceAction::Refused(status) => {

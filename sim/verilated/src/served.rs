@@ -173,10 +173,12 @@ pub(crate) struct HostAnswer {
 impl HostSoftware {
     pub fn new(cfg: &ServedConfig) -> HostSoftware {
         HostSoftware {
-            core: Target::new(TargetConfig::new(
+            core: Target::new(TargetConfig::hardware(
                 cfg.volume_size,
                 cfg.region_size,
                 cfg.pair_id,
+                // As the target device's host announces it: a data slot stays free.
+                specmirror_hdl::data_buffer::SLOTS as u32 - 1,
             )),
             started: Instant::now(),
             frames: 0,

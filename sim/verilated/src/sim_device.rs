@@ -194,9 +194,23 @@ impl SimDevice {
                 to_host,
                 down: down.clone(),
             };
-            std::thread::Builder::new()
+            let (ready, is_ready) = std::sync::mpsc::channel();
+            let thread = std::thread::Builder::new()
                 .name("specmirror-simdev".into())
-                .spawn(move || run(make(), &bar.mmio, &regions, &irq, &stop, link, host, cfg))?
+                .spawn(move || {
+                    // What the device reports about itself is on the page before anyone reads
+                    // it, as a real device's registers are from reset.
+                    let mut m = make();
+                    for o in device_driven() {
+                        bar.mmio.write(o, m.read_reg(o));
+                    }
+                    ready.send(()).ok();
+                    run(m, &bar.mmio, &regions, &irq, &stop, link, host, cfg)
+                })?;
+            is_ready
+                .recv()
+                .map_err(|_| std::io::Error::other("the simulated device did not start"))?;
+            thread
         };
         Ok(SimDevice {
             bar,
