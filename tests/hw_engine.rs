@@ -116,15 +116,22 @@ fn mirror_to_the_simulated_target(hw_source: bool, mode: &str) {
         start_source(d, &target.field("listen"), mode, SIZE, &[])
     };
     let port = port_of(&source.field("nbd"));
-    let cmds = small_writes(16 << 20, 150, 2 << 20);
+    // Writes up to 2 MiB: the target announces that it takes at most 4 KiB under one lock and
+    // no implicit locks, and the source sends longer writes split, each with its own lock.
+    let cmds = workload();
     let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
     qemu_ok(&port, &refs);
-    qemu_ok(&port, &["read -P 0x77 3M 4k", "read -P 0x88 16773120 4096"]);
+    qemu_ok(&port, &["read -P 0x77 3M 2M", "read -P 0x88 16773120 4096"]);
     volumes_match(d, mode, &[&source, &target]);
     let log = target.log_text();
     assert!(
         log.contains("source attached to the device") && log.contains("target device: new session"),
         "{log}"
+    );
+    let slog = source.log_text();
+    assert!(
+        slog.contains("write_limit=4096 implicit_locks=false"),
+        "the source heard the target's limits:\n{slog}"
     );
     // Every small write went through the target device's receive rings.
     let (n, last) = last_report(
@@ -196,6 +203,11 @@ fn the_software_source_mirrors_to_the_simulated_hardware_target() {
 #[test]
 fn conservative_writes_mirror_to_the_simulated_hardware_target() {
     mirror_to_the_simulated_target(false, "conservative");
+}
+
+#[test]
+fn implicit_writes_mirror_to_the_simulated_hardware_target() {
+    mirror_to_the_simulated_target(false, "implicit");
 }
 
 #[test]
@@ -566,7 +578,9 @@ fn answers_of(target_engine: &str) -> Vec<Vec<u8>> {
     let (addr, _, answered) = capture(&target.field("listen"));
     let source = start_source(d, &addr, "speculative", SIZE, &[]);
     let port = port_of(&source.field("nbd"));
-    // One write at a time, each in one DATA frame (the hardware target's data slots hold 4 KiB).
+    // One write at a time, none longer than 4 KiB: the hardware target announces that it takes
+    // at most 4 KiB under one lock, so the source would split a longer write for it alone, and
+    // the two targets would be sent different writes.
     let cmds = one_at_a_time(&[512, 4096, 1, 3000, 2048]);
     let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
     qemu_ok(&port, &refs);
