@@ -52,6 +52,9 @@ pub struct LogEntry {
     pub client: Option<u64>,
     /// The local (source volume) write has completed.
     pub local_done: bool,
+    /// Kept in the log even once complete: a part of a client write sent as several, which
+    /// leaves the log only with all the others (any of them failing rolls all of them back).
+    pub held: bool,
 }
 
 impl LogEntry {
@@ -129,6 +132,7 @@ impl RollbackLog {
                 rec,
                 client,
                 local_done,
+                held: false,
             },
         );
     }
@@ -184,7 +188,7 @@ impl RollbackLog {
             let ready: Vec<u64> = self
                 .entries
                 .iter()
-                .filter(|(s, e)| e.is_complete() && !self.has_earlier_overlap(**s))
+                .filter(|(s, e)| e.is_complete() && !e.held && !self.has_earlier_overlap(**s))
                 .map(|(s, _)| *s)
                 .collect();
             if ready.is_empty() {

@@ -197,6 +197,19 @@ struct Tx {
     deadline: Option<Nanos>,
 }
 
+/// A client write sent as several writes (parts), each with its own lock. The parts stay in the
+/// log until all of them are confirmed, and one failing rolls all of them back: the client write
+/// lands whole or not at all, as a write sent in one piece does.
+#[derive(Clone, Debug)]
+struct Split {
+    /// The parts' sequence numbers.
+    parts: Vec<u64>,
+    /// Parts not yet answered.
+    left: usize,
+    /// The first error among the answered parts.
+    err: Option<i32>,
+}
+
 #[derive(Clone, Debug)]
 enum Session {
     Down,
@@ -261,9 +274,9 @@ pub struct Source {
     /// The most writes the target holds at once (announced in the handshake): no more are in
     /// flight, and the waiting ones go in sequence order as others finish.
     peer_window: Option<usize>,
-    /// Client writes sent as several writes, by client handle: how many of them are unanswered,
-    /// and the first error among those answered. The client hears once, when all are answered.
-    splits: BTreeMap<u64, (usize, Option<i32>)>,
+    /// Client writes sent as several writes, by client handle. The client hears once, when all
+    /// are answered.
+    splits: BTreeMap<u64, Split>,
 }
 
 impl Source {
@@ -504,17 +517,17 @@ impl Source {
             let SourceAction::AckWrite { handle, result } = a else {
                 return true;
             };
-            let Some((left, err)) = splits.get_mut(handle) else {
+            let Some(split) = splits.get_mut(handle) else {
                 return true;
             };
             if let Err(e) = result {
-                err.get_or_insert(*e);
+                split.err.get_or_insert(*e);
             }
-            *left -= 1;
-            if *left > 0 {
+            split.left -= 1;
+            if split.left > 0 {
                 return false;
             }
-            *result = err.map_or(Ok(()), Err);
+            *result = split.err.map_or(Ok(()), Err);
             splits.remove(handle);
             true
         });
@@ -646,16 +659,23 @@ impl Source {
         }
         if let Some(size) = self.split_size().filter(|&size| len > size) {
             // The target takes no write this long under one lock: send it as several writes,
-            // each with its own lock and rollback, and answer the client once all are answered
-            // (with the first error, if any part failed). A block device promises no atomicity
-            // across a multi-block write, and each part stays mirrored or rolled back whole.
+            // each with its own lock (see `Split`), and answer the client once all are answered.
             self.stats.split += 1;
             let size = size as usize;
-            self.splits
-                .insert(handle, (data.len().div_ceil(size), None));
+            let first = self.next_seq;
+            let n = data.len().div_ceil(size);
+            self.splits.insert(
+                handle,
+                Split {
+                    parts: (first..first + n as u64).collect(),
+                    left: n,
+                    err: None,
+                },
+            );
             for (k, (d, b)) in data.chunks(size).zip(before.chunks(size)).enumerate() {
                 let at = offset + (k * size) as u64;
                 self.on_client_write(handle, at, d.to_vec(), b.to_vec(), fua, now);
+                self.log.get_mut(first + k as u64).expect("the part").held = true;
             }
             return;
         }
@@ -1246,6 +1266,18 @@ impl Source {
             handle,
             result: Err(err),
         });
+        // The other parts of a split client write go too, confirmed or not: the write lands
+        // whole or not at all.
+        let siblings: Vec<u64> = self
+            .splits
+            .get(&handle)
+            .map(|s| s.parts.clone())
+            .unwrap_or_default();
+        for p in siblings {
+            if self.log.get(p).is_some_and(|e| e.client == Some(handle)) {
+                self.fail(p, err, "another part of the same client write failed", now);
+            }
+        }
     }
 
     /// Under [`SourceConfig::ack_while_down`], answers the writes that wait only for the peer.
@@ -1276,6 +1308,20 @@ impl Source {
     }
 
     fn retire(&mut self) {
+        // A split client write's parts leave the log together, once all are confirmed.
+        for split in self.splits.values() {
+            let done = split
+                .parts
+                .iter()
+                .all(|&p| self.log.get(p).is_none_or(|e| e.is_complete()));
+            if done {
+                for &p in &split.parts {
+                    if let Some(e) = self.log.get_mut(p) {
+                        e.held = false;
+                    }
+                }
+            }
+        }
         let retired = self.log.retire_ready();
         if self.cfg.announce_retire && !retired.is_empty() && self.is_up() {
             let h = self.header(FrameType::Heartbeat);

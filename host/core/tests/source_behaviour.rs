@@ -539,28 +539,33 @@ fn a_target_s_write_limit_splits_longer_writes_and_the_client_hears_once() {
 }
 
 #[test]
-fn a_failed_part_of_a_split_write_fails_the_client_write_once() {
+fn a_failed_part_of_a_split_write_rolls_the_whole_write_back_and_fails_it_once() {
     let mut p = Pair::with(source_config(Mode::Speculative), limited_target());
     // Parts in regions of their own, so the target takes all three at once.
     p.write(7, 4096, 10_000, 0x33);
     p.complete_local_writes();
     p.deliver_to_target();
     assert_eq!(p.tgt_inflight.len(), 3, "three parts reach the volume");
-    // The target's disk fails the middle part (undo what the harness applied).
+    // The first and last parts are written and confirmed; they stay in the log, unanswered.
     let (token, _) = p.tgt_inflight.remove(1);
+    p.complete_target_writes();
+    p.deliver_all();
+    assert_eq!(p.src.log().len(), 3, "confirmed parts wait for the others");
+    assert!(p.acks.is_empty());
+    // Then the target's disk fails the middle part (undo what the harness applied).
     p.tgt_vol[8192..12288].fill(0);
     p.tgt_event(TargetEvent::VolumeWriteDone {
         token,
         result: Err(errno::EIO),
     });
     p.deliver_to_source();
-    assert!(p.acks.is_empty(), "no answer while parts are unanswered");
+    // The other parts are failed with it, and the client hears once, at once.
+    assert_eq!(p.acks, vec![(7, Err(errno::EIO))]);
     p.settle();
     assert_eq!(p.acks, vec![(7, Err(errno::EIO))]);
-    // The failed part is rolled back on the source; the parts that were mirrored stay on both.
-    assert_eq!(&p.src_vol[8192..12288], &[0; 4096][..]);
-    assert_eq!(&p.src_vol[4096..8192], &[0x33; 4096][..]);
-    assert_eq!(&p.src_vol[12288..14096], &[0x33; 1808][..]);
+    // The whole client write is rolled back, the parts the target had written too: it lands
+    // whole or not at all, on both copies.
+    assert!(p.src_vol.iter().all(|&b| b == 0), "the source is as before");
     assert_eq!(p.src_vol, p.tgt_vol, "both copies agree");
     assert!(p.src.log().is_empty());
 }
