@@ -63,6 +63,9 @@ pub struct SimConfig {
     pub broken_target: bool,
     /// Largest DATA payload: longer writes go out in pieces under one lock.
     pub max_data_payload: u32,
+    /// A target that announces what a hardware target does (no pieces, no implicit locks):
+    /// the largest write it takes under one lock, and the most writes it holds at once.
+    pub hardware_target: Option<(u64, u32)>,
 }
 
 impl SimConfig {
@@ -86,6 +89,7 @@ impl SimConfig {
             trace: false,
             broken_target: false,
             max_data_payload: specmirror_abi::MAX_PAYLOAD,
+            hardware_target: None,
         }
     }
 
@@ -125,8 +129,20 @@ impl SimConfig {
             f.down_max = r.range(1, 400) * MS;
         }
         c.max_data_payload = data_piece_for(seed);
+        c.hardware_target = hardware_target_for(seed);
         c
     }
+}
+
+/// Whether seed `seed` stands for a target with a hardware target's limits, and which: one seed
+/// in four, with writes of at most 512 bytes to 4 KiB under one lock and a window of one to
+/// three writes. Drawn on its own, as [`data_piece_for`] is.
+pub fn hardware_target_for(seed: u64) -> Option<(u64, u32)> {
+    let mut r = Rng::new(seed ^ 0x4a7d_7a26);
+    if r.below(4) != 0 {
+        return None;
+    }
+    Some((512 << r.below(4), r.range(1, 3) as u32))
 }
 
 /// The largest DATA payload seed `seed` stands for: the whole write in one frame for most, small

@@ -159,6 +159,11 @@ impl World {
         c.retry_max = MS;
         c.retry_budget = self.cfg.retry_budget;
         c.data_buffer = 4 * self.cfg.max_write;
+        if let Some((limit, window)) = self.cfg.hardware_target {
+            c.write_limit = Some(limit);
+            c.window = Some(window);
+            c.implicit_locks = false;
+        }
         c
     }
 
