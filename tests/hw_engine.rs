@@ -130,7 +130,7 @@ fn mirror_to_the_simulated_target(hw_source: bool, mode: &str) {
     );
     let slog = source.log_text();
     assert!(
-        slog.contains("write_limit=4096 implicit_locks=false"),
+        slog.contains("write_limit=4096 implicit_locks=false window=3"),
         "the source heard the target's limits:\n{slog}"
     );
     // Every small write went through the target device's receive rings.
