@@ -459,6 +459,13 @@ impl Source {
         (self.peer_write_limit, self.peer_implicit, self.peer_window)
     }
 
+    /// How long a lock may go unanswered before it goes again: a round trip, and under a window
+    /// one for each write of the window, since a lock may wait at the target behind all the
+    /// earlier ones (a repeated LOCK only costs the link and the target's time).
+    fn lock_rto(&self) -> Nanos {
+        self.rto() * self.peer_window.unwrap_or(1) as u64
+    }
+
     /// Writes sent in this session and not yet confirmed (waiting for their lock, granted, or
     /// rejected and to be re-issued).
     fn in_flight(&self) -> usize {
@@ -1013,7 +1020,7 @@ impl Source {
         self.next_lock_id += 1;
         self.by_lock.insert(lock_id, seq);
         self.live_locks.insert(lock_id);
-        let rto = self.rto();
+        let rto = self.lock_rto();
         let tx = self.tx.get_mut(&seq).expect("tx");
         tx.phase = Phase::Waiting { lock_id };
         tx.data_sent = false;
@@ -1184,7 +1191,10 @@ impl Source {
     }
 
     fn bump_rto(&mut self, seq: u64, now: Nanos) {
-        let rto = self.rto();
+        let rto = match self.tx[&seq].phase {
+            Phase::Waiting { .. } => self.lock_rto(),
+            _ => self.rto(),
+        };
         let tx = self.tx.get_mut(&seq).expect("tx");
         tx.retransmits += 1;
         tx.rto_at = now + rto * (1 << tx.retransmits.min(4));
