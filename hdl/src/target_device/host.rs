@@ -144,6 +144,13 @@ pub struct Params {
     pub look: u64,
     pub stall_in: u64,
     pub stall: u64,
+    /// Writes that share a region (1: each its own), so locks wait behind earlier ones; when
+    /// more than one, the host fails none (a failure would leave a barrier that rejects the
+    /// later ones).
+    pub per_region: u64,
+    /// Clocks after which a write whose lock is not granted has its LOCK sent again, as a
+    /// source's retransmission does (0: never).
+    pub repeat_lock_after: u64,
 }
 
 /// What a run saw.
@@ -155,6 +162,10 @@ pub struct Outcome {
     pub irqs: u64,
     /// Registers at the end: FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD.
     pub counters: [u32; 4],
+    /// LOCK frames sent again, and answers repeated for them (a grant, or a finished write's
+    /// outcome, from the answer cache).
+    pub lock_repeats: u32,
+    pub answers_again: u32,
 }
 
 struct Write {
@@ -182,7 +193,9 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
     let mut rng = Rng(p.seed);
     let entries = 1u32 << LOG2;
     let mut mem = vec![0u8; BUFS as usize + (RX_BUFFER_BYTES << LOG2)];
-    let regions = p.writes as u64 + 1;
+    let per = p.per_region.max(1);
+    let regions = p.writes as u64 / per + 1;
+    let slice = RX_BUFFER_BYTES as u64 / per;
     let mut bar: VecDeque<(u32, u32)> = [
         (regs::RX_BASE_LO, RX as u32),
         (regs::RX_BUF_LO, BUFS as u32),
@@ -199,12 +212,13 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
         .map(|k| {
             let len = match rng.below(3) {
                 0 => 1 + rng.below(16) as usize,
-                1 => RX_BUFFER_BYTES,
-                _ => 1 + rng.below(RX_BUFFER_BYTES as u64) as usize,
+                1 => slice as usize,
+                _ => 1 + rng.below(slice) as usize,
             };
-            // A region of its own: the offset names the write.
-            let offset =
-                ((k as u64) << REGION_LOG2) + rng.below(RX_BUFFER_BYTES as u64 - len as u64 + 1);
+            // Its own bytes of a region it may share: the offset names the write.
+            let offset = ((k as u64 / per) << REGION_LOG2)
+                + (k as u64 % per) * slice
+                + rng.below(slice - len as u64 + 1);
             Write {
                 lock_id: k as u64 + 1,
                 seq: 1000 + k as u64,
@@ -229,6 +243,8 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
         .collect();
     let mut rx: VecDeque<(u64, bool)> = VecDeque::new();
     let mut aborts: VecDeque<(u64, u64)> = VecDeque::new();
+    // When each sent write's LOCK goes again if it is still not granted.
+    let mut repeat_at: BTreeMap<usize, u64> = BTreeMap::new();
     let mut tx: Vec<u64> = Vec::new();
     let mut reads: VecDeque<u64> = VecDeque::new();
     let (mut next, mut unanswered) = (0usize, 0usize);
@@ -259,13 +275,25 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
         // source core sends one, lifting the ordering barrier the failure left in the lock
         // table), then the next write's LOCK and DATA, back to back.
         if bar.is_empty() && rx.is_empty() && o.clocks > 20 {
+            let due = repeat_at
+                .iter()
+                .find(|(&k, &t)| t <= o.clocks && !writes[k].granted)
+                .map(|(&k, _)| k);
             if let Some((lock_id, seq)) = aborts.pop_front() {
                 push_frame(&mut rx, &abort(lock_id, seq));
+            } else if let Some(k) = due {
+                let w = &writes[k];
+                push_frame(&mut rx, &lock(w.lock_id, w.seq, w.offset >> REGION_LOG2, 1));
+                repeat_at.insert(k, o.clocks + p.repeat_lock_after);
+                o.lock_repeats += 1;
             } else if next < p.writes && unanswered < p.window {
                 let w = &writes[next];
                 let flags = if w.fua { Flags::FUA } else { Flags::NONE };
                 push_frame(&mut rx, &lock(w.lock_id, w.seq, w.offset >> REGION_LOG2, 1));
                 push_frame(&mut rx, &data(w.lock_id, w.seq, w.offset, &w.data, flags));
+                if p.repeat_lock_after > 0 {
+                    repeat_at.insert(next, o.clocks + p.repeat_lock_after);
+                }
                 next += 1;
                 unanswered += 1;
             }
@@ -335,8 +363,28 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
                 assert_eq!(h.seq, w.seq, "answer's sequence number");
                 match h.ty {
                     FrameType::LockGranted => {
-                        assert!(!w.granted, "lock {} granted twice", w.lock_id);
+                        // A repeated LOCK of a granted lock is answered again (the answer may
+                        // have been lost); without repeats there is one grant.
+                        assert!(
+                            !w.granted || p.repeat_lock_after > 0,
+                            "lock {} granted twice",
+                            w.lock_id
+                        );
+                        o.answers_again += w.granted as u32;
                         w.granted = true;
+                        repeat_at.remove(&k);
+                    }
+                    FrameType::WriteDone | FrameType::WriteFailed
+                        if w.answered && p.repeat_lock_after > 0 =>
+                    {
+                        // A repeated LOCK of a finished write: its outcome again, unchanged.
+                        let again = if w.given == Some(0) {
+                            FrameType::WriteDone
+                        } else {
+                            FrameType::WriteFailed
+                        };
+                        assert_eq!(h.ty, again, "lock {} answered again otherwise", w.lock_id);
+                        o.answers_again += 1;
                     }
                     FrameType::WriteDone | FrameType::WriteFailed => {
                         let given = w.given.unwrap_or_else(|| {
@@ -400,7 +448,7 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
                     w.offset
                 );
                 mem[buf..buf + RX_BUFFER_BYTES].fill(0xa5);
-                let error = if rng.below(5) == 0 { 5 } else { 0 };
+                let error = if per == 1 && rng.below(5) == 0 { 5 } else { 0 };
                 let d = DoneEntry {
                     tag: e.tag,
                     reserved: [0; 3],

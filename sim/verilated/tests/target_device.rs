@@ -53,7 +53,12 @@ fn check(o: &Outcome, writes: usize, what: &str) {
     let w = writes as u32;
     assert_eq!(
         o.counters,
-        [2 * w + o.failed as u32, 2 * w, w, 0],
+        [
+            2 * w + o.failed as u32 + o.lock_repeats,
+            2 * w + o.answers_again,
+            w,
+            0
+        ],
         "{what}: FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD"
     );
 }
@@ -73,6 +78,8 @@ fn rust_hdl_and_verilator_agree_cycle_by_cycle() {
         look: 30,
         stall_in: 5,
         stall: 600,
+        per_region: 1,
+        repeat_lock_after: 0,
     };
     let o = run(&mut both, &p);
     check(&o, 10, "lockstep");
@@ -94,6 +101,8 @@ fn a_million_clocks_of_writes_reach_the_host_and_are_answered() {
             look: 60,
             stall_in: 50,
             stall: 5_000,
+            per_region: 1,
+            repeat_lock_after: 0,
         };
         let o = run(&mut VerTargetDevice::new(), &p);
         check(&o, n, &format!("seed {seed}"));
@@ -104,6 +113,45 @@ fn a_million_clocks_of_writes_reach_the_host_and_are_answered() {
     }
     assert!(failed > 0, "failed writes were seen");
     eprintln!("target device: {clocks} clocks, {writes} writes, {failed} failed by the host");
+}
+
+/// Writes that share regions, so each lock waits behind the earlier ones with its DATA already
+/// in the buffer, and a LOCK sent again while it waits (as a source retransmits one): every write
+/// still reaches host memory once, whole, and is answered once.
+#[test]
+fn locks_repeated_while_they_wait_behind_overlapping_writes_cost_no_data() {
+    for (seed, repeat) in [
+        (71u64, 0u64),
+        (72, 0),
+        (73, 300),
+        (74, 300),
+        (75, 1500),
+        (76, 40),
+    ] {
+        let n = 200;
+        let p = Params {
+            seed,
+            writes: n,
+            window: 3,
+            look: 60,
+            stall_in: 50,
+            stall: 2_000,
+            per_region: 4,
+            repeat_lock_after: repeat,
+        };
+        let o = run(&mut VerTargetDevice::new(), &p);
+        check(
+            &o,
+            n,
+            &format!("seed {seed}, repeats after {repeat} clocks"),
+        );
+        assert_eq!(o.lock_repeats > 0, repeat > 0, "seed {seed}: {o:?}");
+        eprintln!(
+            "seed {seed}, LOCK repeated after {repeat} clocks: {} clocks for {n} writes, {} LOCKs \
+             repeated",
+            o.clocks, o.lock_repeats
+        );
+    }
 }
 
 /// One uncontended 4 KiB write through the verilated target device, the host answering at once:
