@@ -135,14 +135,15 @@ impl SimConfig {
 }
 
 /// Whether seed `seed` stands for a target with a hardware target's limits, and which: one seed
-/// in four, with writes of at most 512 bytes to 4 KiB under one lock and a window of one to
-/// three writes. Drawn on its own, as [`data_piece_for`] is.
+/// in four, with writes of at most 2 or 4 KiB under one lock (a write of the longest kind goes in
+/// up to a dozen parts) and a window of one to three writes. Drawn on its own, as
+/// [`data_piece_for`] is.
 pub fn hardware_target_for(seed: u64) -> Option<(u64, u32)> {
     let mut r = Rng::new(seed ^ 0x4a7d_7a26);
     if r.below(4) != 0 {
         return None;
     }
-    Some((512 << r.below(4), r.range(1, 3) as u32))
+    Some((2048 << r.below(2), r.range(1, 3) as u32))
 }
 
 /// The largest DATA payload seed `seed` stands for: the whole write in one frame for most, small
