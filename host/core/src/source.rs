@@ -202,8 +202,8 @@ struct Tx {
 /// lands whole or not at all, as a write sent in one piece does.
 #[derive(Clone, Debug)]
 struct Split {
-    /// The parts' sequence numbers.
-    parts: Vec<u64>,
+    /// The parts' sequence numbers, consecutive.
+    parts: std::ops::Range<u64>,
     /// Parts not yet answered.
     left: usize,
     /// The first error among the answered parts.
@@ -674,7 +674,7 @@ impl Source {
             self.splits.insert(
                 handle,
                 Split {
-                    parts: (first..first + n as u64).collect(),
+                    parts: first..first + n as u64,
                     left: n,
                     err: None,
                 },
@@ -1278,11 +1278,7 @@ impl Source {
         });
         // The other parts of a split client write go too, confirmed or not: the write lands
         // whole or not at all.
-        let siblings: Vec<u64> = self
-            .splits
-            .get(&handle)
-            .map(|s| s.parts.clone())
-            .unwrap_or_default();
+        let siblings = self.splits.get(&handle).map_or(0..0, |s| s.parts.clone());
         for p in siblings {
             if self.log.get(p).is_some_and(|e| e.client == Some(handle)) {
                 self.fail(p, err, "another part of the same client write failed", now);
@@ -1322,10 +1318,10 @@ impl Source {
         for split in self.splits.values() {
             let done = split
                 .parts
-                .iter()
-                .all(|&p| self.log.get(p).is_none_or(|e| e.is_complete()));
+                .clone()
+                .all(|p| self.log.get(p).is_none_or(|e| e.is_complete()));
             if done {
-                for &p in &split.parts {
+                for p in split.parts.clone() {
                     if let Some(e) = self.log.get_mut(p) {
                         e.held = false;
                     }

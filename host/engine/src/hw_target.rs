@@ -219,7 +219,6 @@ fn serve(
                 frames_bad = m.read(regs::FRAMES_BAD),
                 locks_granted = m.read(regs::LOCKS_GRANTED),
                 locks_rejected = m.read(regs::LOCKS_REJECTED),
-                lock_retries = m.read(regs::LOCK_RETRIES),
                 status = format_args!("{:#x}", m.read(regs::STATUS)),
                 "target device: writes the device handed over, frames the host answered"
             );
