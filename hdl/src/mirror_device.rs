@@ -28,7 +28,7 @@ const _: () = {
     assert!(at(20, regs::REGION_LOG2));
     assert!(at(21, regs::FRAMES_TX) && at(22, regs::FRAMES_RX) && at(23, regs::FRAMES_BAD));
     assert!(at(24, regs::LOCKS_GRANTED) && at(25, regs::LOCKS_REJECTED));
-    assert!(at(38, regs::SQ_TAIL_DOORBELL) && at(39, regs::CQ_HEAD_DOORBELL));
+    assert!(at(44, regs::SQ_TAIL_DOORBELL) && at(45, regs::CQ_HEAD_DOORBELL));
 };
 
 #[derive(LogicBlock, Default)]
@@ -97,11 +97,11 @@ impl Logic for MirrorDevice {
         self.engine.sq_base.next = (bit_cast::<64, 32>(self.regs.value[9].val()) << 32)
             | bit_cast::<64, 32>(self.regs.value[8].val());
         self.engine.sq_log2.next = self.regs.value[10].val().get_bits::<5>(0);
-        self.engine.sq_tail.next = self.regs.value[38].val();
+        self.engine.sq_tail.next = self.regs.value[44].val();
         self.engine.cq_base.next = (bit_cast::<64, 32>(self.regs.value[13].val()) << 32)
             | bit_cast::<64, 32>(self.regs.value[12].val());
         self.engine.cq_log2.next = self.regs.value[14].val().get_bits::<5>(0);
-        self.engine.cq_head.next = self.regs.value[39].val();
+        self.engine.cq_head.next = self.regs.value[45].val();
         self.engine.region_log2.next = self.regs.value[20].val().get_bits::<6>(0);
         self.status_q.d.next = 0.into();
         if self.regs.value[4].val().get_bit(0) {

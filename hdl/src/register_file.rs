@@ -13,7 +13,7 @@ use specmirror_abi::regs::{Access, BAR0_LEN, REGISTERS};
 
 /// Registers in the block.
 pub const NREGS: usize = REGISTERS.len();
-const _: () = assert!(NREGS == 42 && BAR0_LEN == 8192);
+const _: () = assert!(NREGS == 48 && BAR0_LEN == 8192);
 
 const KIND_RO: u64 = 0;
 const KIND_RW: u64 = 1;

@@ -8,8 +8,10 @@
 //! for a new session), GENERATION, RETRY_BACKOFF, RETRY_LIMIT, REGION_LOG2, VOLUME_BYTES and the
 //! receive rings' geometry and doorbells. The device drives STATUS (bit 0 running), RX_TAIL,
 //! DONE_HEAD, DATA_BUFFER_WORDS, LOCK_TABLE_ENTRIES and the counters FRAMES_TX (answers sent),
-//! FRAMES_RX, FRAMES_BAD, LOCKS_GRANTED and LOCKS_REJECTED. Data waits for its lock at most
-//! `DATA_TIMEOUT` clocks; a granted lock waits for its data at most `GRANT_TIMEOUT`.
+//! FRAMES_RX, FRAMES_BAD, LOCKS_GRANTED, LOCKS_REJECTED, and the target path's drop counters
+//! (DATA_DROPS, DATA_EXPIRED, DATA_REPEATS, LOCK_DROPS, LOCK_AHEAD, ANSWER_DROPS). Data waits for
+//! its lock at most `DATA_TIMEOUT` clocks; a granted lock waits for its data at most
+//! `GRANT_TIMEOUT`.
 
 use rust_hdl::prelude::*;
 use specmirror_abi::regs::{self, REGISTERS};
@@ -41,7 +43,9 @@ const _: () = {
     assert!(at(30, regs::RX_TAIL) && at(31, regs::RX_BUF_LO) && at(32, regs::RX_BUF_HI));
     assert!(at(33, regs::DONE_BASE_LO) && at(34, regs::DONE_BASE_HI) && at(35, regs::DONE_HEAD));
     assert!(at(36, regs::VOLUME_BYTES_LO) && at(37, regs::VOLUME_BYTES_HI));
-    assert!(at(40, regs::RX_HEAD_DOORBELL) && at(41, regs::DONE_TAIL_DOORBELL));
+    assert!(at(38, regs::DATA_DROPS) && at(39, regs::DATA_EXPIRED) && at(40, regs::DATA_REPEATS));
+    assert!(at(41, regs::LOCK_DROPS) && at(42, regs::LOCK_AHEAD) && at(43, regs::ANSWER_DROPS));
+    assert!(at(46, regs::RX_HEAD_DOORBELL) && at(47, regs::DONE_TAIL_DOORBELL));
 };
 
 #[derive(LogicBlock)]
@@ -83,8 +87,12 @@ pub struct TargetDevice {
     rx_tail_q: DFF<Bits<32>>,
     done_head_q: DFF<Bits<32>>,
     regions_q: DFF<Bits<64>>,
-    inc_q: DFF<Bits<5>>,
-    inc: Signal<Local, Bits<5>>,
+    /// The low bits of the target path's drop counters (DATA_DROPS to ANSWER_DROPS) a clock
+    /// ago: each counts by one at most per clock, so a changed low bit is one event.
+    lsb_q: DFF<Bits<6>>,
+    lsb: Signal<Local, Bits<6>>,
+    inc_q: DFF<Bits<11>>,
+    inc: Signal<Local, Bits<11>>,
     volume: Signal<Local, Bits<64>>,
     buffer_words: Constant<Bits<32>>,
     table_entries: Constant<Bits<32>>,
@@ -128,6 +136,8 @@ impl Default for TargetDevice {
             rx_tail_q: Default::default(),
             done_head_q: Default::default(),
             regions_q: Default::default(),
+            lsb_q: Default::default(),
+            lsb: Default::default(),
             inc_q: Default::default(),
             inc: Default::default(),
             volume: Default::default(),
@@ -151,6 +161,7 @@ impl Logic for TargetDevice {
             rx_tail_q,
             done_head_q,
             regions_q,
+            lsb_q,
             inc_q
         );
         clock!(self, clock, regs, rings, path);
@@ -168,13 +179,13 @@ impl Logic for TargetDevice {
         self.rings.rx_base.next = (bit_cast::<64, 32>(self.regs.value[28].val()) << 32)
             | bit_cast::<64, 32>(self.regs.value[27].val());
         self.rings.rx_log2.next = self.regs.value[29].val().get_bits::<5>(0);
-        self.rings.rx_head.next = self.regs.value[40].val();
+        self.rings.rx_head.next = self.regs.value[46].val();
         self.rings.buf_base.next = (bit_cast::<64, 32>(self.regs.value[32].val()) << 32)
             | bit_cast::<64, 32>(self.regs.value[31].val());
         self.rings.done_base.next = (bit_cast::<64, 32>(self.regs.value[34].val()) << 32)
             | bit_cast::<64, 32>(self.regs.value[33].val());
         self.rings.done_log2.next = self.regs.value[29].val().get_bits::<5>(0);
-        self.rings.done_tail.next = self.regs.value[41].val();
+        self.rings.done_tail.next = self.regs.value[47].val();
         // The target path's configuration. The volume's regions, rounded up, from a register.
         self.volume.next = (bit_cast::<64, 32>(self.regs.value[37].val()) << 32)
             | bit_cast::<64, 32>(self.regs.value[36].val());
@@ -258,12 +269,63 @@ impl Logic for TargetDevice {
         if self.path.dec_valid.val() & !self.path.dec_granted.val() {
             self.inc.next = self.inc.val().replace_bit(4, true);
         }
+        // The target path's drop counters.
+        self.lsb.next = 0.into();
+        self.lsb.next = self
+            .lsb
+            .val()
+            .replace_bit(0, self.path.data_drops.val().get_bit(0));
+        self.lsb.next = self
+            .lsb
+            .val()
+            .replace_bit(1, self.path.data_expired.val().get_bit(0));
+        self.lsb.next = self
+            .lsb
+            .val()
+            .replace_bit(2, self.path.data_repeats.val().get_bit(0));
+        self.lsb.next = self
+            .lsb
+            .val()
+            .replace_bit(3, self.path.lock_drops.val().get_bit(0));
+        self.lsb.next = self
+            .lsb
+            .val()
+            .replace_bit(4, self.path.lock_ahead.val().get_bit(0));
+        self.lsb.next = self
+            .lsb
+            .val()
+            .replace_bit(5, self.path.answer_drops.val().get_bit(0));
+        self.lsb_q.d.next = self.lsb.val();
+        if self.path.data_drops.val().get_bit(0) != self.lsb_q.q.val().get_bit(0) {
+            self.inc.next = self.inc.val().replace_bit(5, true);
+        }
+        if self.path.data_expired.val().get_bit(0) != self.lsb_q.q.val().get_bit(1) {
+            self.inc.next = self.inc.val().replace_bit(6, true);
+        }
+        if self.path.data_repeats.val().get_bit(0) != self.lsb_q.q.val().get_bit(2) {
+            self.inc.next = self.inc.val().replace_bit(7, true);
+        }
+        if self.path.lock_drops.val().get_bit(0) != self.lsb_q.q.val().get_bit(3) {
+            self.inc.next = self.inc.val().replace_bit(8, true);
+        }
+        if self.path.lock_ahead.val().get_bit(0) != self.lsb_q.q.val().get_bit(4) {
+            self.inc.next = self.inc.val().replace_bit(9, true);
+        }
+        if self.path.answer_drops.val().get_bit(0) != self.lsb_q.q.val().get_bit(5) {
+            self.inc.next = self.inc.val().replace_bit(10, true);
+        }
         self.inc_q.d.next = self.inc.val();
         self.regs.hw_inc[21].next = self.inc_q.q.val().get_bit(0);
         self.regs.hw_inc[22].next = self.inc_q.q.val().get_bit(1);
         self.regs.hw_inc[23].next = self.inc_q.q.val().get_bit(2);
         self.regs.hw_inc[24].next = self.inc_q.q.val().get_bit(3);
         self.regs.hw_inc[25].next = self.inc_q.q.val().get_bit(4);
+        self.regs.hw_inc[38].next = self.inc_q.q.val().get_bit(5);
+        self.regs.hw_inc[39].next = self.inc_q.q.val().get_bit(6);
+        self.regs.hw_inc[40].next = self.inc_q.q.val().get_bit(7);
+        self.regs.hw_inc[41].next = self.inc_q.q.val().get_bit(8);
+        self.regs.hw_inc[42].next = self.inc_q.q.val().get_bit(9);
+        self.regs.hw_inc[43].next = self.inc_q.q.val().get_bit(10);
     }
 }
 

@@ -151,6 +151,12 @@ pub struct Params {
     /// Clocks after which a write whose lock is not granted has its LOCK sent again, as a
     /// source's retransmission does (0: never).
     pub repeat_lock_after: u64,
+    /// One clock in this many, the receive stream has no word for the device, even in the middle
+    /// of a frame, as a link that pauses does (0: never).
+    pub rx_gap_in: u64,
+    /// Every write a whole receive buffer (4 KiB, the longest DATA the device takes), in regions
+    /// of 64 KiB that `per_region` writes share, as a long write split by the source arrives.
+    pub whole_buffers: bool,
 }
 
 /// What a run saw.
@@ -162,6 +168,9 @@ pub struct Outcome {
     pub irqs: u64,
     /// Registers at the end: FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD.
     pub counters: [u32; 4],
+    /// And the drop counters: DATA_DROPS, DATA_EXPIRED, DATA_REPEATS, LOCK_DROPS, LOCK_AHEAD,
+    /// ANSWER_DROPS.
+    pub drops: [u32; 6],
     /// LOCK frames sent again, and answers repeated for them (a grant, or a finished write's
     /// outcome, from the answer cache).
     pub lock_repeats: u32,
@@ -195,14 +204,19 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
     let mut mem = vec![0u8; BUFS as usize + (RX_BUFFER_BYTES << LOG2)];
     let per = p.per_region.max(1);
     let regions = p.writes as u64 / per + 1;
-    let slice = RX_BUFFER_BYTES as u64 / per;
+    let (region_log2, slice) = if p.whole_buffers {
+        assert!(per <= 16, "16 whole buffers to a region at most");
+        (16, RX_BUFFER_BYTES as u64)
+    } else {
+        (REGION_LOG2, RX_BUFFER_BYTES as u64 / per)
+    };
     let mut bar: VecDeque<(u32, u32)> = [
         (regs::RX_BASE_LO, RX as u32),
         (regs::RX_BUF_LO, BUFS as u32),
         (regs::DONE_BASE_LO, DONE as u32),
         (regs::RX_LOG2_SIZE, LOG2),
-        (regs::VOLUME_BYTES_LO, (regions << REGION_LOG2) as u32),
-        (regs::REGION_LOG2, REGION_LOG2),
+        (regs::VOLUME_BYTES_LO, (regions << region_log2) as u32),
+        (regs::REGION_LOG2, region_log2),
         (regs::GENERATION, GENERATION),
         (regs::CONTROL, 1),
     ]
@@ -211,12 +225,13 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
     let mut writes: Vec<Write> = (0..p.writes)
         .map(|k| {
             let len = match rng.below(3) {
+                _ if p.whole_buffers => slice as usize,
                 0 => 1 + rng.below(16) as usize,
                 1 => slice as usize,
                 _ => 1 + rng.below(slice) as usize,
             };
             // Its own bytes of a region it may share: the offset names the write.
-            let offset = ((k as u64 / per) << REGION_LOG2)
+            let offset = ((k as u64 / per) << region_log2)
                 + (k as u64 % per) * slice
                 + rng.below(slice - len as u64 + 1);
             Write {
@@ -283,13 +298,13 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
                 push_frame(&mut rx, &abort(lock_id, seq));
             } else if let Some(k) = due {
                 let w = &writes[k];
-                push_frame(&mut rx, &lock(w.lock_id, w.seq, w.offset >> REGION_LOG2, 1));
+                push_frame(&mut rx, &lock(w.lock_id, w.seq, w.offset >> region_log2, 1));
                 repeat_at.insert(k, o.clocks + p.repeat_lock_after);
                 o.lock_repeats += 1;
             } else if next < p.writes && unanswered < p.window {
                 let w = &writes[next];
                 let flags = if w.fua { Flags::FUA } else { Flags::NONE };
-                push_frame(&mut rx, &lock(w.lock_id, w.seq, w.offset >> REGION_LOG2, 1));
+                push_frame(&mut rx, &lock(w.lock_id, w.seq, w.offset >> region_log2, 1));
                 push_frame(&mut rx, &data(w.lock_id, w.seq, w.offset, &w.data, flags));
                 if p.repeat_lock_after > 0 {
                     repeat_at.insert(next, o.clocks + p.repeat_lock_after);
@@ -312,8 +327,10 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
             // BAR0 is free: read how far the device has read the done ring.
             i.mmio_addr = regs::DONE_HEAD as u64;
         }
-        // The link never back-pressures the device: a frame's words come one per clock.
-        if let Some((w, last)) = rx.pop_front() {
+        // The link never back-pressures the device: a frame's words come one per clock, or with
+        // a pause now and then.
+        let gap = p.rx_gap_in > 0 && rng.below(p.rx_gap_in) == 0;
+        if let Some((w, last)) = if gap { None } else { rx.pop_front() } {
             i.rx_valid = true;
             i.rx_data = w;
             i.rx_last = last;
@@ -481,7 +498,30 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
     }
     let c = read_counters(io);
     o.counters.copy_from_slice(&c[..4]);
+    o.drops = read_drops(io);
     o
+}
+
+/// The target path's drop counters, read through BAR0: DATA_DROPS, DATA_EXPIRED, DATA_REPEATS,
+/// LOCK_DROPS, LOCK_AHEAD, ANSWER_DROPS.
+pub fn read_drops(io: &mut impl TdIo) -> [u32; 6] {
+    [
+        regs::DATA_DROPS,
+        regs::DATA_EXPIRED,
+        regs::DATA_REPEATS,
+        regs::LOCK_DROPS,
+        regs::LOCK_AHEAD,
+        regs::ANSWER_DROPS,
+    ]
+    .map(|r| read_reg(io, r))
+}
+
+fn read_reg(io: &mut impl TdIo, r: u32) -> u32 {
+    io.set(&TdIn {
+        mmio_addr: r as u64,
+        ..TdIn::default()
+    });
+    io.get().mmio_rdata as u32
 }
 
 /// A frame's 64-bit words onto the receive stream.
@@ -503,11 +543,5 @@ fn read_counters(io: &mut impl TdIo) -> [u32; 5] {
         regs::FRAMES_BAD,
         regs::LOCKS_REJECTED,
     ]
-    .map(|r| {
-        io.set(&TdIn {
-            mmio_addr: r as u64,
-            ..TdIn::default()
-        });
-        io.get().mmio_rdata as u32
-    })
+    .map(|r| read_reg(io, r))
 }

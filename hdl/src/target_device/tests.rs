@@ -214,6 +214,8 @@ fn random_writes_reach_the_host_whole_and_every_outcome_answers_its_write() {
         stall: 800,
         per_region: 1,
         repeat_lock_after: 0,
+        rx_gap_in: 0,
+        whole_buffers: false,
     };
     let o = run(&mut Hdl::new(), &p);
     assert_eq!(o.done + o.failed, 16, "seed {seed}");

@@ -219,6 +219,12 @@ fn serve(
                 frames_bad = m.read(regs::FRAMES_BAD),
                 locks_granted = m.read(regs::LOCKS_GRANTED),
                 locks_rejected = m.read(regs::LOCKS_REJECTED),
+                data_drops = m.read(regs::DATA_DROPS),
+                data_expired = m.read(regs::DATA_EXPIRED),
+                data_repeats = m.read(regs::DATA_REPEATS),
+                lock_drops = m.read(regs::LOCK_DROPS),
+                lock_ahead = m.read(regs::LOCK_AHEAD),
+                answer_drops = m.read(regs::ANSWER_DROPS),
                 status = format_args!("{:#x}", m.read(regs::STATUS)),
                 "target device: writes the device handed over, frames the host answered"
             );

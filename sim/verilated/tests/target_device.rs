@@ -44,9 +44,10 @@ impl TdIo for Both {
     }
 }
 
-/// What every run must show: each write answered, one interrupt per write handed over, and the
+/// What every run must show: each write answered, one interrupt per write handed over, the
 /// counters (FRAMES_RX: a LOCK and a DATA per write, and an ABORT per failed one; FRAMES_TX: a
-/// grant and an outcome per write).
+/// grant and an outcome per write), and nothing dropped (the window leaves a data slot free, and
+/// the host model sends every frame once, in order).
 fn check(o: &Outcome, writes: usize, what: &str) {
     assert_eq!(o.done + o.failed, writes, "{what}: {o:?}");
     assert_eq!(o.irqs, writes as u64, "{what}: one interrupt per write");
@@ -61,6 +62,76 @@ fn check(o: &Outcome, writes: usize, what: &str) {
         ],
         "{what}: FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD"
     );
+    assert_eq!(
+        o.drops, [0; 6],
+        "{what}: DATA_DROPS, DATA_EXPIRED, DATA_REPEATS, LOCK_DROPS, LOCK_AHEAD, ANSWER_DROPS"
+    );
+}
+
+/// The drop counters count what they name, in the registers the host reads: DATA frames the
+/// buffer does not take (longer than a slot; an implicit lock), a DATA frame whose lock never
+/// comes (after DATA_TIMEOUT clocks), and a LOCK ahead of the lock id the table waits for.
+#[test]
+fn the_drop_counters_count_what_they_name() {
+    use specmirror_abi::{regs, Flags};
+    use specmirror_hdl::data_buffer::SLOT_BYTES;
+    use specmirror_hdl::target_device::host::read_drops;
+    use specmirror_hdl::target_device::DATA_TIMEOUT;
+    use specmirror_hdl::target_path::host::{data, lock, pattern, GENERATION};
+
+    let mut m = VerTargetDevice::new();
+    let clock = |m: &mut VerTargetDevice, i: TdIn| {
+        m.set(&i);
+        m.get();
+        m.tick();
+    };
+    for (o, v) in [
+        (regs::VOLUME_BYTES_LO, 1 << 20),
+        (regs::REGION_LOG2, 12),
+        (regs::GENERATION, GENERATION),
+        (regs::CONTROL, 1),
+    ] {
+        let i = TdIn {
+            mmio_write: true,
+            mmio_addr: o as u64,
+            mmio_wdata: v as u64,
+            ..TdIn::default()
+        };
+        clock(&mut m, i);
+    }
+    assert_eq!(read_drops(&mut m), [0; 6], "nothing dropped yet");
+    let frames = [
+        // Longer than a slot, and an implicit lock: not taken.
+        data(1, 10, 0, &pattern(1, SLOT_BYTES as usize + 8), Flags::NONE),
+        data(1, 10, 0, &pattern(2, 64), Flags::IMPLICIT_LOCK),
+        // Lock 1 never comes: its data waits, then expires.
+        data(1, 10, 0, &pattern(3, 64), Flags::NONE),
+        // Lock 5 is ahead of lock 1, the one the table waits for.
+        lock(5, 14, 2, 1),
+    ];
+    for f in &frames {
+        let n = f.len().div_ceil(8);
+        for (k, c) in f.chunks(8).enumerate() {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            let i = TdIn {
+                rx_valid: true,
+                rx_data: u64::from_le_bytes(b),
+                rx_last: k + 1 == n,
+                tx_ready: true,
+                ..TdIn::default()
+            };
+            clock(&mut m, i);
+        }
+    }
+    for _ in 0..64 {
+        clock(&mut m, TdIn::default());
+    }
+    assert_eq!(read_drops(&mut m), [2, 0, 0, 0, 1, 0], "before the timeout");
+    for _ in 0..DATA_TIMEOUT + 1024 {
+        clock(&mut m, TdIn::default());
+    }
+    assert_eq!(read_drops(&mut m), [2, 1, 0, 0, 1, 0], "after the timeout");
 }
 
 #[test]
@@ -80,6 +151,8 @@ fn rust_hdl_and_verilator_agree_cycle_by_cycle() {
         stall: 600,
         per_region: 1,
         repeat_lock_after: 0,
+        rx_gap_in: 0,
+        whole_buffers: false,
     };
     let o = run(&mut both, &p);
     check(&o, 10, "lockstep");
@@ -103,6 +176,8 @@ fn a_million_clocks_of_writes_reach_the_host_and_are_answered() {
             stall: 5_000,
             per_region: 1,
             repeat_lock_after: 0,
+            rx_gap_in: 0,
+            whole_buffers: false,
         };
         let o = run(&mut VerTargetDevice::new(), &p);
         check(&o, n, &format!("seed {seed}"));
@@ -120,13 +195,19 @@ fn a_million_clocks_of_writes_reach_the_host_and_are_answered() {
 /// still reaches host memory once, whole, and is answered once.
 #[test]
 fn locks_repeated_while_they_wait_behind_overlapping_writes_cost_no_data() {
-    for (seed, repeat) in [
-        (71u64, 0u64),
-        (72, 0),
-        (73, 300),
-        (74, 300),
-        (75, 1500),
-        (76, 40),
+    for (seed, repeat, gaps, whole) in [
+        (71u64, 0u64, 0u64, false),
+        (72, 0, 0, false),
+        (73, 300, 0, false),
+        (74, 300, 0, false),
+        (75, 1500, 0, false),
+        (76, 40, 0, false),
+        // The link pausing, mid-frame too.
+        (77, 0, 3, false),
+        (78, 300, 7, false),
+        // Whole 4 KiB buffers sharing 64 KiB regions: a long write's parts.
+        (79, 0, 0, true),
+        (80, 300, 5, true),
     ] {
         let n = 200;
         let p = Params {
@@ -138,12 +219,16 @@ fn locks_repeated_while_they_wait_behind_overlapping_writes_cost_no_data() {
             stall: 2_000,
             per_region: 4,
             repeat_lock_after: repeat,
+            rx_gap_in: gaps,
+            whole_buffers: whole,
         };
         let o = run(&mut VerTargetDevice::new(), &p);
         check(
             &o,
             n,
-            &format!("seed {seed}, repeats after {repeat} clocks"),
+            &format!(
+                "seed {seed}, repeats after {repeat} clocks, pauses 1 in {gaps}, whole {whole}"
+            ),
         );
         assert_eq!(o.lock_repeats > 0, repeat > 0, "seed {seed}: {o:?}");
         eprintln!(
