@@ -56,6 +56,10 @@ pub struct AnswerCache {
     pub ans_seq: Signal<Out, Bits<64>>,
     pub ans_lock_id: Signal<Out, Bits<64>>,
     pub ans_arg: Signal<Out, Bits<64>>,
+    /// One clock: a repeated DATA frame's lock is finished (its entry is not LOCK_GRANTED), so
+    /// the copy of the data waiting in the buffer (`settled_lock_id`) is never needed.
+    pub settled: Signal<Out, Bit>,
+    pub settled_lock_id: Signal<Out, Bits<64>>,
     /// Answers repeated, and queries that found nothing to repeat or came while busy.
     pub repeated: Signal<Out, Bits<32>>,
     pub missed: Signal<Out, Bits<32>>,
@@ -93,6 +97,8 @@ impl Default for AnswerCache {
             ans_seq: Default::default(),
             ans_lock_id: Default::default(),
             ans_arg: Default::default(),
+            settled: Default::default(),
+            settled_lock_id: Default::default(),
             repeated: Default::default(),
             missed: Default::default(),
             ram: Default::default(),
@@ -136,6 +142,8 @@ impl Logic for AnswerCache {
         self.ans_seq.next = self.e_seq.q.val();
         self.ans_lock_id.next = self.q_id.q.val();
         self.ans_arg.next = self.e_arg.q.val();
+        self.settled.next = false;
+        self.settled_lock_id.next = self.q_id.q.val();
         if self.q_valid.val() & (self.state.q.val() != CacheState::Idle) {
             self.n_missed.d.next = self.n_missed.q.val() + 1;
         }
@@ -152,6 +160,9 @@ impl Logic for AnswerCache {
                 self.e_seq.d.next = self.entry.val().get_bits::<64>(64);
                 self.e_arg.d.next = self.entry.val().get_bits::<64>(192);
                 self.state.d.next = CacheState::Idle;
+                self.settled.next = self.found.val()
+                    & self.q_is_data.q.val()
+                    & (self.entry.val().get_bits::<8>(0) != self.ty_granted.val());
                 if !self.found.val() {
                     self.n_missed.d.next = self.n_missed.q.val() + 1;
                 } else if self.entry.val().get_bits::<8>(0) == self.ty_done.val() {

@@ -11,7 +11,11 @@
 //! no free slot, longer than a slot, empty, an implicit lock (IMPLICIT_LOCK) or a piece of a write
 //! (`arg` not zero). The last free slot only takes a frame whose lock is already held, so frames
 //! waiting for locks (which may wait for an earlier write) never crowd out the data that would
-//! let them move. A checked frame waits for its lock for at most `data_timeout` clocks.
+//! let them move. A checked frame waits for its lock for at most `data_timeout` clocks, and not at
+//! all once its lock can never be held: the table rejected it, or its write finished (a copy the
+//! source sent again as the write's answer crossed it, which the answer cache recognises). Such
+//! copies would otherwise hold slots for `data_timeout` clocks while fresh data is dropped for
+//! want of room.
 //!
 //! One waiting slot is examined every four clocks, round robin (select it; compare its lock id
 //! with every grant record; read the grant's sequence number and regions; act). A frame whose
@@ -89,6 +93,11 @@ pub struct DataBuffer<const N: usize, const S: usize> {
     /// One clock: a checked ABORT of this session for lock `lock_id` (at the parser's verdict).
     /// A lock held without its data is released, unanswered; data waiting for it expires.
     pub abort_valid: Signal<In, Bit>,
+    /// One clock: lock `settled_lock_id` is finished (a repeated DATA frame found its outcome in
+    /// the answer cache), so data still waiting for it is a copy nobody needs: dropped at once
+    /// and counted as a repeat, rather than holding a slot until `data_timeout`.
+    pub settled_valid: Signal<In, Bit>,
+    pub settled_lock_id: Signal<In, Bits<64>>,
     /// The volume-write port: one burst per write, `wr_last` on its final word.
     pub wr_valid: Signal<Out, Bit>,
     pub wr_ready: Signal<In, Bit>,
@@ -268,6 +277,8 @@ impl<const N: usize, const S: usize> Default for DataBuffer<N, S> {
             data_timeout: Default::default(),
             grant_timeout: Default::default(),
             abort_valid: Default::default(),
+            settled_valid: Default::default(),
+            settled_lock_id: Default::default(),
             wr_valid: Default::default(),
             wr_ready: Default::default(),
             wr_data: Default::default(),
@@ -696,6 +707,27 @@ impl<const N: usize, const S: usize> Logic for DataBuffer<N, S> {
             }
         }
 
+        // Data whose lock can never be held again: its write finished (a copy sent again, which
+        // the answer cache recognised), or the table rejected the lock (the source re-issues it
+        // under a new lock id and sends the data again once that is granted). Dropped at once.
+        for k in 0..SLOTS {
+            if self.d_state[k].q.val() == self.st_waiting.val() {
+                if self.settled_valid.val()
+                    & (self.d_lock_id[k].q.val() == self.settled_lock_id.val())
+                {
+                    self.d_state[k].d.next = self.st_free.val();
+                    self.n_repeats.d.next = self.n_repeats.q.val() + 1;
+                }
+                if self.dec_valid.val()
+                    & !self.dec_granted.val()
+                    & (self.d_lock_id[k].q.val() == self.dec_lock_id.val())
+                {
+                    self.d_state[k].d.next = self.st_free.val();
+                    self.n_expired.d.next = self.n_expired.q.val() + 1;
+                }
+            }
+        }
+
         // Writing: one bound slot at a time, a word per clock while the host takes them. The RAM
         // reads a clock ahead: its address is the word after the one shown once that one goes.
         self.wr_valid.next = self.w_active.q.val();
@@ -919,6 +951,8 @@ pub mod tests_support {
         u.data_timeout.connect();
         u.grant_timeout.connect();
         u.abort_valid.connect();
+        u.settled_valid.connect();
+        u.settled_lock_id.connect();
         u.wr_ready.connect();
         u.done_valid.connect();
         u.done_slot.connect();

@@ -230,6 +230,8 @@ impl<const N: usize, const S: usize> Logic for TargetPath<N, S> {
         self.data.data_timeout.next = self.data_timeout.val();
         self.data.grant_timeout.next = self.grant_timeout.val();
         self.data.abort_valid.next = self.rx.abort_valid.val();
+        self.data.settled_valid.next = self.cache.settled.val();
+        self.data.settled_lock_id.next = self.cache.settled_lock_id.val();
         self.data.wr_ready.next = self.wr_ready.val();
         self.data.done_valid.next = self.done_valid.val();
         self.data.done_slot.next = self.done_slot.val();

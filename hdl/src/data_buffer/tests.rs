@@ -5,7 +5,7 @@
 use specmirror_abi::{encode, Flags, FrameType, Header, RejectReason};
 
 use crate::target_path::host::{
-    abort, assert_same_answers, data, lock, pattern, software, GENERATION, REGION,
+    abort, assert_same_answers, data, lock, pattern, software, GENERATION, REGION, REGIONS,
 };
 use crate::target_path::tests::host;
 
@@ -205,4 +205,45 @@ fn an_abort_releases_a_lock_held_without_its_data_and_is_not_answered() {
     assert_eq!(h.answers_of(2), vec![(GRANTED, 0), (DONE, 0)]);
     assert_eq!(h.writes.len(), 1);
     assert_eq!(h.out.held, 0);
+}
+
+/// A copy of a write's data sent again as the write's WRITE_DONE crossed it on the wire (the
+/// source's retransmission timer): answered from the cache, and its slot free again at once, not
+/// after `data_timeout` clocks (four such copies would leave no room for fresh data).
+#[test]
+fn a_copy_sent_again_after_its_write_finished_leaves_its_slot_at_once() {
+    let mut h = host(11);
+    h.inp.data_timeout = 1_000_000;
+    let d = data(1, 10, 0, &pattern(21, 4096), Flags::NONE);
+    h.send(&lock(1, 10, 0, 1));
+    h.send(&d);
+    h.settle_down(300);
+    assert_eq!(h.answers_of(1), vec![(GRANTED, 0), (DONE, 0)]);
+    h.send(&d);
+    h.settle_down(300);
+    assert_eq!(
+        h.answers_of(1),
+        vec![(GRANTED, 0), (DONE, 0), (GRANTED, 0), (DONE, 0)]
+    );
+    assert_eq!(h.out.data_status & 0xff, 0, "every slot free");
+    assert_eq!((h.out.data_repeats, h.out.data_expired), (1, 0));
+    assert_eq!(h.writes.len(), 1);
+}
+
+/// Data waiting for a lock the table rejects is dropped with the rejection: the source sends it
+/// again under the lock id it re-issues the lock with.
+#[test]
+fn data_waiting_for_a_rejected_lock_leaves_its_slot_at_once() {
+    let mut h = host(12);
+    h.inp.data_timeout = 1_000_000;
+    h.send(&data(1, 10, 0, &pattern(22, 64), Flags::NONE));
+    h.send(&lock(1, 10, REGIONS + 5, 1));
+    h.settle_down(300);
+    assert_eq!(
+        h.answers_of(1),
+        vec![(REJECTED, RejectReason::OutOfRange as u64)]
+    );
+    assert_eq!(h.out.data_status & 0xff, 0, "every slot free");
+    assert_eq!((h.out.data_expired, h.out.data_repeats), (1, 0));
+    assert!(h.writes.is_empty());
 }
