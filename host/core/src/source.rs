@@ -36,6 +36,8 @@ pub struct SourceConfig {
     pub rto: Nanos,
     /// The measured retransmission timeout never goes below this.
     pub min_rto: Nanos,
+    /// Nor above this: one slow answer must not hold every later retransmission back for long.
+    pub max_rto: Nanos,
     /// First backoff before a rejected lock is re-issued, and its ceiling.
     pub retry_initial: Nanos,
     pub retry_max: Nanos,
@@ -66,6 +68,7 @@ impl SourceConfig {
             mode: Mode::Speculative,
             rto: 20 * crate::MS,
             min_rto: crate::MS,
+            max_rto: 1_000 * crate::MS,
             max_data_payload: MAX_PAYLOAD,
             retry_initial: 100 * crate::US,
             retry_max: 10 * crate::MS,
@@ -194,6 +197,11 @@ struct Tx {
     sent_at: Nanos,
     retransmits: u32,
     rejections: u32,
+    /// The current instance went out while an earlier write to the same regions was unanswered:
+    /// the target grants it only after that write, so its answer times the queue, not the round
+    /// trip, and it gives no round-trip sample (a chain of parts of one long write would
+    /// otherwise raise the timeout to the chain's length).
+    behind: bool,
     deadline: Option<Nanos>,
 }
 
@@ -308,11 +316,14 @@ impl Source {
     }
 
     /// The retransmission timeout: the configured one until a round trip was measured, then
-    /// smoothed round trip plus four deviations (as TCP computes it), at least `min_rto`.
+    /// smoothed round trip plus four deviations (as TCP computes it), between `min_rto` and
+    /// `max_rto`.
     pub fn rto(&self) -> Nanos {
         match self.srtt {
             None => self.cfg.rto,
-            Some(s) => (s + 4 * self.rttvar).max(self.cfg.min_rto),
+            Some(s) => (s + 4 * self.rttvar)
+                .max(self.cfg.min_rto)
+                .min(self.cfg.max_rto.max(self.cfg.min_rto)),
         }
     }
 
@@ -870,7 +881,7 @@ impl Source {
             FrameType::LockGranted => self.on_granted(seq, h.lock_id, now),
             FrameType::WriteDone => {
                 let tx = &self.tx[&seq];
-                if tx.retransmits == 0 && tx.rejections == 0 {
+                if tx.retransmits == 0 && tx.rejections == 0 && !tx.behind {
                     let r = now.saturating_sub(tx.sent_at);
                     self.sample_rtt(r);
                 }
@@ -923,9 +934,10 @@ impl Source {
         tx.phase = Phase::Granted { lock_id };
         if tx.data_sent && self.peer_window.is_some() {
             // The data went with the lock and waits at the target (a window leaves it room):
-            // give it a round trip from the grant before it goes again, or a lock granted late
-            // behind an overlapping write would bring a copy that takes another write's room.
-            let rto = self.rto();
+            // give it as long from the grant as the writes of the window ahead of it may take
+            // to be written, before it goes again. A copy sent too early crosses the write's
+            // answer and costs the target the room it takes.
+            let rto = self.lock_rto();
             self.tx.get_mut(&seq).expect("tx").rto_at = now + rto;
         } else if !tx.data_sent {
             self.send_data(seq, lock_id, Flags::NONE, now);
@@ -1021,12 +1033,14 @@ impl Source {
         self.by_lock.insert(lock_id, seq);
         self.live_locks.insert(lock_id);
         let rto = self.lock_rto();
+        let behind = self.behind_earlier_write(seq);
         let tx = self.tx.get_mut(&seq).expect("tx");
         tx.phase = Phase::Waiting { lock_id };
         tx.data_sent = false;
         tx.retransmits = 0;
         tx.rto_at = now + rto;
         tx.sent_at = now;
+        tx.behind = behind;
         let after_reject = tx.after_reject;
         let speculative = (self.cfg.mode == Mode::Speculative
             || (self.cfg.mode == Mode::Implicit && !self.implicit_lock(seq)))
@@ -1035,6 +1049,19 @@ impl Source {
         if speculative {
             self.send_data(seq, lock_id, Flags::NONE, now);
         }
+    }
+
+    /// Whether an earlier write to any of the regions of write `seq` is still unanswered.
+    fn behind_earlier_write(&self, seq: u64) -> bool {
+        let region = self.cfg.region_size;
+        let e = &self.log.get(seq).expect("entry").rec;
+        let mine = Regions::of_bytes(e.offset, e.len(), region);
+        self.log.iter().take_while(|x| x.rec.seq < seq).any(|x| {
+            self.tx
+                .get(&x.rec.seq)
+                .is_some_and(|t| t.phase != Phase::Done)
+                && Regions::of_bytes(x.rec.offset, x.rec.len(), region).overlaps(mine)
+        })
     }
 
     /// Whether write `seq` goes out as one DATA frame that is its own lock (implicit mode, and
@@ -1359,6 +1386,7 @@ impl Tx {
             sent_at: 0,
             retransmits: 0,
             rejections: 0,
+            behind: false,
             deadline,
         }
     }

@@ -488,6 +488,50 @@ fn the_retransmission_timeout_follows_the_measured_round_trip() {
     assert_eq!(p.acks.len(), 3);
 }
 
+/// A write sent while an earlier write to the same region is unanswered is granted only after
+/// that one: its answer times the queue, not the link, and gives no round-trip sample (the parts of
+/// one long write, each behind the one before, would otherwise raise the timeout to the length of
+/// the whole chain). And one slow answer never takes the timeout past `max_rto`.
+#[test]
+fn a_write_queued_behind_another_gives_no_round_trip_sample_and_the_timeout_has_a_ceiling() {
+    const US: u64 = specmirror_core::US;
+    let mut sc = source_config(Mode::Speculative);
+    sc.min_rto = 10 * US;
+    let mut p = Pair::with(sc.clone(), target_config());
+    p.settle();
+    // Both in region 0: the target takes write 2 only once write 1 is done.
+    p.write(1, 0, 512, 1);
+    p.write(2, 1024, 512, 2);
+    p.complete_local_writes();
+    p.deliver_to_target();
+    p.complete_target_writes();
+    p.now += 300 * US;
+    p.deliver_to_source();
+    assert_eq!(p.acks, vec![(1, Ok(()))]);
+    assert_eq!(p.src.rto(), 900 * US, "one sample of 300 µs: 300 + 4 × 150");
+    p.now += 20_000 * US;
+    p.complete_target_writes();
+    p.deliver_to_source();
+    assert_eq!(p.acks.len(), 2);
+    assert_eq!(
+        p.src.rto(),
+        900 * US,
+        "write 2 waited behind write 1: no sample"
+    );
+
+    sc.max_rto = 5_000 * US;
+    let mut p = Pair::with(sc, target_config());
+    p.settle();
+    p.write(1, 0, 512, 1);
+    p.complete_local_writes();
+    p.deliver_to_target();
+    p.complete_target_writes();
+    p.now += 30_000 * US;
+    p.deliver_to_source();
+    assert_eq!(p.acks, vec![(1, Ok(()))]);
+    assert_eq!(p.src.rto(), 5_000 * US, "90 ms measured, 5 ms at most");
+}
+
 /// A target that announces what a hardware target does: writes of at most 4 KiB under one lock,
 /// each as one DATA frame, and no implicit locks.
 fn limited_target() -> specmirror_core::target::TargetConfig {
