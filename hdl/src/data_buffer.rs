@@ -710,17 +710,22 @@ impl<const N: usize, const S: usize> Logic for DataBuffer<N, S> {
         // Data whose lock can never be held again: its write finished (a copy sent again, which
         // the answer cache recognised), or the table rejected the lock (the source re-issues it
         // under a new lock id and sends the data again once that is granted). Dropped at once.
+        // The low 16 bits of the lock ids are compared: the locks whose data a four-slot buffer
+        // holds are a few ids apart, and a false match would only drop data, which the source
+        // sends again, as it does any data the buffer drops (a quarter of the comparators).
         for k in 0..SLOTS {
             if self.d_state[k].q.val() == self.st_waiting.val() {
                 if self.settled_valid.val()
-                    & (self.d_lock_id[k].q.val() == self.settled_lock_id.val())
+                    & (self.d_lock_id[k].q.val().get_bits::<16>(0)
+                        == self.settled_lock_id.val().get_bits::<16>(0))
                 {
                     self.d_state[k].d.next = self.st_free.val();
                     self.n_repeats.d.next = self.n_repeats.q.val() + 1;
                 }
                 if self.dec_valid.val()
                     & !self.dec_granted.val()
-                    & (self.d_lock_id[k].q.val() == self.dec_lock_id.val())
+                    & (self.d_lock_id[k].q.val().get_bits::<16>(0)
+                        == self.dec_lock_id.val().get_bits::<16>(0))
                 {
                     self.d_state[k].d.next = self.st_free.val();
                     self.n_expired.d.next = self.n_expired.q.val() + 1;
