@@ -24,9 +24,11 @@ use crate::target_path::TargetPath;
 pub const DATA_TIMEOUT: u64 = 1 << 20;
 /// Clocks a granted lock waits for its data.
 pub const GRANT_TIMEOUT: u64 = 1 << 30;
-/// The data buffer's size in 64-bit words, and the lock table's entries.
-const BUFFER_WORDS: u64 = (crate::data_buffer::SLOTS as u64) * crate::data_buffer::SLOT_BYTES / 8;
-const TABLE_ENTRIES: u64 = 16;
+/// The data buffer's size in 64-bit words, and the lock table's entries (DATA_BUFFER_WORDS and
+/// LOCK_TABLE_ENTRIES).
+pub const BUFFER_WORDS: u64 =
+    (crate::data_buffer::SLOTS as u64) * crate::data_buffer::SLOT_BYTES / 8;
+pub const TABLE_ENTRIES: u64 = 16;
 
 // The register indices the wiring below uses (rust-hdl needs them as literals).
 const _: () = {

@@ -37,6 +37,17 @@ pub struct Received {
     pub tag: u8,
 }
 
+/// The most writes a target device holds at once, from what it reports in DATA_BUFFER_WORDS and
+/// LOCK_TABLE_ENTRIES: one fewer than its data slots of `RX_BUFFER_BYTES` (its last free slot
+/// takes only data whose lock is held, so that data waiting for a lock never blocks the data that
+/// would release it), no more than its lock table's entries, and at most 255 (what a handshake
+/// announces). None if that leaves no write at all.
+pub fn window(buffer_words: u32, table_entries: u32) -> Option<u32> {
+    let slots = buffer_words as u64 * 8 / RX_BUFFER_BYTES as u64;
+    let n = slots.saturating_sub(1).min(table_entries as u64).min(255) as u32;
+    (n > 0).then_some(n)
+}
+
 /// Allocates the receive rings (`entries` slots) and tells the device where they are.
 pub fn setup<D: Device + ?Sized>(dev: &D, entries: u32) -> Result<ReceiveRings, DeviceError> {
     let r = ReceiveRings::new(entries, |n| dev.alloc_dma(n))?;
@@ -243,6 +254,16 @@ mod tests {
         assert_eq!(DoneEntry::from_bytes(&b).tag, 4, "slot 0 reused");
         assert_eq!(DoneEntry::from_bytes(&b).error.get(), 5);
         assert_eq!(r.done_tail(), 5);
+    }
+
+    #[test]
+    fn the_window_leaves_a_data_slot_free_and_fits_the_lock_table() {
+        // Four 4 KiB slots (2048 words), 16 entries: three writes.
+        assert_eq!(window(2048, 16), Some(3));
+        assert_eq!(window(64 * 512, 16), Some(16));
+        assert_eq!(window(1 << 20, 1024), Some(255));
+        assert_eq!(window(512, 16), None, "one slot: none to spare");
+        assert_eq!(window(2048, 0), None);
     }
 
     #[test]

@@ -84,10 +84,12 @@ pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTarge
     }
     let rings = rx_ring::setup(&*port, RX_ENTRIES)?;
     let m = port.mmio();
-    let window = window(
+    let (words, entries) = (
         m.read(regs::DATA_BUFFER_WORDS),
         m.read(regs::LOCK_TABLE_ENTRIES),
-    )?;
+    );
+    let window =
+        rx_ring::window(words, entries).ok_or(HwTargetError::Capacity { words, entries })?;
     info!(
         window,
         "target device: holds {window} writes at once; the handshake tells the source so"
@@ -107,21 +109,6 @@ pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTarge
         })
         .map_err(HwTargetError::Thread)?;
     Ok(())
-}
-
-/// The most writes the device holds at once, from what it reports: one fewer than its data slots
-/// (its last free slot takes only data whose lock is held, so that data waiting for a lock never
-/// blocks the data that would release it), and no more than its lock table's entries.
-fn window(buffer_words: u32, table_entries: u32) -> Result<u32, HwTargetError> {
-    let slots = buffer_words as u64 * 8 / specmirror_abi::rx_ring::RX_BUFFER_BYTES as u64;
-    let n = (slots.saturating_sub(1)).min(table_entries as u64).min(255) as u32;
-    if n == 0 {
-        return Err(HwTargetError::Capacity {
-            words: buffer_words,
-            entries: table_entries,
-        });
-    }
-    Ok(n)
 }
 
 /// The loop: the host queue's frames, the writes the device handed over, their outcomes.
@@ -274,22 +261,4 @@ fn host_frame(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_window_leaves_a_data_slot_free_and_fits_the_lock_table() {
-        // Four 4 KiB slots (2048 words), 16 entries: three writes.
-        assert_eq!(window(2048, 16).unwrap(), 3);
-        assert_eq!(window(64 * 512, 16).unwrap(), 16);
-        assert_eq!(window(1 << 20, 1024).unwrap(), 255);
-        assert!(matches!(
-            window(512, 16),
-            Err(HwTargetError::Capacity { words: 512, .. })
-        ));
-        assert!(window(2048, 0).is_err());
-    }
 }

@@ -177,8 +177,12 @@ impl HostSoftware {
                 cfg.volume_size,
                 cfg.region_size,
                 cfg.pair_id,
-                // As the target device's host announces it: a data slot stays free.
-                specmirror_hdl::data_buffer::SLOTS as u32 - 1,
+                // As the target device's host announces it, from the same target path.
+                specmirror_driver::rx_ring::window(
+                    specmirror_hdl::target_device::BUFFER_WORDS as u32,
+                    specmirror_hdl::target_device::TABLE_ENTRIES as u32,
+                )
+                .expect("the target path holds writes"),
             )),
             started: Instant::now(),
             frames: 0,
