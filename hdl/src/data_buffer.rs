@@ -722,8 +722,10 @@ impl<const N: usize, const S: usize> Logic for DataBuffer<N, S> {
                     self.d_state[k].d.next = self.st_free.val();
                     self.n_repeats.d.next = self.n_repeats.q.val() + 1;
                 }
+                // (Lock id 0 is an ABORT's request to the table, which it rejects.)
                 if self.dec_valid.val()
                     & !self.dec_granted.val()
+                    & self.dec_lock_id.val().any()
                     & (self.d_lock_id[k].q.val().get_bits::<16>(0)
                         == self.dec_lock_id.val().get_bits::<16>(0))
                 {

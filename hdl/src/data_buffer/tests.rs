@@ -247,3 +247,27 @@ fn data_waiting_for_a_rejected_lock_leaves_its_slot_at_once() {
     assert_eq!((h.out.data_expired, h.out.data_repeats), (1, 0));
     assert!(h.writes.is_empty());
 }
+
+/// An ABORT reaches the table as a request for lock id 0, which the table rejects: that rejection
+/// drops no data, not even data waiting for a lock id whose low 16 bits are 0 (the bits the
+/// buffer compares), which is written once its lock is granted.
+#[test]
+fn an_abort_s_rejection_drops_no_waiting_data() {
+    let mut h = host(13);
+    let id = 1u64 << 16;
+    let bytes = pattern(23, 64);
+    // Lock ids below `id` are settled: the table takes `id` next.
+    let mut d = Header::decode(&data(id, 10, 0, &bytes, Flags::NONE)).unwrap();
+    d.ack_lock = id;
+    h.send(&encode(&d, &bytes));
+    h.send(&abort(7, 3));
+    h.settle_down(300);
+    assert_eq!(h.out.data_status & 0xff, 2, "the data waits for its lock");
+    let mut l = Header::decode(&lock(id, 10, 0, 1)).unwrap();
+    l.ack_lock = id;
+    h.send(&encode(&l, &[]));
+    h.settle_down(300);
+    assert_eq!(h.answers_of(id), vec![(GRANTED, 0), (DONE, 0)]);
+    assert_eq!(h.writes.len(), 1);
+    assert_eq!((h.out.data_expired, h.out.data_repeats), (0, 0));
+}
