@@ -298,24 +298,9 @@ impl Logic for TargetDevice {
             .val()
             .replace_bit(5, self.path.answer_drops.val().get_bit(0));
         self.lsb_q.d.next = self.lsb.val();
-        if self.path.data_drops.val().get_bit(0) != self.lsb_q.q.val().get_bit(0) {
-            self.inc.next = self.inc.val().replace_bit(5, true);
-        }
-        if self.path.data_expired.val().get_bit(0) != self.lsb_q.q.val().get_bit(1) {
-            self.inc.next = self.inc.val().replace_bit(6, true);
-        }
-        if self.path.data_repeats.val().get_bit(0) != self.lsb_q.q.val().get_bit(2) {
-            self.inc.next = self.inc.val().replace_bit(7, true);
-        }
-        if self.path.lock_drops.val().get_bit(0) != self.lsb_q.q.val().get_bit(3) {
-            self.inc.next = self.inc.val().replace_bit(8, true);
-        }
-        if self.path.lock_ahead.val().get_bit(0) != self.lsb_q.q.val().get_bit(4) {
-            self.inc.next = self.inc.val().replace_bit(9, true);
-        }
-        if self.path.answer_drops.val().get_bit(0) != self.lsb_q.q.val().get_bit(5) {
-            self.inc.next = self.inc.val().replace_bit(10, true);
-        }
+        // A low bit that changed since the last clock is one event (bits 5.. of `inc`).
+        self.inc.next =
+            self.inc.val() | (bit_cast::<11, 6>(self.lsb.val() ^ self.lsb_q.q.val()) << 5);
         self.inc_q.d.next = self.inc.val();
         self.regs.hw_inc[21].next = self.inc_q.q.val().get_bit(0);
         self.regs.hw_inc[22].next = self.inc_q.q.val().get_bit(1);
