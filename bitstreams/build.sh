@@ -72,9 +72,9 @@ pnr frame_parser ice40_rx_top "$out/frame_parser.v" "$here/ice40_rx_top.v"
 rx_fmax=$pnr_fmax; rx_fmax_line=$pnr_line; rx_lc_used=$pnr_lc
 pnr lock_table ice40_lock_top "$out/lock_table.v" "$here/ice40_lock_top.v"
 lt_fmax=$pnr_fmax; lt_fmax_line=$pnr_line; lt_lc_used=$pnr_lc; lt_ram_used=$pnr_ram
-# The receive side together (parser feeding the 8-entry table): reported, not gated.
+# The receive side together (parser feeding the 8-entry table).
 pnr lock_retry ice40_target_top "$out/lock_retry.v" "$here/ice40_target_top.v"
-lr_fmax=$pnr_fmax; lr_lc_used=$pnr_lc
+lr_fmax=$pnr_fmax; lr_fmax_line=$pnr_line; lr_lc_used=$pnr_lc
 pnr answer_emitter ice40_answer_top "$out/answer_emitter.v" "$here/ice40_answer_top.v"
 an_fmax=$pnr_fmax; an_fmax_line=$pnr_line; an_lc_used=$pnr_lc; an_ram_used=$pnr_ram
 
@@ -144,21 +144,25 @@ and in a fuller chip the routes get longer. A registered transmit stage closes t
 | iCE40 HX8K, 8 entries alone (yosys \`synth_ice40\`) | ${lt_lut} | ${lt_ff} | ${lt_carry} | ${lt_bram} | — |
 | iCE40 HX8K, 16 entries alone (yosys \`synth_ice40\`) | ${l16_lut} | ${l16_ff} | ${l16_carry} | ${l16_bram} | — |
 | iCE40 HX8K ct256, 8 entries placed and routed with board glue | ${lt_lc_used} logic cells | | | ${lt_ram_used} | ${lt_fmax} MHz (target ${target_mhz} MHz) |
-| iCE40 HX8K ct256, frame parser feeding the 8-entry table (\`LockRetry\`), with board glue | ${lr_lc_used} logic cells | | | | ${lr_fmax} MHz (reported, not gated) |
+| iCE40 HX8K ct256, frame parser feeding the 8-entry table (\`LockRetry\`), with board glue | ${lr_lc_used} logic cells | | | | ${lr_fmax} MHz (target ${target_mhz} MHz) |
 | UltraScale+, 16 entries (yosys \`synth_xilinx -family xcup\`, estimate) | ${xl_lut} | ${xl_ff} | ${xl_carry} | ${xl_bram} (+${xl_lutram} LUTRAM) | not estimated |
 
 The product's table has 16 entries (the size the register block reports). The HX8K (7680 logic
 cells) takes 8 beside its board glue (a 328-bit input shift register): the per-entry region
 comparators and the selection multiplexers grow with the entries (compare the two synthesis rows).
-Each block is gated at ${target_mhz} MHz on its own. The parser and the table together fill the part
-to the brim, and the lock order (the next lock id against the source's 64-bit watermark, one
-carry chain in the clock before the verdict) then gets the long routes: the figure above is what
-nextpnr's seed 1 reached. The product's receive side runs on the ECP5 board build, which meets
-its 75 MHz (\`bitstreams/ecp5/REPORT.md\`).
+The table alone and the parser feeding it (\`LockRetry\`) are each gated at ${target_mhz} MHz. Together
+they fill most of the part (beside its glue: 235 bits of input shift registers), so
+\`LockRetry\` keeps every 64-bit comparison out of a single clock: the lock order (the frame's
+lock id against the next lock id and the source's watermark) is compared in 32-bit halves over
+two clocks, and what a verdict sets going (the table's request, the next lock id, the counters)
+happens the clock after it. The product's whole receive side runs on the ECP5 board build
+(\`bitstreams/ecp5/REPORT.md\`).
 One decision per clock at most; a request is decided within \`N + 7\` clocks when nothing blocks it
-(15 clocks for 8 entries, 23 for 16); retries are timed in steps of \`N\` clocks.
+(15 clocks for 8 entries, 23 for 16), and reaches the table the clock after its frame's verdict;
+retries are timed in steps of \`N\` clocks.
 
 nextpnr, lock table: \`${lt_fmax_line}\`
+nextpnr, parser feeding the table: \`${lr_fmax_line}\`
 
 ## Target answer path (\`AnswerEmitter\`)
 
@@ -228,7 +232,7 @@ UltraScale+ estimate, and placed, routed and timed on the ECP5 board build
 - $(nextpnr-ice40 --version 2>&1 | head -1)
 - icepack from fpga-icestorm $(dpkg-query -W -f='${Version}' fpga-icestorm 2>/dev/null || echo unknown)
 REPORT
-echo "== report written: bitstreams/REPORT.md (send path ${fmax} MHz, frame parser ${rx_fmax} MHz, lock table ${lt_fmax} MHz, answer path ${an_fmax} MHz, ${elapsed} s)"
-for f in "$fmax" "$rx_fmax" "$lt_fmax" "$an_fmax"; do
+echo "== report written: bitstreams/REPORT.md (send path ${fmax} MHz, frame parser ${rx_fmax} MHz, lock table ${lt_fmax} MHz, parser and table ${lr_fmax} MHz, answer path ${an_fmax} MHz, ${elapsed} s)"
+for f in "$fmax" "$rx_fmax" "$lt_fmax" "$lr_fmax" "$an_fmax"; do
   awk -v f="$f" -v t="$target_mhz" 'BEGIN {exit !(f >= t)}' || { echo "error: Fmax ${f} MHz misses the ${target_mhz} MHz target" >&2; exit 1; }
 done

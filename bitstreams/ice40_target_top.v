@@ -1,22 +1,17 @@
 // Board glue for the iCE40 HX8K around the target's receive side for locks (frame parser feeding
-// the 8-entry lock table): the receive stream comes registered from a shift register loaded
+// the 8-entry lock table): the receive stream comes from the registers of a shift register loaded
 // through one pin (as from a MAC), the host's inputs from a second one, the outputs fold into one
-// pin. Only for place-and-route figures and a bitstream.
+// pin. Each input is one register deep: the part is nearly full, and a second copy of 235 bits
+// would only take cells from the design. Only for place-and-route figures and a bitstream.
 module ice40_target_top(input clk, input sin, input load, input cin, input cload,
                         output sout, output drop_led);
   reg [65:0] sr = 0;
   always @(posedge clk) if (load) sr <= {sr[64:0], sin};
-  reg [63:0] rx_data = 0;
-  reg rx_valid = 0, rx_last = 0;
-  always @(posedge clk) begin
-    rx_data <= sr[63:0];
-    rx_valid <= sr[64];
-    rx_last <= sr[65];
-  end
+  wire [63:0] rx_data = sr[63:0];
+  wire rx_valid = sr[64], rx_last = sr[65];
   reg [168:0] cr = 0;
   always @(posedge clk) if (cload) cr <= {cr[167:0], cin};
-  reg [168:0] c = 0;
-  always @(posedge clk) c <= cr;
+  wire [168:0] c = cr;
   wire [63:0] d_lock_id, d_seq;
   wire [31:0] bad, drops;
   wire [7:0] d_reason, d_held;

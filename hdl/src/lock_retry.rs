@@ -18,9 +18,19 @@
 //! while the previous one still waits for the table's input is dropped and counted (`lock_drops`);
 //! the source's retransmission timer recovers it.
 //!
-//! `next_lock` and the frame's ids are compared in the clocks between the header and the verdict
-//! (the parser's fields are registered and the shortest frame has its trailer between), so the
-//! verdict clock only picks a result.
+//! `next_lock` and the frame's ids are compared in the clocks between the header and the verdict,
+//! so the verdict clock only picks a result. The watermark (`ack_lock`, header word 6) is known
+//! two clocks before the verdict of the shortest frame. No 64-bit carry chain fits one clock of an
+//! iCE40 at 100 MHz, so every comparison is made of 32-bit halves: the first clock compares the
+//! halves of the lock id against both candidates for `next_lock` (the watermark and the current
+//! `next_lock`), and of the watermark against `next_lock`; the second picks the candidate and
+//! joins the halves. The increment a taken LOCK moves `next_lock` to is its own lock id plus one,
+//! also in two halves, from the lock id (header word 3).
+//!
+//! What a verdict sets going (the request to the table, `next_lock`, the counters) happens the
+//! clock after it, from the frame's fields, which stay in the parser's registers that long even
+//! when the next frame starts at once. So the verdict drives a handful of flip-flops, not the
+//! request's 190; the type and generation tests are registered from the header before it.
 //!
 //! The parser's view of every frame is passed on for the data path (`DataBuffer`), which the
 //! target's full path (`TargetPath`) puts beside this block.
@@ -105,10 +115,43 @@ pub struct LockRetry<const N: usize, const S: usize> {
     nl_set: DFF<Bit>,
     /// `max(next_lock, ack_lock)` of the frame being received, and its lock id compared with it.
     nl_pre: DFF<Bits<64>>,
-    /// `nl_pre + 1`, for a LOCK taken in.
+    /// The frame's lock id plus one, for a LOCK taken in (its id is then `nl_pre`).
     nl_inc: DFF<Bits<64>>,
     id_eq: DFF<Bit>,
     id_lt: DFF<Bit>,
+    /// First clock, in 32-bit halves (`_h` high, `_l` low): the watermark against `next_lock`
+    /// (`wm_`), the lock id against the watermark (`la_`) and against `next_lock` (`ln_`).
+    wm_gt_h: DFF<Bit>,
+    wm_eq_h: DFF<Bit>,
+    wm_gt_l: DFF<Bit>,
+    la_lt_h: DFF<Bit>,
+    la_eq_h: DFF<Bit>,
+    la_lt_l: DFF<Bit>,
+    la_eq_l: DFF<Bit>,
+    ln_lt_h: DFF<Bit>,
+    ln_eq_h: DFF<Bit>,
+    ln_lt_l: DFF<Bit>,
+    ln_eq_l: DFF<Bit>,
+    /// The lock id's low half plus one, and whether that carries into the high half.
+    inc_l: DFF<Bits<32>>,
+    inc_c: DFF<Bit>,
+    /// The watermark is above `next_lock`.
+    wm_above: Signal<Local, Bit>,
+    /// Known from the header before the verdict: the frame is of this session, and a LOCK (no
+    /// flags), a DATA (explicit lock) or an ABORT.
+    gen_ok: DFF<Bit>,
+    cand_lock: DFF<Bit>,
+    cand_data: DFF<Bit>,
+    cand_abort: DFF<Bit>,
+    /// The verdict's consequences, acted on the clock after it (the frame's lock id, sequence,
+    /// offset and count are still in the parser then): a checked frame of this session, a LOCK
+    /// to take, an ABORT to pass on, a repeated LOCK, one ahead, a frame of another session.
+    v_ok: DFF<Bit>,
+    v_take: DFF<Bit>,
+    v_abort: DFF<Bit>,
+    v_repeat: DFF<Bit>,
+    v_ahead: DFF<Bit>,
+    v_stale: DFF<Bit>,
     is_lock: Signal<Local, Bit>,
     is_data: Signal<Local, Bit>,
     nl_eff: Signal<Local, Bits<64>>,
@@ -188,6 +231,30 @@ impl<const N: usize, const S: usize> Default for LockRetry<N, S> {
             nl_pre: Default::default(),
             id_eq: Default::default(),
             id_lt: Default::default(),
+            wm_gt_h: Default::default(),
+            wm_eq_h: Default::default(),
+            wm_gt_l: Default::default(),
+            la_lt_h: Default::default(),
+            la_eq_h: Default::default(),
+            la_lt_l: Default::default(),
+            la_eq_l: Default::default(),
+            ln_lt_h: Default::default(),
+            ln_eq_h: Default::default(),
+            ln_lt_l: Default::default(),
+            ln_eq_l: Default::default(),
+            inc_l: Default::default(),
+            inc_c: Default::default(),
+            wm_above: Default::default(),
+            gen_ok: Default::default(),
+            cand_lock: Default::default(),
+            cand_data: Default::default(),
+            cand_abort: Default::default(),
+            v_ok: Default::default(),
+            v_take: Default::default(),
+            v_abort: Default::default(),
+            v_repeat: Default::default(),
+            v_ahead: Default::default(),
+            v_stale: Default::default(),
             is_lock: Default::default(),
             is_data: Default::default(),
             is_abort: Default::default(),
@@ -221,7 +288,30 @@ impl<const N: usize, const S: usize> Logic for LockRetry<N, S> {
             nl_inc,
             nl_pre,
             id_eq,
-            id_lt
+            id_lt,
+            wm_gt_h,
+            wm_eq_h,
+            wm_gt_l,
+            la_lt_h,
+            la_eq_h,
+            la_lt_l,
+            la_eq_l,
+            ln_lt_h,
+            ln_eq_h,
+            ln_lt_l,
+            ln_eq_l,
+            inc_l,
+            inc_c,
+            gen_ok,
+            cand_lock,
+            cand_data,
+            cand_abort,
+            v_ok,
+            v_take,
+            v_abort,
+            v_repeat,
+            v_ahead,
+            v_stale
         );
         self.parser.clock.next = self.clock.val();
         self.parser.rx_data.next = self.rx_data.val();
@@ -246,48 +336,90 @@ impl<const N: usize, const S: usize> Logic for LockRetry<N, S> {
         self.locks.req_first.next = self.p_first.q.val();
         self.locks.req_count.next = self.p_count.q.val();
         self.p_valid.d.next = self.p_valid.q.val() & !self.locks.req_ready.val();
-        self.frame_ok.next =
-            self.parser.frame_ok.val() & (self.parser.generation.val() == self.generation.val());
-        if self.parser.frame_ok.val() & !self.frame_ok.val() {
+        // What the header says, registered before the verdict (the header's first words are in
+        // the parser's registers until the clock after the verdict).
+        self.gen_ok.d.next = self.parser.generation.val() == self.generation.val();
+        self.cand_lock.d.next = (self.parser.ty.val() == self.ty_lock.val())
+            & (self.parser.flags.val() == self.no_flags.val());
+        self.cand_data.d.next = (self.parser.ty.val() == self.ty_data.val())
+            & !(self.parser.flags.val() & self.implicit.val()).any();
+        self.cand_abort.d.next = self.parser.ty.val() == self.ty_abort.val();
+        self.frame_ok.next = self.parser.frame_ok.val() & self.gen_ok.q.val();
+        self.is_lock.next = self.frame_ok.val() & self.cand_lock.q.val();
+        self.is_data.next = self.frame_ok.val() & self.cand_data.q.val();
+        self.is_abort.next = self.frame_ok.val() & self.cand_abort.q.val();
+        self.v_stale.d.next = self.parser.frame_ok.val() & !self.gen_ok.q.val();
+        self.v_ok.d.next = self.frame_ok.val();
+        self.v_take.d.next = self.is_lock.val() & self.id_eq.q.val();
+        self.v_abort.d.next = self.is_abort.val();
+        self.v_repeat.d.next = self.is_lock.val() & self.id_lt.q.val();
+        self.v_ahead.d.next = self.is_lock.val() & !self.id_lt.q.val() & !self.id_eq.q.val();
+        if self.v_stale.q.val() {
             self.stale_count.d.next = self.stale_count.q.val() + 1;
         }
-        self.is_lock.next = self.frame_ok.val()
-            & (self.parser.ty.val() == self.ty_lock.val())
-            & (self.parser.flags.val() == self.no_flags.val());
-        // The frame's place in the lock order, ready by its verdict.
-        // One 64-bit carry chain per clock: the watermark comparison, then the lock id's, and the
-        // increment from a register.
+        // The frame's place in the lock order, ready by its verdict: halves in the first clock,
+        // joined in the second.
         self.nl_eff.next = self.nl_q.q.val();
         if !self.nl_set.q.val() {
             self.nl_eff.next = 1.into();
         }
+        self.wm_gt_h.d.next =
+            self.parser.ack_lock.val().get_bits::<32>(32) > self.nl_eff.val().get_bits::<32>(32);
+        self.wm_eq_h.d.next =
+            self.parser.ack_lock.val().get_bits::<32>(32) == self.nl_eff.val().get_bits::<32>(32);
+        self.wm_gt_l.d.next =
+            self.parser.ack_lock.val().get_bits::<32>(0) > self.nl_eff.val().get_bits::<32>(0);
+        self.la_lt_h.d.next = self.parser.lock_id.val().get_bits::<32>(32)
+            < self.parser.ack_lock.val().get_bits::<32>(32);
+        self.la_eq_h.d.next = self.parser.lock_id.val().get_bits::<32>(32)
+            == self.parser.ack_lock.val().get_bits::<32>(32);
+        self.la_lt_l.d.next = self.parser.lock_id.val().get_bits::<32>(0)
+            < self.parser.ack_lock.val().get_bits::<32>(0);
+        self.la_eq_l.d.next = self.parser.lock_id.val().get_bits::<32>(0)
+            == self.parser.ack_lock.val().get_bits::<32>(0);
+        self.ln_lt_h.d.next =
+            self.parser.lock_id.val().get_bits::<32>(32) < self.nl_eff.val().get_bits::<32>(32);
+        self.ln_eq_h.d.next =
+            self.parser.lock_id.val().get_bits::<32>(32) == self.nl_eff.val().get_bits::<32>(32);
+        self.ln_lt_l.d.next =
+            self.parser.lock_id.val().get_bits::<32>(0) < self.nl_eff.val().get_bits::<32>(0);
+        self.ln_eq_l.d.next =
+            self.parser.lock_id.val().get_bits::<32>(0) == self.nl_eff.val().get_bits::<32>(0);
+        self.inc_l.d.next = self.parser.lock_id.val().get_bits::<32>(0) + 1;
+        self.inc_c.d.next = self.parser.lock_id.val().get_bits::<32>(0).all();
+        self.wm_above.next = self.wm_gt_h.q.val() | (self.wm_eq_h.q.val() & self.wm_gt_l.q.val());
         self.nl_pre.d.next = self.nl_eff.val();
-        if self.parser.ack_lock.val() > self.nl_eff.val() {
+        self.id_eq.d.next = self.ln_eq_h.q.val() & self.ln_eq_l.q.val();
+        self.id_lt.d.next = self.ln_lt_h.q.val() | (self.ln_eq_h.q.val() & self.ln_lt_l.q.val());
+        if self.wm_above.val() {
             self.nl_pre.d.next = self.parser.ack_lock.val();
+            self.id_eq.d.next = self.la_eq_h.q.val() & self.la_eq_l.q.val();
+            self.id_lt.d.next =
+                self.la_lt_h.q.val() | (self.la_eq_h.q.val() & self.la_lt_l.q.val());
         }
-        self.nl_inc.d.next = self.nl_pre.q.val() + 1;
-        self.id_eq.d.next = self.parser.lock_id.val() == self.nl_pre.q.val();
-        self.id_lt.d.next = self.parser.lock_id.val() < self.nl_pre.q.val();
-        self.is_data.next = self.frame_ok.val()
-            & (self.parser.ty.val() == self.ty_data.val())
-            & !(self.parser.flags.val() & self.implicit.val()).any();
+        self.nl_inc.d.next = (bit_cast::<64, 32>(
+            self.parser.lock_id.val().get_bits::<32>(32)
+                + bit_cast::<32, 1>(self.inc_c.q.val().into()),
+        ) << 32)
+            | bit_cast::<64, 32>(self.inc_l.q.val());
         self.dup_valid.next = (self.is_lock.val() | self.is_data.val()) & self.id_lt.q.val();
-        if self.frame_ok.val() {
+        // The clock after the verdict. `nl_pre` and `nl_inc` still hold this frame's values: the
+        // next frame's watermark and lock id come in later.
+        if self.v_ok.q.val() {
             self.nl_q.d.next = self.nl_pre.q.val();
             self.nl_set.d.next = true;
         }
-        if self.is_lock.val() & self.id_lt.q.val() {
+        if self.v_repeat.q.val() {
             self.repeats.d.next = self.repeats.q.val() + 1;
         }
-        if self.is_lock.val() & !self.id_lt.q.val() & !self.id_eq.q.val() {
+        if self.v_ahead.q.val() {
             self.ahead.d.next = self.ahead.q.val() + 1;
         }
         // An ABORT lifts the ordering barrier of its write, if one stands: it goes to the table as
         // an empty request with the write's sequence number and lock id 0, which frees the barrier
         // as a re-issue would and is then rejected as out of range (and not answered).
-        self.is_abort.next = self.frame_ok.val() & (self.parser.ty.val() == self.ty_abort.val());
         self.abort_valid.next = self.is_abort.val();
-        if self.is_abort.val() {
+        if self.v_abort.q.val() {
             if self.p_valid.q.val() & !self.locks.req_ready.val() {
                 self.drops.d.next = self.drops.q.val() + 1;
             } else {
@@ -298,7 +430,7 @@ impl<const N: usize, const S: usize> Logic for LockRetry<N, S> {
                 self.p_count.d.next = 0.into();
             }
         }
-        if self.is_lock.val() & self.id_eq.q.val() {
+        if self.v_take.q.val() {
             if self.p_valid.q.val() & !self.locks.req_ready.val() {
                 self.drops.d.next = self.drops.q.val() + 1;
             } else {

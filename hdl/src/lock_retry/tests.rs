@@ -207,3 +207,46 @@ fn locks_are_taken_in_lock_id_order_and_repeats_are_not_locks() {
     t.idle(60);
     assert_eq!(t.decs.iter().filter(|d| d.2 == 1).count(), 2);
 }
+
+/// A LOCK frame carrying the source's watermark.
+fn lock_acked(lock_id: u64, seq: u64, first: u64, ack_lock: u64) -> Vec<u8> {
+    let mut h = Header::decode(&lock(lock_id, seq, first, 1)).unwrap();
+    h.ack_lock = ack_lock;
+    encode(&h, &[])
+}
+
+/// The lock order is compared in 32-bit halves: ids and watermarks on both sides of 2^32.
+#[test]
+fn the_lock_order_holds_across_the_32_bit_boundary() {
+    const B: u64 = 1 << 32;
+    let mut t = Tb::new();
+    // The watermark moves next_lock to 2^32 - 1; a lock below it is a repeat.
+    t.send(&lock_acked(B - 2, 1, 0, B - 1));
+    t.send(&lock_acked(B - 1, 2, 1, B - 1));
+    // Same high half, low half ahead: dropped. Then 2^32 itself: the increment carried.
+    t.send(&lock_acked(B + 1, 3, 2, B - 1));
+    t.send(&lock_acked(B, 4, 3, B - 1));
+    t.send(&lock_acked(B + 1, 5, 4, 0));
+    // A watermark below next_lock changes nothing: 2^32 + 1 is a repeat now.
+    t.send(&lock_acked(B + 1, 5, 4, 7));
+    t.idle(60);
+    let ids: Vec<u64> = t.decs.iter().map(|d| d.2).collect();
+    assert_eq!(ids, vec![B - 1, B, B + 1], "{:?}", t.decs);
+    assert!(t.decs.iter().all(|d| d.0), "{:?}", t.decs);
+    assert_eq!(t.u.lock_ahead.val().to_u64(), 1);
+    assert_eq!(t.u.lock_repeats.val().to_u64(), 2);
+    // A watermark with a higher high half and a lower low half (2 * 2^32 + 0 against
+    // 2^32 + 2): next_lock moves up to it; 2^32 + 2 is settled, so a repeat.
+    t.send(&lock_acked(B + 2, 6, 5, 2 * B));
+    t.send(&lock_acked(2 * B, 7, 6, 2 * B));
+    t.idle(60);
+    assert_eq!(
+        t.decs.last().map(|d| (d.0, d.2)),
+        Some((true, 2 * B)),
+        "{:?}",
+        t.decs
+    );
+    assert_eq!(t.decs.len(), 4, "{:?}", t.decs);
+    assert_eq!(t.u.lock_repeats.val().to_u64(), 3);
+    assert_eq!(t.u.frames_bad.val().to_u64(), 0);
+}
