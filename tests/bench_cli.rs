@@ -36,11 +36,27 @@ fn quick_bench_runs_and_its_output_parses() {
         let iops: f64 = field(l, "iops").parse().unwrap();
         let p50: f64 = field(l, "p50_us").parse().unwrap();
         assert!(iops > 0.0 && p50 > 0.0, "{l}");
+        // The bench's own CPU time per write (ticks of 10 ms: a short run may show 0).
+        let cpu: f64 = field(l, "cpu_us_per_write").parse().unwrap();
+        assert!(cpu >= 0.0, "{l}");
     }
     for m in ["floor", "speculative", "implicit", "conservative"] {
         assert!(lines.iter().any(|l| field(l, "mode") == m), "no {m} rows");
     }
     assert!(out.contains("spec/cons p50"), "ratios printed:\n{out}");
+    // The CPU table: a row for the floor and each mode.
+    let cpu_table = out
+        .split("CPU per QD32 write")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no CPU table:\n{out}"));
+    for m in ["floor", "speculative", "implicit", "conservative"] {
+        assert!(
+            cpu_table
+                .lines()
+                .any(|l| l.split_whitespace().nth(2) == Some(m)),
+            "no {m} row in the CPU table:\n{cpu_table}"
+        );
+    }
 }
 
 #[test]

@@ -86,11 +86,22 @@ pub struct Row {
     /// For the software engine at QD1: mean microseconds queued, in the source's core task, and
     /// waiting for the target.
     pub stages: Option<(f64, f64, f64)>,
+    /// CPU time this process spent per write during the run, µs: the client, the link emulator
+    /// and the engine under test, when they all run in it (`None` for QEMU, which runs apart).
+    pub cpu_us: Option<f64>,
 }
 
 impl Row {
     pub fn json(&self) -> String {
-        self.json_with("")
+        match self.cpu_us {
+            Some(c) => self.json_with(&format!(",\"cpu_us_per_write\":{c:.1}")),
+            None => self.json_with(""),
+        }
+    }
+
+    /// Cores kept busy by this process during the run: CPU per write times writes per second.
+    pub fn cores_busy(&self) -> Option<f64> {
+        self.cpu_us.map(|c| c * self.r.iops() / 1e6)
     }
 
     /// The JSON line with `extra` fields (each `,"key":value`) after the mode.
@@ -134,7 +145,10 @@ pub(crate) async fn measure(
         if let Some(s) = stages {
             s.reset();
         }
+        let cpu_before = crate::scale::usage(std::process::id())?.0;
         let r = random_writes(&client, qd, bs, ops.max(qd), SIZE).await?;
+        let cpu = crate::scale::usage(std::process::id())?.0 - cpu_before;
+        let writes = ops.max(qd) as f64;
         rows.push(Row {
             engine,
             mode: mode.to_string(),
@@ -143,6 +157,7 @@ pub(crate) async fn measure(
             bs,
             r,
             stages: stages.filter(|_| qd == 1).map(|s| s.means_us()),
+            cpu_us: Some(cpu * 1e6 / writes),
         });
     }
     Ok(rows)
@@ -209,7 +224,12 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
                 }
                 "qemu" => {
                     let q = crate::qemu_mirror::QemuMirror::start(dir.path(), SIZE, delay).await?;
-                    measure(&q.nbd_addr, engine, &mode, rtt, ops, None).await?
+                    let mut rows = measure(&q.nbd_addr, engine, &mode, rtt, ops, None).await?;
+                    // QEMU's work is in its own processes, not in this one's CPU time.
+                    for r in &mut rows {
+                        r.cpu_us = None;
+                    }
+                    rows
                 }
                 _ => {
                     let m = match mode.as_str() {
@@ -234,7 +254,48 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
     print_table(&rows);
     print_ratios(&rows, &a.rtt);
     print_stages(&rows);
+    print_cpu(&rows);
     Ok(true)
+}
+
+/// What a QD32 write costs in CPU, next to the floor's, and how many cores the run kept busy: on a
+/// machine with few cores, QD32 throughput is bounded by CPU per write.
+fn print_cpu(rows: &[Row]) {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
+    println!("CPU per QD32 write (µs of this process: client, link emulator and engine) and the");
+    println!("cores kept busy (CPU per write × writes per second; this machine has {cores}):");
+    println!(
+        "{:>8} {:<9} {:<14} {:>10} {:>8} {:>11} {:>9} {:>12}",
+        "rtt_us", "engine", "mode", "cpu_us_4k", "cores", "cpu_us_64k", "cores", "cpu/floor_4k"
+    );
+    for chunk in rows.chunks(3) {
+        let (i, t) = (&chunk[1], &chunk[2]);
+        let (Some(ci), Some(ct)) = (i.cpu_us, t.cpu_us) else {
+            continue;
+        };
+        let floor = rows
+            .iter()
+            .find(|f| {
+                f.engine == "floor"
+                    && f.qd == 32
+                    && f.bs == 4096
+                    && (f.rtt_us - i.rtt_us).abs() < 0.5
+            })
+            .and_then(|f| f.cpu_us)
+            .filter(|&f| f > 0.0);
+        println!(
+            "{:>8.0} {:<9} {:<14} {:>10.1} {:>8.2} {:>11.1} {:>9.2} {:>12}",
+            i.rtt_us,
+            i.engine,
+            i.mode,
+            ci,
+            i.cores_busy().unwrap_or(0.0),
+            ct,
+            t.cores_busy().unwrap_or(0.0),
+            floor.map_or("-".to_string(), |f| format!("{:.2}", ci / f))
+        );
+    }
 }
 
 /// Where a QD1 write's time goes in the software engine, next to the floor at the same RTT.

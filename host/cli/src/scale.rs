@@ -44,7 +44,7 @@ fn start(args: &[String], key: &str) -> Result<(Proc, String)> {
 }
 
 /// (CPU seconds used, resident KiB, peak resident KiB) of a process.
-fn usage(pid: u32) -> Result<(f64, u64, u64)> {
+pub(crate) fn usage(pid: u32) -> Result<(f64, u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = &stat[stat.rfind(')').context("stat format")? + 2..];
     let f: Vec<&str> = after.split_whitespace().collect();
