@@ -608,3 +608,44 @@ fn the_hardware_target_answers_with_the_very_bytes_of_the_software_target() {
     let (soft, hw) = (answers_of("soft"), answers_of("hw"));
     assert_same_frames(&soft, &hw, 80, "40 writes, a grant and a WRITE_DONE each");
 }
+
+/// A write the source logged against the software target and never saw confirmed (the target
+/// went away, then the source was killed) is 64 KiB; the hardware target the source meets on
+/// restart takes 4 KiB under one lock. No client waits for the write, so it cannot fail, and the
+/// hardware target would drop every copy: the source stops at once with a message that names
+/// the write and the limit, and keeps the write in its log for a target that takes it.
+#[test]
+fn a_restarted_source_whose_log_holds_a_write_too_long_for_the_hardware_target_stops_and_says_why()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut target = start_target(d, SIZE, &[]);
+    let addr = target.field("listen");
+    let mut source = start_source(d, &addr, "speculative", SIZE, &["--link-timeout", "60s"]);
+    let port = port_of(&source.field("nbd"));
+    target.kill9();
+    let write = std::thread::spawn(move || qemu_io(&port, &["write -P 0x5c 1M 64k"]));
+    // The write is in the log once the source has written it locally; give it a moment.
+    std::thread::sleep(Duration::from_millis(1500));
+    source.kill9();
+    let (ok, _) = write.join().unwrap();
+    assert!(!ok, "the write was never confirmed");
+    let log_len = std::fs::metadata(d.join("source.log")).unwrap().len();
+    assert!(log_len > 65536, "the write is in the log: {log_len} bytes");
+
+    let _hw = restart_target_at(d, &addr, &["--engine", "hw", "--device", "sim"]);
+    let args: Vec<&str> = source.args.iter().map(|s| s.as_str()).collect();
+    let err = match Spawned::new(d, "source", &args).ready() {
+        Ok(_) => panic!("the source started against a target that cannot take its log"),
+        Err(e) => e,
+    };
+    assert!(
+        err.contains("(65536 bytes, with no client waiting")
+            && err.contains("longer than the target takes under one lock (4096 bytes)"),
+        "{err}"
+    );
+    assert!(
+        std::fs::metadata(d.join("source.log")).unwrap().len() >= log_len,
+        "the log keeps the write"
+    );
+}

@@ -1056,6 +1056,10 @@ impl BidirWorld {
             SourceAction::Refused(st) => {
                 self.violation(format!("node {} was refused: {st:?}", node + 1))
             }
+            SourceAction::CannotMirror { seq, .. } => self.violation(format!(
+                "node {}: seq {seq} is longer than its peer takes",
+                node + 1
+            )),
             SourceAction::RolledBack { seq, reason, .. } => {
                 self.trace(format!("node {} rolls back seq {seq}: {reason}", node + 1))
             }

@@ -85,7 +85,10 @@ pub struct World {
     calm: bool,
     calm_at: Nanos,
     issued: u32,
-    ever_up: bool,
+    /// The source has met the target since it last started. Until then the client waits, as
+    /// the source daemon opens its NBD front end only after its first session: so every client
+    /// write is logged knowing the target's limits.
+    met_since_start: bool,
     next_hold: u64,
     checker: Checker,
     report: Report,
@@ -116,7 +119,7 @@ impl World {
             calm: false,
             calm_at: 0,
             issued: 0,
-            ever_up: false,
+            met_since_start: false,
             next_hold: 1,
             cfg,
         };
@@ -171,6 +174,7 @@ impl World {
         let records: Vec<LogRecord> = self.plog.values().cloned().collect();
         let (s, actions) = Source::recover(self.source_config(), self.pgen, records);
         self.source = Some(s);
+        self.met_since_start = false;
         self.trace(format!("source up (incarnation {})", self.src_inc));
         self.source_actions(actions);
         self.source_event(SourceEvent::Connected);
@@ -398,7 +402,7 @@ impl World {
         }
         let think = self.rng.range(0, self.cfg.think);
         let waiting = self.source.is_none()
-            || !self.ever_up
+            || !self.met_since_start
             || self.checker.pending() >= self.cfg.queue_depth as usize;
         if waiting {
             // The client waits for its node or for a free slot.
@@ -659,13 +663,18 @@ impl World {
                     self.checker.flush_answered(handle, result);
                 }
                 SourceAction::SessionUp { generation } => {
-                    // The workload starts once the pair has first met.
-                    self.ever_up = true;
+                    // The client writes once the pair has met since the source started.
+                    self.met_since_start = true;
                     self.trace(format!("session {generation} up"))
                 }
                 SourceAction::Refused(st) => {
                     self.violation(format!("target refused the pair: {st:?}"))
                 }
+                // A target's limits stay the same for a whole run, and every write logged
+                // after the first session was split to them.
+                SourceAction::CannotMirror { seq, len, limit } => self.violation(format!(
+                    "seq {seq} of {len} bytes is longer than the target takes ({limit})"
+                )),
                 SourceAction::AckedAlone { seq } => self.violation(format!(
                     "a one-way source answered seq {seq} ahead of the target"
                 )),

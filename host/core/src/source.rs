@@ -153,6 +153,16 @@ pub enum SourceAction {
     },
     /// The target refused the pair; mirroring cannot proceed.
     Refused(HelloStatus),
+    /// Write `seq` of the log, `len` bytes, that no client waits for (recovered after a restart,
+    /// or a rollback's compensation) is longer than the target just announced it takes under
+    /// one lock (`limit`). Such a write cannot fail, only be retried, and this target would
+    /// refuse every copy: mirroring cannot proceed with this target. The log keeps the write,
+    /// and nothing is sent.
+    CannotMirror {
+        seq: u64,
+        len: u64,
+        limit: u64,
+    },
     /// Write `seq` was answered before the peer confirmed it (see
     /// [`SourceConfig::ack_while_down`]); it stays in the log until confirmed. Emitted just
     /// before its `AckWrite`.
@@ -221,9 +231,17 @@ struct Split {
 #[derive(Clone, Debug)]
 enum Session {
     Down,
-    Handshaking { generation: u32, sent_at: Nanos },
-    Up { generation: u32 },
+    Handshaking {
+        generation: u32,
+        sent_at: Nanos,
+    },
+    Up {
+        generation: u32,
+    },
     Refused(HelloStatus),
+    /// A write without a client is longer than the target takes (see
+    /// [`SourceAction::CannotMirror`]).
+    CannotMirror,
 }
 
 #[derive(Clone, Debug)]
@@ -808,7 +826,7 @@ impl Source {
     }
 
     fn start_handshake(&mut self, now: Nanos) {
-        if matches!(self.session, Session::Refused(_)) {
+        if matches!(self.session, Session::Refused(_) | Session::CannotMirror) {
             return;
         }
         self.generation += 1;
@@ -959,6 +977,21 @@ impl Source {
                 self.peer_write_limit = ack.write_limit();
                 self.peer_implicit = ack.takes_implicit_locks();
                 self.peer_window = ack.window().map(|n| n as usize);
+                if let Some(limit) = self.split_size() {
+                    // A write with a client that is too long fails when it would be sent (see
+                    // `send_entry`); one without can only be retried, and never would be taken.
+                    if let Some(e) = self
+                        .log
+                        .iter()
+                        .find(|e| e.client.is_none() && e.rec.len() > limit)
+                    {
+                        let (seq, len) = (e.rec.seq, e.rec.len());
+                        self.session = Session::CannotMirror;
+                        self.out
+                            .push(SourceAction::CannotMirror { seq, len, limit });
+                        return;
+                    }
+                }
                 self.session_up(generation, now)
             }
             (Session::Handshaking { generation, .. }, HelloStatus::StaleGeneration)

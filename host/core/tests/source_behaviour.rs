@@ -634,6 +634,59 @@ fn a_write_logged_before_a_smaller_limit_was_announced_fails_rather_than_hangs()
 }
 
 #[test]
+fn a_recovered_write_longer_than_the_target_takes_stops_mirroring_with_the_reason() {
+    // Logged against a target that takes anything; the source restarts, and the target it
+    // meets now takes at most 4 KiB under one lock. No client waits for the recovered write:
+    // it cannot fail, and the new target would drop every copy.
+    let recovered = |limit: Option<u64>| {
+        let mut p = Pair::new(Mode::Speculative);
+        p.write(1, 0, 10_000, 0x44);
+        p.write(2, 20_000, 100, 0x45);
+        p.to_tgt.clear();
+        let records: Vec<_> = p.persisted.values().cloned().collect();
+        let (src, actions) =
+            specmirror_core::source::Source::recover(source_config(Mode::Speculative), 1, records);
+        p.src = src;
+        p.local_inflight.clear();
+        p.apply_src(actions);
+        let mut tc = limited_target();
+        tc.write_limit = limit;
+        p.tgt = specmirror_core::target::Target::new(tc);
+        p.src_log.clear();
+        p.src_event(SourceEvent::Connected);
+        p.settle();
+        p
+    };
+    let p = recovered(Some(4096));
+    let stopped: Vec<_> = p
+        .src_log
+        .iter()
+        .filter(|a| matches!(a, SourceAction::CannotMirror { .. }))
+        .collect();
+    assert_eq!(
+        stopped,
+        vec![&SourceAction::CannotMirror {
+            seq: 1,
+            len: 10_000,
+            limit: 4096
+        }]
+    );
+    assert!(!p.src.is_up());
+    assert_eq!(p.src.log().len(), 2, "the log keeps both writes");
+    assert!(data_frames(&p).is_empty(), "nothing is sent");
+    assert_eq!(p.target_sent(FrameType::WriteDone).len(), 0);
+    // A target that takes the write gets both, and the log empties.
+    let p = recovered(Some(16_384));
+    assert!(p.src.is_up());
+    assert!(!p
+        .src_log
+        .iter()
+        .any(|a| matches!(a, SourceAction::CannotMirror { .. })));
+    assert!(p.src.log().is_empty());
+    assert_eq!(p.src_vol, p.tgt_vol);
+}
+
+#[test]
 fn a_target_s_window_bounds_the_writes_in_flight_and_the_rest_go_in_order() {
     for mode in [Mode::Speculative, Mode::Conservative] {
         let mut tc = limited_target();

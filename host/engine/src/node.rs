@@ -709,6 +709,13 @@ impl CoreTask {
             SourceAction::Refused(status) => {
                 return Err(NodeError::Refused(refusal(status, None)));
             }
+            // A peer node announces no write limit, so no write is too long for it.
+            SourceAction::CannotMirror { seq, len, limit } => {
+                return Err(NodeError::Refused(format!(
+                    "write {seq} ({len} bytes) is longer than the peer takes under one lock \
+                     ({limit} bytes)"
+                )));
+            }
             SourceAction::AckedAlone { seq } => {
                 debug!(
                     seq,

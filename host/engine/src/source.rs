@@ -80,6 +80,14 @@ pub enum SourceError {
     },
     #[error("the target refused this volume pair: {0}")]
     Refused(String),
+    #[error(
+        "write {seq} in the rollback log ({len} bytes, with no client waiting: kept from before \
+         a restart, or a rollback's compensation) is longer than the target takes under one lock \
+         ({limit} bytes), so it cannot be mirrored to this target; the log keeps it. Start the \
+         source against a target that takes it (the software engine's target takes up to 4 MiB), \
+         let it mirror the write, then change targets"
+    )]
+    CannotMirror { seq: u64, len: u64, limit: u64 },
     #[error("rollback log write failed, mirroring cannot go on safely: {0}")]
     LogWrite(std::io::Error),
     #[error("cannot listen for NBD clients on {addr}: {source}")]
@@ -838,6 +846,9 @@ impl CoreTask {
                 }
                 SourceAction::Refused(status) => {
                     return Err(SourceError::Refused(format!("{status:?}")));
+                }
+                SourceAction::CannotMirror { seq, len, limit } => {
+                    return Err(SourceError::CannotMirror { seq, len, limit });
                 }
                 // Only the bidirectional node's serve policy answers ahead of the peer.
                 SourceAction::AckedAlone { .. } => {}
