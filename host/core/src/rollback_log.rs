@@ -172,11 +172,16 @@ impl RollbackLog {
 
     /// Whether an entry earlier than `seq` touches any of its bytes.
     pub fn has_earlier_overlap(&self, seq: u64) -> bool {
+        self.overlaps_before(seq, seq)
+    }
+
+    /// Whether an entry earlier than `before` touches any byte of entry `seq`.
+    pub fn overlaps_before(&self, seq: u64, before: u64) -> bool {
         let Some(e) = self.entries.get(&seq) else {
             return false;
         };
         self.entries
-            .range(..seq)
+            .range(..before)
             .any(|(_, x)| x.rec.overlaps(e.rec.offset, e.rec.len()))
     }
 

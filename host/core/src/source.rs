@@ -1374,21 +1374,36 @@ impl Source {
     }
 
     fn retire(&mut self) {
-        // A split client write's parts leave the log together, once all are confirmed.
-        for split in self.splits.values() {
-            let done = split
-                .parts
-                .clone()
-                .all(|p| self.log.get(p).is_none_or(|e| e.is_complete()));
-            if done {
-                for p in split.parts.clone() {
-                    if let Some(e) = self.log.get_mut(p) {
-                        e.held = false;
+        // A split client write's parts leave the log together: once all are confirmed and none
+        // waits behind an earlier write outside the split. A part that stayed behind could still
+        // fail (a new session sends it again, under the write timeout) and roll the others back,
+        // and those that had left would stay on both copies of a failed write. An earlier write
+        // leaving can free a split's parts, so this goes round until nothing more leaves.
+        let mut retired = Vec::new();
+        loop {
+            for split in self.splits.values() {
+                let done = split
+                    .parts
+                    .clone()
+                    .all(|p| self.log.get(p).is_none_or(|e| e.is_complete()))
+                    && !split
+                        .parts
+                        .clone()
+                        .any(|p| self.log.overlaps_before(p, split.parts.start));
+                if done {
+                    for p in split.parts.clone() {
+                        if let Some(e) = self.log.get_mut(p) {
+                            e.held = false;
+                        }
                     }
                 }
             }
+            let more = self.log.retire_ready();
+            if more.is_empty() {
+                break;
+            }
+            retired.extend(more);
         }
-        let retired = self.log.retire_ready();
         if self.cfg.announce_retire && !retired.is_empty() && self.is_up() {
             let h = self.header(FrameType::Heartbeat);
             self.out.push(SourceAction::Send(Frame::new(h, Vec::new())));

@@ -615,6 +615,40 @@ fn a_failed_part_of_a_split_write_rolls_the_whole_write_back_and_fails_it_once()
 }
 
 #[test]
+fn a_split_write_s_parts_leave_the_log_together_when_one_waits_behind_an_earlier_write() {
+    let mut p = Pair::with(source_config(Mode::Speculative), limited_target());
+    // An earlier write in region 1, written by the target, whose answers are lost.
+    p.write(1, 4096, 100, 0x11);
+    p.complete_local_writes();
+    p.deliver_to_target();
+    p.complete_target_writes();
+    p.to_src.clear();
+    // A split write of three parts, the first over the earlier write's bytes; all three are
+    // confirmed.
+    p.write(2, 4096, 10_000, 0x22);
+    p.complete_local_writes();
+    p.deliver_to_target();
+    p.complete_target_writes();
+    p.deliver_to_source();
+    assert_eq!(p.target_sent(FrameType::WriteDone).len(), 4);
+    // The first part waits behind the earlier write, so no part leaves: one left behind could
+    // still fail (a new session sends it again under the write timeout) and roll the others
+    // back, and parts that had left would stay on both copies of the failed write.
+    assert_eq!(
+        p.src.log().len(),
+        4,
+        "the earlier write and all three parts"
+    );
+    assert!(p.acks.is_empty());
+    // The earlier write is confirmed on its retransmission; the parts then leave together.
+    p.advance_to(p.now + 20_000_000);
+    p.settle();
+    assert_eq!(p.acks, vec![(1, Ok(())), (2, Ok(()))]);
+    assert!(p.src.log().is_empty());
+    assert_eq!(p.src_vol, p.tgt_vol);
+}
+
+#[test]
 fn a_write_logged_before_a_smaller_limit_was_announced_fails_rather_than_hangs() {
     // The write goes to a target that takes anything; that target is replaced, before it
     // answers, by one that takes at most 4 KiB under one lock.
