@@ -670,8 +670,9 @@ impl World {
                 SourceAction::Refused(st) => {
                     self.violation(format!("target refused the pair: {st:?}"))
                 }
-                // A target's limits stay the same for a whole run, and every write logged
-                // after the first session was split to them.
+                // A target's limits stay the same for a whole run, and the client writes only
+                // once the source has met the target since it started: every write is logged
+                // knowing them and split to them.
                 SourceAction::CannotMirror { seq, len, limit } => self.violation(format!(
                     "seq {seq} of {len} bytes is longer than the target takes ({limit})"
                 )),

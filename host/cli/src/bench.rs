@@ -274,14 +274,8 @@ fn print_cpu(rows: &[Row]) {
         let (Some(ci), Some(ct)) = (i.cpu_us, t.cpu_us) else {
             continue;
         };
-        let floor = rows
-            .iter()
-            .find(|f| {
-                f.engine == "floor"
-                    && f.qd == 32
-                    && f.bs == 4096
-                    && (f.rtt_us - i.rtt_us).abs() < 0.5
-            })
+        let rtt = Duration::from_secs_f64(i.rtt_us / 1e6);
+        let floor = find(rows, rtt, "floor", 32, 4096)
             .and_then(|f| f.cpu_us)
             .filter(|&f| f > 0.0);
         println!(
