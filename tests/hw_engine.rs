@@ -25,7 +25,7 @@ fn workload() -> Vec<String> {
         "aio_write -P 0x55 66000 2000".into(),
         "aio_write -P 0x66 65600 512".into(),
         "aio_flush".into(),
-        // Larger than a data slot: through the host queue.
+        // Larger than a data slot: as the host's frames.
         "write -P 0x77 3M 2M".into(),
         "write -P 0x88 16773120 4096".into(),
     ];
@@ -92,7 +92,7 @@ fn mirror_through_the_device(mode: &str) {
     qemu_ok(&port, &refs);
     qemu_ok(&port, &["read -P 0x77 3M 2M", "read -P 0x88 16773120 4096"]);
     volumes_match(d, mode, &[&source]);
-    // The device sent the writes; the host queue only the rest.
+    // The device sent the writes; the host's frames are only the rest.
     let (device_writes, last) = device_writes(&source);
     let log = source.log_text();
     assert!(
@@ -247,11 +247,11 @@ fn report_field(last: &str, name: &str) -> u64 {
 }
 
 /// A device slow to fetch from host memory holds writes long after the core sent them, and the
-/// core's retransmissions of those writes come due meanwhile. A copy that left by the host queue
-/// before the device took its write could be answered first, and the device would then wait for
-/// an answer the target never sends again, until no write could enter it. The engine holds such
-/// copies back: every write the device takes gets its outcome, and the device never has to be
-/// reset.
+/// core's retransmissions of those writes come due meanwhile. A copy that left before the device
+/// sent its write could be answered first, and the device would then wait for an answer the
+/// target never sends again, until no write could enter it. The copies go on the same ring as
+/// the writes, as the host's frames, so they leave behind them: every write the device takes
+/// gets its outcome, and the device never has to be reset.
 #[test]
 fn retransmissions_never_overtake_the_writes_a_slow_device_holds() {
     let dir = tempfile::tempdir().unwrap();
@@ -273,7 +273,7 @@ fn retransmissions_never_overtake_the_writes_a_slow_device_holds() {
     let log = source.log_text();
     assert!(n >= 500, "only {n} writes through the device: {last}");
     assert!(
-        report_field(&last, "held_back") > 0,
+        report_field(&last, "copies") > 0,
         "no retransmission came due while the device held its write: the device was not slow \
          enough to test anything: {last}"
     );

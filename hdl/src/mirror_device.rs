@@ -7,7 +7,8 @@
 //! Registers the device drives: STATUS (bit 0 running), SQ_HEAD, CQ_TAIL; counters FRAMES_TX
 //! (frames sent), FRAMES_RX (answer frames received), FRAMES_BAD (answer frames dropped by the
 //! parser), LOCKS_GRANTED and LOCKS_REJECTED (completions written). The descriptor's own mode
-//! byte picks its mode; GENERATION is the session stamped on every frame.
+//! byte picks its mode; GENERATION is the session stamped on every frame. CAPABILITIES adds
+//! CAP_HOST_FRAMES: the host's own frames go out through the submission ring (`Mode::Raw`).
 
 use rust_hdl::prelude::*;
 use specmirror_abi::regs::{self, REGISTERS};
@@ -21,7 +22,12 @@ const _: () = {
     const fn at(i: usize, off: u32) -> bool {
         REGISTERS[i].offset == off
     }
-    assert!(at(4, regs::CONTROL) && at(5, regs::STATUS) && at(7, regs::GENERATION));
+    assert!(
+        at(3, regs::CAPABILITIES)
+            && at(4, regs::CONTROL)
+            && at(5, regs::STATUS)
+            && at(7, regs::GENERATION)
+    );
     assert!(at(8, regs::SQ_BASE_LO) && at(9, regs::SQ_BASE_HI) && at(10, regs::SQ_LOG2_SIZE));
     assert!(at(11, regs::SQ_HEAD) && at(12, regs::CQ_BASE_LO) && at(13, regs::CQ_BASE_HI));
     assert!(at(14, regs::CQ_LOG2_SIZE) && at(15, regs::CQ_TAIL));
@@ -31,7 +37,7 @@ const _: () = {
     assert!(at(44, regs::SQ_TAIL_DOORBELL) && at(45, regs::CQ_HEAD_DOORBELL));
 };
 
-#[derive(LogicBlock, Default)]
+#[derive(LogicBlock)]
 pub struct MirrorDevice {
     pub clock: Signal<In, Clock>,
     // BAR0: one 32-bit access per clock; reads are combinational.
@@ -76,6 +82,7 @@ pub struct MirrorDevice {
     cq_tail_q: DFF<Bits<32>>,
     inc_q: DFF<Bits<5>>,
     inc: Signal<Local, Bits<5>>,
+    cap_host_frames: Constant<Bits<32>>,
 }
 
 impl Logic for MirrorDevice {
@@ -109,6 +116,7 @@ impl Logic for MirrorDevice {
         }
         self.sq_head_q.d.next = self.engine.sq_head.val();
         self.cq_tail_q.d.next = self.engine.cq_tail.val();
+        self.regs.hw_in[3].next = self.cap_host_frames.val();
         self.regs.hw_in[5].next = self.status_q.q.val();
         self.regs.hw_in[11].next = self.sq_head_q.q.val();
         self.regs.hw_in[15].next = self.cq_tail_q.q.val();
@@ -183,6 +191,51 @@ impl Logic for MirrorDevice {
         self.unmatched.next = self.path.unmatched.val();
         self.cpl_drops.next = self.path.cpl_drops.val();
         self.inflight.next = self.path.inflight.val();
+    }
+}
+
+impl Default for MirrorDevice {
+    fn default() -> Self {
+        Self {
+            clock: Default::default(),
+            mmio_addr: Default::default(),
+            mmio_wdata: Default::default(),
+            mmio_write: Default::default(),
+            mmio_rdata: Default::default(),
+            rd_req_valid: Default::default(),
+            rd_req_ready: Default::default(),
+            rd_req_addr: Default::default(),
+            rd_req_words: Default::default(),
+            rd_valid: Default::default(),
+            rd_data: Default::default(),
+            rd_ready: Default::default(),
+            wr_valid: Default::default(),
+            wr_ready: Default::default(),
+            wr_addr: Default::default(),
+            wr_data: Default::default(),
+            irq: Default::default(),
+            tx_data: Default::default(),
+            tx_valid: Default::default(),
+            tx_last: Default::default(),
+            tx_ready: Default::default(),
+            rx_data: Default::default(),
+            rx_valid: Default::default(),
+            rx_last: Default::default(),
+            stale: Default::default(),
+            unmatched: Default::default(),
+            cpl_drops: Default::default(),
+            inflight: Default::default(),
+            regs: Default::default(),
+            engine: Default::default(),
+            path: Default::default(),
+            bad_q: Default::default(),
+            status_q: Default::default(),
+            sq_head_q: Default::default(),
+            cq_tail_q: Default::default(),
+            inc_q: Default::default(),
+            inc: Default::default(),
+            cap_host_frames: Constant::new((regs::CAP_HOST_FRAMES as u64).to_bits()),
+        }
     }
 }
 

@@ -14,6 +14,11 @@
 //! host reads the LOCK_REJECTED completion and posts the write again, in conservative mode, with
 //! its data still in the rollback log; the device sends the lock and, once granted, the data.
 //!
+//! A raw descriptor's frame (the host's own, `Mode::Raw`) holds no entry: once it has left, its
+//! tag comes in on `raw_valid` and becomes a `Sent` completion, written into the FIFO in the
+//! first clock no answer's completion takes. That completion is never dropped: `raw_room` is low
+//! while one waits, and the source path takes no raw descriptor meanwhile.
+//!
 //! The answer is registered, then compared with every entry's lock id, then acted on: a
 //! completion comes three clocks after the answer's header. Completions wait in a block-RAM FIFO of
 //! 16 (answers are never back-pressured; a completion that finds the FIFO full is dropped and
@@ -57,6 +62,11 @@ pub struct SendTracker<const N: usize, const S: usize> {
     pub cpl_valid: Signal<Out, Bit>,
     pub cpl_ready: Signal<In, Bit>,
     pub cpl_data: Signal<Out, Bits<256>>,
+    /// A raw descriptor's frame has left (one pulse), and its tag.
+    pub raw_valid: Signal<In, Bit>,
+    pub raw_seq: Signal<In, Bits<64>>,
+    /// No `Sent` completion waits: a raw descriptor may be taken.
+    pub raw_room: Signal<Out, Bit>,
     /// Entries in use.
     pub inflight: Signal<Out, Bits<N>>,
     /// Answers for no lock in the table.
@@ -89,6 +99,9 @@ pub struct SendTracker<const N: usize, const S: usize> {
     count: DFF<Bits<5>>,
     unmatched_q: DFF<Bits<32>>,
     drops_q: DFF<Bits<32>>,
+    /// A `Sent` completion waiting for the FIFO, and its tag.
+    raw_pend: DFF<Bit>,
+    raw_pend_seq: DFF<Bits<64>>,
     hits: Signal<Local, Bits<N>>,
     free_n: Signal<Local, Bits<4>>,
     taking: Signal<Local, Bit>,
@@ -111,6 +124,7 @@ pub struct SendTracker<const N: usize, const S: usize> {
     st_rejected: Constant<Bits<8>>,
     st_done: Constant<Bits<8>>,
     st_failed: Constant<Bits<8>>,
+    st_sent: Constant<Bits<8>>,
 }
 
 impl<const N: usize, const S: usize> Default for SendTracker<N, S> {
@@ -137,6 +151,9 @@ impl<const N: usize, const S: usize> Default for SendTracker<N, S> {
             cpl_valid: Default::default(),
             cpl_ready: Default::default(),
             cpl_data: Default::default(),
+            raw_valid: Default::default(),
+            raw_seq: Default::default(),
+            raw_room: Default::default(),
             inflight: Default::default(),
             unmatched: Default::default(),
             cpl_drops: Default::default(),
@@ -160,6 +177,8 @@ impl<const N: usize, const S: usize> Default for SendTracker<N, S> {
             count: Default::default(),
             unmatched_q: Default::default(),
             drops_q: Default::default(),
+            raw_pend: Default::default(),
+            raw_pend_seq: Default::default(),
             hits: Default::default(),
             free_n: Default::default(),
             taking: Default::default(),
@@ -182,6 +201,7 @@ impl<const N: usize, const S: usize> Default for SendTracker<N, S> {
             st_rejected: st(CompletionStatus::LockRejected),
             st_done: st(CompletionStatus::WriteDone),
             st_failed: st(CompletionStatus::WriteFailed),
+            st_sent: st(CompletionStatus::Sent),
         }
     }
 }
@@ -207,7 +227,9 @@ impl<const N: usize, const S: usize> Logic for SendTracker<N, S> {
             count,
             room_q,
             unmatched_q,
-            drops_q
+            drops_q,
+            raw_pend,
+            raw_pend_seq
         );
         clock!(self, clock, fifo);
         for i in 0..N {
@@ -353,7 +375,20 @@ impl<const N: usize, const S: usize> Logic for SendTracker<N, S> {
             } else {
                 self.fifo.write.next = true;
             }
+        } else if self.raw_pend.q.val() & (self.count.q.val() != 16) {
+            // A raw frame's `Sent`: its tag, lock id 0, no reason.
+            self.fifo.data_in.next = bit_cast::<256, 64>(self.raw_pend_seq.q.val())
+                | (bit_cast::<256, 8>(self.st_sent.val()) << 128)
+                | (bit_cast::<256, 32>(self.now.q.val()) << 160);
+            self.fifo.write.next = true;
+            self.raw_pend.d.next = false;
         }
+        // No frame leaves while one waits: the source path takes no raw descriptor meanwhile.
+        if self.raw_valid.val() {
+            self.raw_pend.d.next = true;
+            self.raw_pend_seq.d.next = self.raw_seq.val();
+        }
+        self.raw_room.next = !self.raw_pend.q.val();
         if self.fifo.write.val() & !self.pop.q.val() {
             self.count.d.next = self.count.q.val() + 1;
         } else if !self.fifo.write.val() & self.pop.q.val() {
@@ -387,6 +422,8 @@ pub mod tests_support {
         u.ans_arg.connect();
         u.wait_lock_id.connect();
         u.cpl_ready.connect();
+        u.raw_valid.connect();
+        u.raw_seq.connect();
         u
     }
 }

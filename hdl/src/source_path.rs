@@ -2,7 +2,9 @@
 //! send path), the target's answers in (a frame parser: bad frames dropped and counted, frames of
 //! another session dropped), completion entries out (the send tracker). The send path takes a
 //! descriptor only while the tracker has an entry for it; conservative mode waits for its lock's
-//! grant, and gives the descriptor up with its data unsent if the lock is rejected.
+//! grant, and gives the descriptor up with its data unsent if the lock is rejected. A raw
+//! descriptor (the host's own frame) needs no entry, only that the last one's `Sent` completion
+//! has gone to the tracker's queue.
 
 use rust_hdl::prelude::*;
 
@@ -10,7 +12,7 @@ use crate::frame_parser::FrameParser;
 use crate::send_tracker::SendTracker8;
 use crate::spec_sender::SpecSender;
 
-#[derive(LogicBlock, Default)]
+#[derive(LogicBlock)]
 pub struct SourcePath {
     pub clock: Signal<In, Clock>,
     // Descriptors (valid/ready), as the send path takes them.
@@ -56,6 +58,9 @@ pub struct SourcePath {
     parser: FrameParser,
     stale_q: DFF<Bits<32>>,
     current: Signal<Local, Bit>,
+    raw: Signal<Local, Bit>,
+    room: Signal<Local, Bit>,
+    mode_raw: Constant<Bits<2>>,
 }
 
 impl Logic for SourcePath {
@@ -64,8 +69,13 @@ impl Logic for SourcePath {
         dff_setup!(self, clock, stale_q);
         clock!(self, clock, sender, tracker, parser);
         // Descriptors: taken by the send path only while the tracker has room for them.
-        self.sender.desc_valid.next = self.desc_valid.val() & self.tracker.room.val();
-        self.desc_ready.next = self.sender.desc_ready.val() & self.tracker.room.val();
+        self.raw.next = self.desc_mode.val() == self.mode_raw.val();
+        self.room.next = self.tracker.room.val();
+        if self.raw.val() {
+            self.room.next = self.tracker.raw_room.val();
+        }
+        self.sender.desc_valid.next = self.desc_valid.val() & self.room.val();
+        self.desc_ready.next = self.sender.desc_ready.val() & self.room.val();
         self.sender.desc_seq.next = self.desc_seq.val();
         self.sender.desc_lock_id.next = self.desc_lock_id.val();
         self.sender.desc_offset.next = self.desc_offset.val();
@@ -84,8 +94,12 @@ impl Logic for SourcePath {
         self.tx_valid.next = self.sender.tx_valid.val();
         self.tx_last.next = self.sender.tx_last.val();
         self.sender.tx_ready.next = self.tx_ready.val();
-        self.tracker.sent_valid.next =
-            self.desc_valid.val() & self.sender.desc_ready.val() & self.tracker.room.val();
+        self.tracker.sent_valid.next = self.desc_valid.val()
+            & self.sender.desc_ready.val()
+            & self.tracker.room.val()
+            & !self.raw.val();
+        self.tracker.raw_valid.next = self.sender.raw_done.val();
+        self.tracker.raw_seq.next = self.sender.raw_seq.val();
         self.tracker.sent_lock_id.next = self.desc_lock_id.val();
         self.tracker.sent_seq.next = self.desc_seq.val();
         // Answers: checked by the parser, of this session only, to the tracker.
@@ -113,6 +127,53 @@ impl Logic for SourcePath {
         self.unmatched.next = self.tracker.unmatched.val();
         self.cpl_drops.next = self.tracker.cpl_drops.val();
         self.inflight.next = self.tracker.inflight.val();
+    }
+}
+
+impl Default for SourcePath {
+    fn default() -> Self {
+        Self {
+            clock: Default::default(),
+            desc_valid: Default::default(),
+            desc_ready: Default::default(),
+            desc_seq: Default::default(),
+            desc_lock_id: Default::default(),
+            desc_offset: Default::default(),
+            desc_length: Default::default(),
+            desc_mode: Default::default(),
+            desc_flags: Default::default(),
+            desc_first_region: Default::default(),
+            desc_region_count: Default::default(),
+            generation: Default::default(),
+            ack_lock: Default::default(),
+            ack_seq: Default::default(),
+            data_in: Default::default(),
+            data_valid: Default::default(),
+            data_ready: Default::default(),
+            tx_data: Default::default(),
+            tx_valid: Default::default(),
+            tx_last: Default::default(),
+            tx_ready: Default::default(),
+            rx_data: Default::default(),
+            rx_valid: Default::default(),
+            rx_last: Default::default(),
+            cpl_valid: Default::default(),
+            cpl_ready: Default::default(),
+            cpl_data: Default::default(),
+            frames_bad: Default::default(),
+            stale: Default::default(),
+            unmatched: Default::default(),
+            cpl_drops: Default::default(),
+            inflight: Default::default(),
+            sender: Default::default(),
+            tracker: Default::default(),
+            parser: Default::default(),
+            stale_q: Default::default(),
+            current: Default::default(),
+            raw: Default::default(),
+            room: Default::default(),
+            mode_raw: Constant::new((specmirror_abi::ring::Mode::Raw as u64).to_bits()),
+        }
     }
 }
 

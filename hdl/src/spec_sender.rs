@@ -7,6 +7,9 @@
 //! and on `rejected` gives the descriptor up with its data unsent: its data words are read and
 //! dropped, so the next descriptor's data lines up (the send tracker reports the rejection; the
 //! host re-issues the write, in conservative mode).
+//! A raw descriptor (`Mode::Raw`) carries a whole frame the host made: its words go out as they
+//! are, `last` on the last, and `raw_done` pulses with the descriptor's tag (its `seq`) as the
+//! last word leaves, so the host hears its memory is free.
 //! The CRC is computed on the fly as words leave, so the data is read once and never buffered.
 //!
 //! Mind Verilog's widths: an operator inside a wider expression works at the wider width, so the
@@ -41,6 +44,8 @@ pub enum SendState {
     DataTrailer,
     /// A rejected lock's data words, read and dropped, so the next descriptor's data lines up.
     Drain,
+    /// A host frame's words, out as they are.
+    Raw,
 }
 
 #[derive(LogicBlock)]
@@ -81,6 +86,9 @@ pub struct SpecSender {
     pub busy: Signal<Out, Bit>,
     /// The lock id of the descriptor being sent (the one conservative mode waits on).
     pub lock_id_out: Signal<Out, Bits<64>>,
+    /// A raw descriptor's frame has left (one pulse, as its last word goes), and its tag.
+    pub raw_done: Signal<Out, Bit>,
+    pub raw_seq: Signal<Out, Bits<64>>,
 
     state: DFF<SendState>,
     index: DFF<Bits<3>>,
@@ -108,6 +116,7 @@ pub struct SpecSender {
     crc_init: Constant<Bits<32>>,
     mode_implicit: Constant<Bits<2>>,
     mode_conservative: Constant<Bits<2>>,
+    mode_raw: Constant<Bits<2>>,
     tail_mask: Signal<Local, Bits<64>>,
 }
 
@@ -144,6 +153,8 @@ impl Default for SpecSender {
             tx_ready: Default::default(),
             busy: Default::default(),
             lock_id_out: Default::default(),
+            raw_done: Default::default(),
+            raw_seq: Default::default(),
             state: Default::default(),
             index: Default::default(),
             words_left: Default::default(),
@@ -168,6 +179,7 @@ impl Default for SpecSender {
             crc_init: Constant::new(0xFFFF_FFFFu64.to_bits()),
             mode_implicit: Constant::new((Mode::Implicit as u64).to_bits()),
             mode_conservative: Constant::new((Mode::Conservative as u64).to_bits()),
+            mode_raw: Constant::new((Mode::Raw as u64).to_bits()),
             tail_mask: Default::default(),
         }
     }
@@ -203,6 +215,8 @@ impl Logic for SpecSender {
         self.tx_data.next = 0.into();
         self.busy.next = true;
         self.lock_id_out.next = self.lock_id.q.val();
+        self.raw_done.next = false;
+        self.raw_seq.next = self.seq.q.val();
         // The CRC folds in the pending word every clock; the trailer takes the fold of the last
         // word directly, so no clock is lost waiting for the CRC.
         self.crc_step.crc_in.next = self.crc.q.val();
@@ -289,7 +303,10 @@ impl Logic for SpecSender {
                     self.index.d.next = 0.into();
                     self.crc.d.next = self.crc_init.val();
                     self.pend_valid.d.next = false;
-                    if self.desc_mode.val() == self.mode_implicit.val() {
+                    if self.desc_mode.val() == self.mode_raw.val() {
+                        self.flags.d.next = self.desc_flags.val();
+                        self.state.d.next = SendState::Raw;
+                    } else if self.desc_mode.val() == self.mode_implicit.val() {
                         self.flags.d.next = self.desc_flags.val() | self.implicit_flag.val();
                         self.state.d.next = SendState::DataHeader;
                     } else {
@@ -379,6 +396,23 @@ impl Logic for SpecSender {
                 if self.data_valid.val() {
                     self.words_left.d.next = self.words_left.q.val() - 1;
                     if self.words_left.q.val() == 1 {
+                        self.state.d.next = SendState::Idle;
+                    }
+                }
+            }
+            SendState::Raw => {
+                // An empty one has nothing to send and is done at once.
+                self.tx_valid.next = self.data_valid.val() & (self.words_left.q.val() != 0);
+                self.tx_last.next = self.words_left.q.val() == 1;
+                self.tx_data.next = self.data_in.val();
+                self.data_ready.next = self.tx_ready.val() & (self.words_left.q.val() != 0);
+                if self.words_left.q.val() == 0 {
+                    self.raw_done.next = true;
+                    self.state.d.next = SendState::Idle;
+                } else if self.tx_ready.val() & self.data_valid.val() {
+                    self.words_left.d.next = self.words_left.q.val() - 1;
+                    if self.words_left.q.val() == 1 {
+                        self.raw_done.next = true;
                         self.state.d.next = SendState::Idle;
                     }
                 }

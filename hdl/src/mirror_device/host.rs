@@ -5,7 +5,8 @@
 //! clocks, stalling at random) and takes its completion writes; the frames the device sends go to
 //! a target ([`Peer`]) and its answers come back after a round trip. The host reaps completions
 //! only now and then, and not at all
-//! for stretches, so a small completion ring fills and the device must hold back.
+//! for stretches, so a small completion ring fills and the device must hold back. A write of
+//! `Mode::Raw` is a frame the host made, posted on the same ring: its `Sent` entry finishes it.
 
 use std::collections::VecDeque;
 
@@ -13,8 +14,10 @@ use rust_hdl::prelude::*;
 use specmirror_abi::le::{Le32, Le64};
 use specmirror_abi::regs;
 use specmirror_abi::ring::{
-    Completion, CompletionStatus, Descriptor, COMPLETION_LEN, COMPLETION_PHASE, DESCRIPTOR_LEN,
+    Completion, CompletionStatus, Descriptor, Mode, COMPLETION_LEN, COMPLETION_PHASE,
+    DESCRIPTOR_LEN,
 };
+use specmirror_abi::{FrameType, Header};
 
 use super::MirrorDevice;
 use crate::bench::{cycle, settle, Rng};
@@ -198,7 +201,7 @@ pub struct Registers {
 }
 
 /// The acknowledgements every descriptor carries.
-const ACK: u64 = 1;
+pub const ACK: u64 = 1;
 
 /// What a device run did: the closed loop's outcome, the registers, the interrupts.
 pub struct DeviceOutcome {
@@ -209,6 +212,10 @@ pub struct DeviceOutcome {
     pub irqs: u64,
     /// Frames the device sent.
     pub frames: u64,
+    /// Every frame's type and the write it belongs to, in the order they left.
+    pub order: Vec<(FrameType, u64)>,
+    /// The frames of other kinds than LOCK and DATA (the raw writes'), as they left.
+    pub others: Vec<Vec<u8>>,
 }
 
 /// Queues a doorbell write; one still waiting takes the newer value (the device needs the last).
@@ -266,9 +273,10 @@ pub fn run<T: DeviceIo, P: Peer>(
             let w = &writes[next];
             let data = mem.base + DATA_AT + (next as u64 % DATA_SLOTS) * DATA_SLOT;
             mem.write(data, &w.data);
+            let raw = w.mode == Mode::Raw;
             let d = Descriptor {
                 seq: Le64::new(w.id),
-                lock_id: Le64::new(w.id),
+                lock_id: Le64::new(if raw { 0 } else { w.id }),
                 offset: Le64::new(w.offset),
                 dma_addr: Le64::new(data),
                 length: Le32::new(w.data.len() as u32),
@@ -302,7 +310,11 @@ pub fn run<T: DeviceIo, P: Peer>(
                 c.flags &= !COMPLETION_PHASE;
                 if matches!(
                     CompletionStatus::from_u8(c.status),
-                    Some(CompletionStatus::WriteDone | CompletionStatus::LockRejected)
+                    Some(
+                        CompletionStatus::WriteDone
+                            | CompletionStatus::LockRejected
+                            | CompletionStatus::Sent
+                    )
                 ) {
                     finished += 1;
                 }
@@ -400,6 +412,8 @@ pub fn run<T: DeviceIo, P: Peer>(
     let acks = std::mem::take(&mut link.acks);
     DeviceOutcome {
         acks,
+        order: std::mem::take(&mut link.order),
+        others: std::mem::take(&mut link.others),
         outcome: Outcome {
             completions,
             volume: peer.volume().to_vec(),
@@ -420,10 +434,73 @@ pub fn run<T: DeviceIo, P: Peer>(
     }
 }
 
+/// `writes` with a heartbeat the host made after every `every`-th write, posted as a raw write.
+/// Its offset field carries the number of the write before it, so the wire's order can be
+/// checked; its sequence number and acknowledgements are the writes' (the target then waits for
+/// nothing it does not have), and its tag (1,000,000 up) is its own.
+pub fn with_host_frames(writes: Vec<Write>, every: u64) -> Vec<Write> {
+    let mut out = Vec::new();
+    for w in writes {
+        let id = w.id;
+        out.push(w);
+        if id % every == 0 {
+            let mut h = Header::new(FrameType::Heartbeat);
+            h.generation = GENERATION;
+            h.seq = ACK;
+            h.ack_lock = ACK;
+            h.ack_seq = ACK;
+            h.offset = id;
+            out.push(Write {
+                id: 1_000_000 + id,
+                mode: Mode::Raw,
+                offset: 0,
+                data: specmirror_abi::encode(&h, &[]),
+            });
+        }
+    }
+    out
+}
+
 /// Holds a device run to the protocol (`source_path::host::check`) and its registers to what
-/// happened.
+/// happened; raw writes to leaving as they are, in ring order, each reported `Sent` once.
 pub fn check(writes: &[Write], d: &DeviceOutcome, what: &str) {
-    crate::source_path::host::check(writes, &d.outcome, what);
+    let (raw, plain): (Vec<Write>, Vec<Write>) =
+        writes.iter().cloned().partition(|w| w.mode == Mode::Raw);
+    let sent = |c: &Completion| c.status == CompletionStatus::Sent as u8;
+    let o = &d.outcome;
+    crate::source_path::host::check(
+        &plain,
+        &Outcome {
+            completions: o.completions.iter().filter(|c| !sent(c)).copied().collect(),
+            volume: o.volume.clone(),
+            data_frames: o.data_frames.clone(),
+            out: o.out,
+            clocks: o.clocks,
+        },
+        what,
+    );
+    let mut tags: Vec<(u64, u64)> = o
+        .completions
+        .iter()
+        .filter(|c| sent(c))
+        .map(|c| (c.seq.get(), c.lock_id.get()))
+        .collect();
+    tags.sort();
+    let want: Vec<(u64, u64)> = raw.iter().map(|w| (w.id, 0)).collect();
+    assert_eq!(tags, want, "{what}: one Sent entry per raw write");
+    let frames: Vec<&Vec<u8>> = raw.iter().map(|w| &w.data).collect();
+    assert_eq!(
+        d.others.iter().collect::<Vec<_>>(),
+        frames,
+        "{what}: the raw writes' frames on the wire, as they are"
+    );
+    // Writes are numbered in ring order and every frame carries its write's number (a raw
+    // write's in its offset field): the wire keeps the ring's order.
+    assert!(
+        d.order.windows(2).all(|p| p[0].1 <= p[1].1),
+        "{what}: frames out of ring order: {:?}",
+        d.order
+    );
     let c = &d.outcome.completions;
     let count = |s: CompletionStatus| c.iter().filter(|x| x.status == s as u8).count() as u32;
     assert_eq!(d.regs.sq_head, writes.len() as u32, "{what}: SQ_HEAD");

@@ -4,7 +4,7 @@
 
 use specmirror_abi::ring::Mode;
 
-use super::host::{check, run, Hdl};
+use super::host::{check, run, with_host_frames, Hdl};
 use crate::source_path::host::{workload, SoftwarePeer};
 
 fn closed_loop(mode: Option<Mode>, n: u64, log2: u32, seed: u64) {
@@ -40,4 +40,24 @@ fn conservative_writes_through_the_rings() {
 #[test]
 fn mixed_modes_through_larger_rings() {
     closed_loop(None, 30, 4, 0xde71_0003);
+}
+
+#[test]
+fn host_frames_leave_through_the_ring_in_order_with_the_writes() {
+    let writes = with_host_frames(workload(0xde71_0004, 45, None), 3);
+    let d = run(
+        &mut Hdl::new(),
+        &mut SoftwarePeer::new(),
+        &writes,
+        3,
+        8,
+        true,
+        0xde71_0004,
+    );
+    check(&writes, &d, "raw");
+    assert_eq!(d.others.len(), 15, "the heartbeats on the wire");
+    eprintln!(
+        "45 writes and 15 host frames through rings of 8 in {} clocks",
+        d.outcome.clocks
+    );
 }

@@ -2,6 +2,7 @@
 //! locks it never had, back-to-back answers for one lock), every completion the ABI's very entry.
 
 use rust_hdl::prelude::*;
+use specmirror_abi::ring::CompletionStatus;
 use specmirror_abi::FrameType;
 
 use super::model::Traffic;
@@ -24,6 +25,9 @@ struct Run {
     unmatched: u64,
     model_unmatched: u64,
     drops: u64,
+    /// Raw frames' tags, as they were handed in and as `Sent` completions came out.
+    raw_in: Vec<u64>,
+    raw_out: Vec<u64>,
 }
 
 fn completion(u: &SendTracker8) -> [u8; 32] {
@@ -37,14 +41,28 @@ fn completion(u: &SendTracker8) -> [u8; 32] {
 }
 
 /// `steps` clocks of random traffic (answers `gap` clocks apart at least), the completion port
-/// ready `ready_percent` of clocks, then a drain.
+/// ready `ready_percent` of clocks, then a drain. With `raw`, raw frames leave at random too,
+/// as the send path lets them (while `raw_room`, two clocks apart at least).
 fn random_run(seed: u64, steps: u64, gap: u64, ready_percent: u64) -> Run {
+    random_run_with(seed, steps, gap, ready_percent, false)
+}
+
+fn random_run_with(seed: u64, steps: u64, gap: u64, ready_percent: u64, raw: bool) -> Run {
     let mut traffic = Traffic::new(seed, gap);
     let mut u = tracker();
     let mut completions = Vec::new();
+    let (mut raw_in, mut raw_out, mut raw_last) = (Vec::new(), Vec::new(), 0u64);
     for t in 0..steps + 200 {
         let ready = t >= steps || traffic.below(100) < ready_percent;
         settle(&mut u);
+        let pulse =
+            raw && t < steps && t > raw_last + 1 && u.raw_room.val() && traffic.below(3) == 0;
+        u.raw_valid.next = pulse;
+        if pulse {
+            raw_last = t;
+            raw_in.push(0x5e00 + t);
+            u.raw_seq.next = (0x5e00 + t).to_bits();
+        }
         let i = if t < steps {
             traffic.next(t, u.room.val())
         } else {
@@ -64,7 +82,13 @@ fn random_run(seed: u64, steps: u64, gap: u64, ready_percent: u64) -> Run {
         u.cpl_ready.next = ready;
         settle(&mut u);
         if u.cpl_valid.val() && u.cpl_ready.val() {
-            completions.push(completion(&u));
+            let c = completion(&u);
+            if c[16] == CompletionStatus::Sent as u8 {
+                assert_eq!(&c[8..16], &[0; 8], "a raw frame's entry has no lock");
+                raw_out.push(u64::from_le_bytes(c[..8].try_into().unwrap()));
+            } else {
+                completions.push(c);
+            }
         }
         cycle(&mut u, clock);
     }
@@ -80,7 +104,29 @@ fn random_run(seed: u64, steps: u64, gap: u64, ready_percent: u64) -> Run {
         unmatched: u.unmatched.val().to_u64(),
         model_unmatched: traffic.model.unmatched,
         drops: u.cpl_drops.val().to_u64(),
+        raw_in,
+        raw_out,
     }
+}
+
+#[test]
+fn every_raw_frame_is_reported_sent_once_in_order_among_the_answers() {
+    // The port always ready: no answer is dropped, and the answers' entries are the model's.
+    let run = random_run_with(0x7ac0_0200, 3000, 3, 100, true);
+    assert!(run.raw_in.len() > 300, "{} raw frames", run.raw_in.len());
+    assert_eq!(run.raw_out, run.raw_in, "one Sent per raw frame, in order");
+    assert_eq!(run.drops, 0);
+    assert_eq!(run.completions, run.want);
+}
+
+#[test]
+fn a_raw_frame_s_sent_entry_waits_for_room_and_is_never_dropped() {
+    // The port mostly stalled: the FIFO fills, answers' entries are dropped and counted, and the
+    // raw frames wait (`raw_room` low) instead.
+    let run = random_run_with(0x7ac0_0300, 3000, 3, 5, true);
+    assert!(run.drops > 0, "the FIFO never filled");
+    assert!(run.raw_in.len() > 20, "{} raw frames", run.raw_in.len());
+    assert_eq!(run.raw_out, run.raw_in, "one Sent per raw frame, in order");
 }
 
 #[test]

@@ -231,6 +231,7 @@ impl<T: TargetIo> Peer for HardwarePeer<T> {
 }
 
 /// A write: its sequence number and lock id, its mode, where, and what.
+#[derive(Clone)]
 pub struct Write {
     pub id: u64,
     pub mode: Mode,
@@ -278,6 +279,11 @@ pub struct Link {
     pub data_frames: Vec<u64>,
     /// The acknowledgements (ack_lock, ack_seq) the LOCK and DATA frames carried.
     pub acks: std::collections::BTreeSet<(u64, u64)>,
+    /// Every frame's type and the write it belongs to, in the order they left: a LOCK's or a
+    /// DATA's sequence number; for other frames their offset field, where a bench numbers them.
+    pub order: Vec<(FrameType, u64)>,
+    /// The frames of other kinds than LOCK and DATA, as they left.
+    pub others: Vec<Vec<u8>>,
 }
 
 impl Link {
@@ -312,6 +318,10 @@ impl Link {
                 }
                 if matches!(h.ty, FrameType::Lock | FrameType::Data) {
                     self.acks.insert((h.ack_lock, h.ack_seq));
+                    self.order.push((h.ty, h.seq));
+                } else {
+                    self.others.push(f.clone());
+                    self.order.push((h.ty, h.offset));
                 }
                 peer.take(&f, now);
             }

@@ -14,6 +14,9 @@ pub const BLOCK_VERSION_MIRROR: u32 = 1 << 16;
 pub const BAR0_LEN: u64 = 2 * 4096;
 /// Start of the doorbell page.
 pub const DOORBELL_PAGE: u32 = 0x1000;
+/// CAPABILITIES bit 3: the device takes the host's own frames on its submission ring
+/// (`ring::Mode::Raw`), in order with the frames it makes, and reports each as sent.
+pub const CAP_HOST_FRAMES: u32 = 1 << 3;
 /// CONTROL's self-clearing bit: written as 1, it acts once and reads back 0.
 pub const CONTROL_SELF_CLEARING: u32 = 1 << 1;
 
@@ -52,7 +55,7 @@ registers! {
     BLOCK_ID = 0x000, ReadOnly, BLOCK_ID_MIRROR, "Block type: BLOCK_ID_MIRROR.";
     BLOCK_VERSION = 0x004, ReadOnly, BLOCK_VERSION_MIRROR, "Block version, major << 16 | minor.";
     NEXT_BLOCK = 0x008, ReadOnly, 0, "Offset of the next block in BAR0, 0 for the last.";
-    CAPABILITIES = 0x00c, ReadOnly, 0b111, "Bit 0 speculative, 1 implicit, 2 conservative mode.";
+    CAPABILITIES = 0x00c, ReadOnly, 0b111, "Bit 0 speculative, 1 implicit, 2 conservative mode; bit 3 the host's frames on the submission ring (CAP_HOST_FRAMES).";
     CONTROL = 0x010, ReadWrite, 0, "Bit 0 enable; bit 1 (self-clearing) starts a session: the lock table drops the last one's ordering barriers.";
     STATUS = 0x014, ReadOnly, 0, "Bit 0 running, bit 1 ring error, bit 2 link up.";
     MODE = 0x018, ReadWrite, 0, "Default mode for descriptors (ring::Mode).";

@@ -25,6 +25,12 @@ pub enum Mode {
     Implicit = 1,
     /// DATA only after LOCK_GRANTED (two round trips); the baseline.
     Conservative = 2,
+    /// A whole frame the host made (header, payload, trailer), sent as it is, in ring order
+    /// with the device's own frames: the host's handshake, heartbeats, flushes, retransmissions.
+    /// `length` is its byte count, a multiple of 8; `dma_addr` where it lies; `seq` is the
+    /// host's tag for it, which the [`CompletionStatus::Sent`] entry carries back. The device
+    /// tracks no lock for it. Only a device with [`crate::regs::CAP_HOST_FRAMES`] takes it.
+    Raw = 3,
 }
 
 impl Mode {
@@ -33,6 +39,7 @@ impl Mode {
             0 => Mode::Speculative,
             1 => Mode::Implicit,
             2 => Mode::Conservative,
+            3 => Mode::Raw,
             _ => return None,
         })
     }
@@ -42,6 +49,7 @@ impl Mode {
             Mode::Speculative => "speculative",
             Mode::Implicit => "implicit",
             Mode::Conservative => "conservative",
+            Mode::Raw => "raw",
         }
     }
 }
@@ -83,6 +91,9 @@ pub enum CompletionStatus {
     LockRejected = 2,
     WriteDone = 3,
     WriteFailed = 4,
+    /// A [`Mode::Raw`] descriptor's frame has left the device: its memory is the host's again.
+    /// `seq` is the descriptor's tag, `lock_id` zero.
+    Sent = 5,
 }
 
 impl CompletionStatus {
@@ -92,6 +103,7 @@ impl CompletionStatus {
             2 => CompletionStatus::LockRejected,
             3 => CompletionStatus::WriteDone,
             4 => CompletionStatus::WriteFailed,
+            5 => CompletionStatus::Sent,
             _ => return None,
         })
     }
@@ -244,10 +256,13 @@ mod tests {
             0xdead_beef_0000
         );
         assert_eq!(u32::from_le_bytes(b[40..44].try_into().unwrap()), 7);
-        for m in [Mode::Speculative, Mode::Implicit, Mode::Conservative] {
+        for m in [Mode::Speculative, Mode::Implicit, Mode::Conservative, Mode::Raw] {
             assert_eq!(Mode::from_u8(m as u8), Some(m));
         }
-        assert_eq!(Mode::from_u8(3), None);
+        // The device reads the mode's low two bits: every mode fits them.
+        assert_eq!(Mode::from_u8(4), None);
         assert_eq!(CompletionStatus::from_u8(0), None);
+        assert_eq!(CompletionStatus::from_u8(5), Some(CompletionStatus::Sent));
+        assert_eq!(CompletionStatus::from_u8(6), None);
     }
 }

@@ -3,18 +3,16 @@
 //! through the device instead of the socket: the write's data goes into DMA memory, a descriptor
 //! onto the submission ring, and the device sends the frames itself. Everything else the core
 //! sends (the handshake, heartbeats, flushes, lock re-issues after a rejection, retransmissions,
-//! FUA and compensation writes, writes larger than a data slot) goes out through the device's host
-//! queue, as the software engine would send it.
+//! compensation writes, writes larger than a data slot) goes onto the same ring as a raw
+//! descriptor (`Mode::Raw`): the frame as the software engine would send it, which the device
+//! puts on the wire as it is and reports `Sent`. One ring carries everything, so the frames leave
+//! in the order the core made them: a copy of a write (a retransmission, an abort) never passes
+//! the write the device has yet to send.
 //!
 //! The device hands every frame it receives to the host as well as to its own answer tracker, so
 //! the core sees the target's answers exactly as in the software engine and keeps its rollback log
-//! by them; the device's completion entries free the write's ring slot and data slot.
-//!
-//! Two paths share the link, so a frame the host queue sends can pass one the device has yet to
-//! send. The engine never lets a copy of a write (a retransmission, an abort) leave by the host
-//! queue before the device has taken that write: the target could answer the copy before the
-//! device tracks the write, and the device would wait for an answer that never comes again.
-//! Such a copy is dropped; the core sends it again later if it still needs to.
+//! by them; the device's completion entries free the write's ring slot and data slot, and a raw
+//! frame's memory.
 //!
 //! A lost link drops the device (a reset: nothing of the old session is left in it) and opens it
 //! again on the next connection; the core re-sends what the target has not confirmed. So does a
@@ -37,10 +35,12 @@ use tracing::{debug, error, info, trace, warn};
 
 use crate::source::{LinkQueue, LinkReceiver, Msg, SourceOptions};
 
-/// A device that can carry the source's hot path: the driver's `Device` seam, and a host queue
-/// beside the device's own transmit path.
+/// A device that can carry a hot path: the driver's `Device` seam, and a copy of every frame the
+/// device receives.
 pub trait HwPort: Device + Send {
-    /// Sends a frame the device does not make itself.
+    /// Sends a frame beside the device's transmit path. The target device takes the host's frames
+    /// this way (its register map has no ring for them yet); the source device takes them on its
+    /// submission ring (`Mode::Raw`), and the source engine never calls this.
     fn host_send(&self, frame: Vec<u8>) -> Result<(), String>;
     /// The next frame received from the target (a copy of every frame), waiting up to
     /// `timeout`; an error once the link is down.
@@ -69,16 +69,22 @@ enum Post {
     Sent,
     /// No room now (data slots or ring); later.
     Busy,
-    /// Not for the device (too large, or a retransmission of a write it has in flight).
+    /// Not for the device to send as a write (too large, or a retransmission of a write it has
+    /// in flight): it goes as the host's frames.
     Never,
 }
 
-/// How long a write waits for room in the device before it goes by the host queue.
+/// How long a write waits for a data slot before it goes as the host's frames.
 const SLOT_WAIT: Duration = Duration::from_millis(20);
+/// Buffers for the host's frames, in one DMA allocation: every control frame fits, and a write's
+/// frame of up to 8 KiB with its header. A longer frame gets DMA memory of its own until the
+/// device reports it sent.
+const FRAME_SLOTS: usize = 64;
+const FRAME_SLOT: usize = 8192 + 128;
 
 /// Submission and completion ring entries.
 const RING_ENTRIES: u32 = 64;
-/// Data slots in DMA memory, and the bytes each holds: a write larger goes by the host queue.
+/// Data slots in DMA memory, and the bytes each holds: a write larger goes as the host's frames.
 const DATA_SLOTS: usize = 32;
 const DATA_SLOT: usize = 1 << 20;
 
@@ -87,21 +93,31 @@ const DATA_SLOT: usize = 1 << 20;
 pub struct HwStats {
     /// Writes the device sent (one descriptor each).
     pub descriptors: AtomicU64,
-    /// Frames that went by the host queue.
+    /// The host's own frames the device sent (raw descriptors).
     pub host_frames: AtomicU64,
-    /// Copies of writes the device had not taken yet, dropped (the core sends them again).
-    pub held_back: AtomicU64,
+    /// Of those, copies of a write the device had in flight (a retransmission, an abort), which
+    /// left behind the write in ring order.
+    pub copies: AtomicU64,
 }
 
 impl HwStats {
-    /// (descriptors, host frames, held back).
+    /// (descriptors, host frames, copies).
     pub fn snapshot(&self) -> (u64, u64, u64) {
         (
             self.descriptors.load(Ordering::Relaxed),
             self.host_frames.load(Ordering::Relaxed),
-            self.held_back.load(Ordering::Relaxed),
+            self.copies.load(Ordering::Relaxed),
         )
     }
+}
+
+/// Where a host frame lies until the device reports it sent.
+enum FrameBuf {
+    Slot(usize),
+    /// Held until then; dropping it unmaps it.
+    Own {
+        _mem: DmaMemory,
+    },
 }
 
 /// A write the device has: its data slot, its descriptor's free-running ring index, and when it
@@ -118,6 +134,18 @@ fn taken(head: u32, index: u32) -> bool {
     (head.wrapping_sub(index) as i32) > 0
 }
 
+/// Why a device cannot carry the source: it lacks the host-frame capability.
+fn check_host_frames(caps: u32) -> Result<(), String> {
+    if caps & regs::CAP_HOST_FRAMES == 0 {
+        return Err(format!(
+            "the device cannot send the host's own frames (CAPABILITIES {caps:#x} lacks \
+             CAP_HOST_FRAMES, bit 3): it cannot carry a session's handshake; load a bitstream \
+             that has it"
+        ));
+    }
+    Ok(())
+}
+
 /// The device open on one connection, with its rings and data slots.
 struct Open {
     port: Box<dyn HwPort>,
@@ -127,6 +155,11 @@ struct Open {
     free: Vec<usize>,
     /// The writes the device has in flight, by lock id.
     held: HashMap<u64, Held>,
+    /// Buffers for the host's frames, and the frames the device has not reported sent, by tag.
+    frames: DmaMemory,
+    frame_free: Vec<usize>,
+    sending: HashMap<u64, FrameBuf>,
+    next_tag: u64,
     generation: Option<u32>,
     region_size: u64,
 }
@@ -134,11 +167,15 @@ struct Open {
 impl Open {
     fn new(port: Box<dyn HwPort>, region_size: u64) -> Result<Open, String> {
         port.check_identity().map_err(|e| e.to_string())?;
+        check_host_frames(port.mmio().read(regs::CAPABILITIES))?;
         port.mmio()
             .write(regs::REGION_LOG2, region_size.trailing_zeros());
         let (sq, cq) = ring::setup(&*port, RING_ENTRIES).map_err(|e| e.to_string())?;
         let data = port
             .alloc_dma(DATA_SLOTS * DATA_SLOT)
+            .map_err(|e| e.to_string())?;
+        let frames = port
+            .alloc_dma(FRAME_SLOTS * FRAME_SLOT)
             .map_err(|e| e.to_string())?;
         Ok(Open {
             port,
@@ -147,6 +184,10 @@ impl Open {
             data,
             free: (0..DATA_SLOTS).rev().collect(),
             held: HashMap::new(),
+            frames,
+            frame_free: (0..FRAME_SLOTS).rev().collect(),
+            sending: HashMap::new(),
+            next_tag: 1,
             generation: None,
             region_size,
         })
@@ -155,7 +196,7 @@ impl Open {
     /// Posts a write for the device to send.
     fn post(&mut self, lock: Option<&Header>, data: &Frame, mode: Mode) -> Post {
         let len = data.payload.len();
-        // A retransmission of a write the device still has in flight goes by the host queue:
+        // A retransmission of a write the device still has in flight goes as the host's frames,
         // the device tracks each lock once. So does a lock over other regions than the device
         // works out from the write (never, from this core).
         let h = &data.header;
@@ -205,18 +246,44 @@ impl Open {
         Post::Sent
     }
 
-    /// Whether a frame for lock `lock_id` must not leave by the host queue yet: the device has
-    /// that write but has not taken its descriptor. A copy sent now (a retransmission, an abort)
-    /// could reach the target first, and the target's answer would find no entry in the device's
-    /// tracker, which would then wait for an answer the target never sends again. Once the device
-    /// has taken the descriptor, every answer for the lock reaches its entry; until then, the
-    /// copy is dropped and the core sends it again later (the device sends the write itself).
-    fn not_taken_yet(&self, lock_id: u64, sq_head: &mut Option<u32>) -> bool {
-        let Some(w) = self.held.get(&lock_id) else {
-            return false;
+    /// Posts one of the host's own frames, to leave as it is behind everything posted before
+    /// it. `Err` when DMA memory for a long frame cannot be had.
+    fn post_frame(&mut self, frame: &[u8]) -> Result<Post, String> {
+        let (buf, bus) = if frame.len() <= FRAME_SLOT {
+            let Some(slot) = self.frame_free.pop() else {
+                return Ok(Post::Busy);
+            };
+            self.frames.write(slot * FRAME_SLOT, frame);
+            (
+                FrameBuf::Slot(slot),
+                self.frames.bus_addr() + (slot * FRAME_SLOT) as u64,
+            )
+        } else {
+            let mem = self
+                .port
+                .alloc_dma(frame.len())
+                .map_err(|e| format!("no DMA memory for a frame of {} bytes: {e}", frame.len()))?;
+            mem.write(0, frame);
+            let bus = mem.bus_addr();
+            (FrameBuf::Own { _mem: mem }, bus)
         };
-        let head = *sq_head.get_or_insert_with(|| self.port.mmio().read(regs::SQ_HEAD));
-        !taken(head, w.index)
+        let tag = self.next_tag;
+        let d = Descriptor {
+            seq: Le64::new(tag),
+            dma_addr: Le64::new(bus),
+            length: Le32::new(frame.len() as u32),
+            mode: Mode::Raw as u8,
+            ..Descriptor::default()
+        };
+        if self.sq.push(self.port.mmio(), &d).is_err() {
+            if let FrameBuf::Slot(slot) = buf {
+                self.frame_free.push(slot);
+            }
+            return Ok(Post::Busy);
+        }
+        self.next_tag += 1;
+        self.sending.insert(tag, buf);
+        Ok(Post::Sent)
     }
 
     /// The write the device has held longest after taking it, and for how long.
@@ -236,6 +303,14 @@ impl Open {
             n += 1;
             match ring::status(&c) {
                 Some(CompletionStatus::LockGranted) => {}
+                Some(CompletionStatus::Sent) => match self.sending.remove(&c.seq.get()) {
+                    Some(FrameBuf::Slot(slot)) => self.frame_free.push(slot),
+                    Some(FrameBuf::Own { .. }) => {}
+                    None => warn!(
+                        tag = c.seq.get(),
+                        "device reported a frame sent it never had"
+                    ),
+                },
                 Some(_) => {
                     if let Some(w) = self.held.remove(&c.lock_id.get()) {
                         self.free.push(w.slot);
@@ -287,23 +362,19 @@ fn parse(batch: &[u8], pending: &mut VecDeque<Frame>) -> Result<(), String> {
     Ok(())
 }
 
-/// Hands the queued frames, in order, to the device or to the host queue. A write waits up to
-/// [`SLOT_WAIT`] for room in the device, and so does everything queued behind it; then it goes by
-/// the host queue.
+/// Hands the queued frames, in order, to the device: a write's first transmission as a
+/// descriptor the device makes the frames of, everything else as the host's own frames. A write
+/// waits up to [`SLOT_WAIT`] for a data slot, and so does everything queued behind it; then it
+/// goes as the host's frames. Anything waits while the ring or the frame buffers are full.
+/// How many descriptors it posted.
 fn dispatch(
     dev: &mut Open,
     pending: &mut VecDeque<Frame>,
     stalled: &mut Option<Instant>,
     stats: &HwStats,
-) -> Result<(), String> {
-    let mut sq_head = None;
+) -> Result<u32, String> {
+    let mut posted = 0;
     while let Some(f) = pending.front() {
-        if f.header.lock_id != 0 && dev.not_taken_yet(f.header.lock_id, &mut sq_head) {
-            trace!(ty = ?f.header.ty, lock = f.header.lock_id, "copy held back: the device has not taken its write");
-            pending.pop_front();
-            stats.held_back.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
         let pair = pending
             .get(1)
             .is_some_and(|d| speculative_pair(&f.header, &d.header));
@@ -314,29 +385,36 @@ fn dispatch(
         } else {
             Post::Never
         };
-        let n = 1 + pair as usize;
         match r {
             Post::Sent => {
-                for f in pending.drain(..n) {
+                for f in pending.drain(..1 + pair as usize) {
                     trace!(ty = ?f.header.ty, lock = f.header.lock_id, seq = f.header.seq, "to the target, by the device");
                 }
                 stats.descriptors.fetch_add(1, Ordering::Relaxed);
+                posted += 1;
                 *stalled = None;
             }
             Post::Busy if stalled.get_or_insert_with(Instant::now).elapsed() < SLOT_WAIT => {
-                return Ok(());
+                return Ok(posted);
             }
             Post::Busy | Post::Never => {
-                for f in pending.drain(..n) {
-                    trace!(ty = ?f.header.ty, lock = f.header.lock_id, seq = f.header.seq, "to the target, by the host queue");
-                    dev.port.host_send(f.encode())?;
-                    stats.host_frames.fetch_add(1, Ordering::Relaxed);
+                // The first frame only, as the host's: one of a pair that follows is looked at
+                // again on its own.
+                let copy = f.header.lock_id != 0 && dev.held.contains_key(&f.header.lock_id);
+                match dev.post_frame(&f.encode())? {
+                    Post::Sent => {}
+                    _ => return Ok(posted),
                 }
+                let f = pending.pop_front().expect("the frame posted");
+                trace!(ty = ?f.header.ty, lock = f.header.lock_id, seq = f.header.seq, "to the target, the host's frame");
+                stats.host_frames.fetch_add(1, Ordering::Relaxed);
+                stats.copies.fetch_add(copy as u64, Ordering::Relaxed);
+                posted += 1;
                 *stalled = None;
             }
         }
     }
-    Ok(())
+    Ok(posted)
 }
 
 /// Serves one connection until the link goes down; why it did.
@@ -373,7 +451,7 @@ fn serve(
             info!(
                 device_writes = now.0,
                 host_frames = now.1,
-                held_back = now.2,
+                copies = now.2,
                 sq_tail = dev.sq.tail(),
                 sq_head = m.read(regs::SQ_HEAD),
                 cq_head = dev.cq.head(),
@@ -383,7 +461,7 @@ fn serve(
                 frames_rx = m.read(regs::FRAMES_RX),
                 frames_bad = m.read(regs::FRAMES_BAD),
                 status = m.read(regs::STATUS),
-                "hardware engine: writes the device sent, frames the host queue sent"
+                "hardware engine: writes the device sent, and the host's frames it sent"
             );
             (told, last) = (Instant::now(), now);
         }
@@ -394,13 +472,11 @@ fn serve(
                 return Ok(e);
             }
         }
-        let posted = stats.descriptors.load(Ordering::Relaxed);
-        if let Err(e) = dispatch(dev, &mut pending, &mut stalled, stats) {
-            return Ok(e);
-        }
-        if stats.descriptors.load(Ordering::Relaxed) != posted {
+        match dispatch(dev, &mut pending, &mut stalled, stats) {
             // One doorbell for the round's posts.
-            dev.sq.doorbell(dev.port.mmio());
+            Ok(n) if n > 0 => dev.sq.doorbell(dev.port.mmio()),
+            Ok(_) => {}
+            Err(e) => return Ok(e),
         }
         let reaped = dev.reap();
         let wait = if moved || reaped > 0 {
@@ -496,5 +572,18 @@ pub(crate) fn link_thread(
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_without_host_frames_is_refused_with_the_reason() {
+        let e = check_host_frames(0b111).unwrap_err();
+        assert!(e.contains("CAP_HOST_FRAMES"), "{e}");
+        assert!(e.contains("0x7"), "{e}");
+        check_host_frames(0b111 | regs::CAP_HOST_FRAMES).expect("a device that has it");
     }
 }

@@ -15,10 +15,10 @@
 //! - The device's transmit and receive streams go to a [`Link`]: a TCP connection to a target
 //!   (frames back to back, as the software engine sends them) or anything else that carries
 //!   frames.
-//! - A host queue beside the device's transmit path, as a NIC has: the host sends frames the
-//!   device does not make (`host_send`), and gets a copy of every frame received (`host_recv`);
-//!   the target's answers (LOCK_GRANTED, LOCK_REJECTED, WRITE_DONE, WRITE_FAILED) also go into
-//!   the device.
+//! - A host queue beside the device's transmit path: the host gets a copy of every frame received
+//!   (`host_recv`), and the target device takes the host's own frames there (`host_send`; the
+//!   source device takes them on its submission ring, as raw descriptors); the target's answers
+//!   (LOCK_GRANTED, LOCK_REJECTED, WRITE_DONE, WRITE_FAILED) also go into the source device.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};

@@ -4,7 +4,9 @@
 //! sides) against the software target core, every completion as the protocol says.
 
 use specmirror_abi::ring::Mode;
-use specmirror_hdl::mirror_device::host::{check, run, DevIn, DevOut, DeviceIo, Hdl};
+use specmirror_hdl::mirror_device::host::{
+    check, run, with_host_frames, DevIn, DevOut, DeviceIo, Hdl,
+};
 use specmirror_hdl::source_path::host::{workload, SoftwarePeer};
 use specmirror_verilated::device::{VerDevice, VerilatedDevice};
 
@@ -30,7 +32,7 @@ impl DeviceIo for Both {
 
 #[test]
 fn rust_hdl_and_verilator_agree_cycle_by_cycle_through_the_rings() {
-    let writes = workload(0xde71_0101, 30, None);
+    let writes = with_host_frames(workload(0xde71_0101, 30, None), 4);
     let mut both = Both(Hdl::new(), VerDevice(VerilatedDevice::new()), 0);
     let d = run(
         &mut both,
@@ -60,7 +62,12 @@ fn thousands_of_writes_through_the_rings_complete_as_the_protocol_says() {
         (Some(Mode::Speculative), 3, 0xde71_0202),
         (Some(Mode::Conservative), 5, 0xde71_0203),
     ] {
-        let writes = workload(seed, n, mode);
+        // The mixed run carries the host's own frames too, in ring order with the writes.
+        let writes = if mode.is_none() {
+            with_host_frames(workload(seed, n, mode), 5)
+        } else {
+            workload(seed, n, mode)
+        };
         let mut m = VerDevice(VerilatedDevice::new());
         let d = run(
             &mut m,
