@@ -93,6 +93,9 @@ pub struct SpecSender {
     state: DFF<SendState>,
     index: DFF<Bits<3>>,
     words_left: DFF<Bits<32>>,
+    /// `words_left == 1`, kept beside it: the last word's mask and `last` come from a flip-flop,
+    /// not from a 32-bit compare in front of the transmit and CRC multiplexers.
+    one_left: DFF<Bit>,
     crc: DFF<Bits<32>>,
     /// The last word sent, not yet folded into `crc`: the CRC runs one word behind the stream so
     /// the header multiplexer and the CRC's XOR tree are never in one clock's path.
@@ -158,6 +161,7 @@ impl Default for SpecSender {
             state: Default::default(),
             index: Default::default(),
             words_left: Default::default(),
+            one_left: Default::default(),
             crc: Default::default(),
             pend: Default::default(),
             pend_valid: Default::default(),
@@ -194,6 +198,7 @@ impl Logic for SpecSender {
             state,
             index,
             words_left,
+            one_left,
             crc,
             pend,
             pend_valid,
@@ -274,7 +279,7 @@ impl Logic for SpecSender {
         }
         // The last payload word keeps only the bytes the write has: padding is zero on the wire.
         self.tail_mask.next = 0xFFFF_FFFF_FFFF_FFFF_u64.into();
-        if self.words_left.q.val() == 1 {
+        if self.one_left.q.val() {
             match self.length.q.val().get_bits::<3>(0).index() {
                 1 => self.tail_mask.next = 0xFF_u64.into(),
                 2 => self.tail_mask.next = 0xFFFF_u64.into(),
@@ -300,12 +305,20 @@ impl Logic for SpecSender {
                     self.first_region.d.next = self.desc_first_region.val();
                     self.region_count.d.next = self.desc_region_count.val();
                     self.words_left.d.next = (self.desc_length.val() + 7) >> 3;
+                    self.one_left.d.next =
+                        (self.desc_length.val() != 0) & (self.desc_length.val() <= 8);
                     self.index.d.next = 0.into();
                     self.crc.d.next = self.crc_init.val();
                     self.pend_valid.d.next = false;
                     if self.desc_mode.val() == self.mode_raw.val() {
                         self.flags.d.next = self.desc_flags.val();
-                        self.state.d.next = SendState::Raw;
+                        if self.desc_length.val() == 0 {
+                            // Nothing to send: done at once.
+                            self.raw_done.next = true;
+                            self.raw_seq.next = self.desc_seq.val();
+                        } else {
+                            self.state.d.next = SendState::Raw;
+                        }
                     } else if self.desc_mode.val() == self.mode_implicit.val() {
                         self.flags.d.next = self.desc_flags.val() | self.implicit_flag.val();
                         self.state.d.next = SendState::DataHeader;
@@ -377,7 +390,8 @@ impl Logic for SpecSender {
                     self.pend.d.next = self.data_in.val() & self.tail_mask.val();
                     self.pend_valid.d.next = true;
                     self.words_left.d.next = self.words_left.q.val() - 1;
-                    if self.words_left.q.val() == 1 {
+                    self.one_left.d.next = self.words_left.q.val() == 2;
+                    if self.one_left.q.val() {
                         self.state.d.next = SendState::DataTrailer;
                     }
                 }
@@ -395,23 +409,21 @@ impl Logic for SpecSender {
                 self.data_ready.next = true;
                 if self.data_valid.val() {
                     self.words_left.d.next = self.words_left.q.val() - 1;
-                    if self.words_left.q.val() == 1 {
+                    self.one_left.d.next = self.words_left.q.val() == 2;
+                    if self.one_left.q.val() {
                         self.state.d.next = SendState::Idle;
                     }
                 }
             }
             SendState::Raw => {
-                // An empty one has nothing to send and is done at once.
-                self.tx_valid.next = self.data_valid.val() & (self.words_left.q.val() != 0);
-                self.tx_last.next = self.words_left.q.val() == 1;
+                self.tx_valid.next = self.data_valid.val();
+                self.tx_last.next = self.one_left.q.val();
                 self.tx_data.next = self.data_in.val();
-                self.data_ready.next = self.tx_ready.val() & (self.words_left.q.val() != 0);
-                if self.words_left.q.val() == 0 {
-                    self.raw_done.next = true;
-                    self.state.d.next = SendState::Idle;
-                } else if self.tx_ready.val() & self.data_valid.val() {
+                self.data_ready.next = self.tx_ready.val();
+                if self.tx_ready.val() & self.data_valid.val() {
                     self.words_left.d.next = self.words_left.q.val() - 1;
-                    if self.words_left.q.val() == 1 {
+                    self.one_left.d.next = self.words_left.q.val() == 2;
+                    if self.one_left.q.val() {
                         self.raw_done.next = true;
                         self.state.d.next = SendState::Idle;
                     }

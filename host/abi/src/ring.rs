@@ -256,7 +256,12 @@ mod tests {
             0xdead_beef_0000
         );
         assert_eq!(u32::from_le_bytes(b[40..44].try_into().unwrap()), 7);
-        for m in [Mode::Speculative, Mode::Implicit, Mode::Conservative, Mode::Raw] {
+        for m in [
+            Mode::Speculative,
+            Mode::Implicit,
+            Mode::Conservative,
+            Mode::Raw,
+        ] {
             assert_eq!(Mode::from_u8(m as u8), Some(m));
         }
         // The device reads the mode's low two bits: every mode fits them.
