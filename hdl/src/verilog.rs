@@ -104,6 +104,13 @@ pub fn send_tracker() -> String {
     generate_verilog(&u)
 }
 
+/// The received-frame FIFO as Verilog (top module `top`).
+pub fn frame_fifo() -> String {
+    let mut u = crate::frame_fifo::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The source path as Verilog (top module `top`).
 pub fn source_path() -> String {
     let mut u = crate::source_path::tests_support::connected();
@@ -215,6 +222,7 @@ mod tests {
             ("answer_cache", answer_cache()),
             ("target_path", target_path()),
             ("send_tracker", send_tracker()),
+            ("frame_fifo", frame_fifo()),
             ("source_path", source_path()),
             ("mirror_device", mirror_device()),
             ("rx_ring", rx_ring()),
