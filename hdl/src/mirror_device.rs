@@ -9,12 +9,20 @@
 //! parser), LOCKS_GRANTED and LOCKS_REJECTED (completions written). The descriptor's own mode
 //! byte picks its mode; GENERATION is the session stamped on every frame. CAPABILITIES adds
 //! CAP_HOST_FRAMES: the host's own frames go out through the submission ring (`Mode::Raw`).
+//!
+//! Every frame received goes to the source path (the answers it tracks) and, with CONTROL bit 2
+//! set (CAP_HOST_RX), to the host as well: through a frame FIFO (`FrameFifo`) into the receive
+//! ring (`RxRing`, the RX_* registers and RX_HEAD_DOORBELL), each frame whole in the buffer of a
+//! slot, its entry's length the frame's bytes, by a second DMA write port of a word per beat.
+//! The receive ring's done half is unused here.
 
 use rust_hdl::prelude::*;
 use specmirror_abi::regs::{self, REGISTERS};
 
+use crate::frame_fifo::FrameFifo;
 use crate::register_file::{RegisterFile, NREGS};
 use crate::ring_engine::RingEngine;
+use crate::rx_ring::RxRing;
 use crate::source_path::SourcePath;
 
 // The register indices the wiring below uses (rust-hdl needs them as literals).
@@ -32,6 +40,9 @@ const _: () = {
     assert!(at(11, regs::SQ_HEAD) && at(12, regs::CQ_BASE_LO) && at(13, regs::CQ_BASE_HI));
     assert!(at(14, regs::CQ_LOG2_SIZE) && at(15, regs::CQ_TAIL));
     assert!(at(20, regs::REGION_LOG2));
+    assert!(at(27, regs::RX_BASE_LO) && at(28, regs::RX_BASE_HI) && at(29, regs::RX_LOG2_SIZE));
+    assert!(at(30, regs::RX_TAIL) && at(31, regs::RX_BUF_LO) && at(32, regs::RX_BUF_HI));
+    assert!(at(46, regs::RX_HEAD_DOORBELL));
     assert!(at(21, regs::FRAMES_TX) && at(22, regs::FRAMES_RX) && at(23, regs::FRAMES_BAD));
     assert!(at(24, regs::LOCKS_GRANTED) && at(25, regs::LOCKS_REJECTED));
     assert!(at(44, regs::SQ_TAIL_DOORBELL) && at(45, regs::CQ_HEAD_DOORBELL));
@@ -57,7 +68,15 @@ pub struct MirrorDevice {
     pub wr_ready: Signal<In, Bit>,
     pub wr_addr: Signal<Out, Bits<64>>,
     pub wr_data: Signal<Out, Bits<256>>,
+    /// The receive ring's DMA writes: one 64-bit word per beat.
+    pub rx_wr_valid: Signal<Out, Bit>,
+    pub rx_wr_ready: Signal<In, Bit>,
+    pub rx_wr_addr: Signal<Out, Bits<64>>,
+    pub rx_wr_data: Signal<Out, Bits<64>>,
+    /// One pulse per completion entry written (the completion ring's vector).
     pub irq: Signal<Out, Bit>,
+    /// One pulse per receive entry written (the receive ring's vector).
+    pub rx_irq: Signal<Out, Bit>,
     // The link.
     pub tx_data: Signal<Out, Bits<64>>,
     pub tx_valid: Signal<Out, Bit>,
@@ -71,9 +90,14 @@ pub struct MirrorDevice {
     pub unmatched: Signal<Out, Bits<32>>,
     pub cpl_drops: Signal<Out, Bits<32>>,
     pub inflight: Signal<Out, Bits<8>>,
+    /// Received frames the host's queue dropped (no room, or too long).
+    pub rx_drops: Signal<Out, Bits<32>>,
     regs: RegisterFile,
     engine: RingEngine,
     path: SourcePath,
+    frames: FrameFifo,
+    rxq: RxRing,
+    rx_tail_q: DFF<Bits<32>>,
     bad_q: DFF<Bits<32>>,
     // What the device reports in registers, registered: the register block's outputs feed the
     // engine, so its inputs come from flip-flops, never straight back from the engine.
@@ -88,8 +112,8 @@ pub struct MirrorDevice {
 impl Logic for MirrorDevice {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, bad_q, status_q, sq_head_q, cq_tail_q, inc_q);
-        clock!(self, clock, regs, engine, path);
+        dff_setup!(self, clock, bad_q, status_q, sq_head_q, cq_tail_q, inc_q, rx_tail_q);
+        clock!(self, clock, regs, engine, path, frames, rxq);
         // BAR0.
         self.regs.addr.next = self.mmio_addr.val();
         self.regs.wdata.next = self.mmio_wdata.val();
@@ -133,6 +157,42 @@ impl Logic for MirrorDevice {
         self.wr_addr.next = self.engine.wr_addr.val();
         self.wr_data.next = self.engine.wr_data.val();
         self.irq.next = self.engine.irq.val();
+        self.rx_irq.next = self.rxq.irq.val();
+        // Every frame received, to the host's receive ring (CONTROL bit 2).
+        self.frames.in_data.next = self.rx_data.val();
+        self.frames.in_valid.next = self.rx_valid.val();
+        self.frames.in_last.next = self.rx_last.val();
+        self.rxq.enable.next =
+            self.regs.value[4].val().get_bit(0) & self.regs.value[4].val().get_bit(2);
+        self.rxq.rx_base.next = (bit_cast::<64, 32>(self.regs.value[28].val()) << 32)
+            | bit_cast::<64, 32>(self.regs.value[27].val());
+        self.rxq.rx_log2.next = self.regs.value[29].val().get_bits::<5>(0);
+        self.rxq.rx_head.next = self.regs.value[46].val();
+        self.rxq.buf_base.next = (bit_cast::<64, 32>(self.regs.value[32].val()) << 32)
+            | bit_cast::<64, 32>(self.regs.value[31].val());
+        self.rxq.done_base.next = 0.into();
+        self.rxq.done_log2.next = 0.into();
+        self.rxq.done_tail.next = 0.into();
+        self.rxq.done_ready.next = true;
+        self.rxq.rd_req_ready.next = false;
+        self.rxq.rd_valid.next = false;
+        self.rxq.rd_data.next = 0.into();
+        // While the ring is off, frames pass through the FIFO and are let go.
+        self.rxq.in_valid.next = self.frames.out_valid.val() & self.rxq.enable.val();
+        self.frames.out_ready.next = self.rxq.in_ready.val() | !self.rxq.enable.val();
+        self.rxq.in_data.next = self.frames.out_data.val();
+        self.rxq.in_last.next = self.frames.out_last.val();
+        self.rxq.in_offset.next = 0.into();
+        self.rxq.in_len.next = self.frames.out_len.val();
+        self.rxq.in_fua.next = false;
+        self.rxq.in_tag.next = 0.into();
+        self.rx_wr_valid.next = self.rxq.wr_valid.val();
+        self.rxq.wr_ready.next = self.rx_wr_ready.val();
+        self.rx_wr_addr.next = self.rxq.wr_addr.val();
+        self.rx_wr_data.next = self.rxq.wr_data.val();
+        self.rx_tail_q.d.next = self.rxq.rx_tail.val();
+        self.regs.hw_in[30].next = self.rx_tail_q.q.val();
+        self.rx_drops.next = self.frames.drops.val();
         // Engine to send path.
         self.path.desc_valid.next = self.engine.desc_valid.val();
         self.engine.desc_ready.next = self.path.desc_ready.val();
@@ -213,7 +273,12 @@ impl Default for MirrorDevice {
             wr_ready: Default::default(),
             wr_addr: Default::default(),
             wr_data: Default::default(),
+            rx_wr_valid: Default::default(),
+            rx_wr_ready: Default::default(),
+            rx_wr_addr: Default::default(),
+            rx_wr_data: Default::default(),
             irq: Default::default(),
+            rx_irq: Default::default(),
             tx_data: Default::default(),
             tx_valid: Default::default(),
             tx_last: Default::default(),
@@ -225,16 +290,22 @@ impl Default for MirrorDevice {
             unmatched: Default::default(),
             cpl_drops: Default::default(),
             inflight: Default::default(),
+            rx_drops: Default::default(),
             regs: Default::default(),
             engine: Default::default(),
             path: Default::default(),
+            frames: Default::default(),
+            rxq: Default::default(),
+            rx_tail_q: Default::default(),
             bad_q: Default::default(),
             status_q: Default::default(),
             sq_head_q: Default::default(),
             cq_tail_q: Default::default(),
             inc_q: Default::default(),
             inc: Default::default(),
-            cap_host_frames: Constant::new((regs::CAP_HOST_FRAMES as u64).to_bits()),
+            cap_host_frames: Constant::new(
+                ((regs::CAP_HOST_FRAMES | regs::CAP_HOST_RX) as u64).to_bits(),
+            ),
         }
     }
 }
@@ -253,6 +324,7 @@ pub mod tests_support {
         u.rd_valid.connect();
         u.rd_data.connect();
         u.wr_ready.connect();
+        u.rx_wr_ready.connect();
         u.tx_ready.connect();
         u.rx_data.connect();
         u.rx_valid.connect();

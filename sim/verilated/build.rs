@@ -289,7 +289,12 @@ const DEVICE_PORTS: &[&str] = &[
     "wr_data#1",
     "wr_data#2",
     "wr_data#3",
+    "rx_wr_valid",
+    "rx_wr_ready",
+    "rx_wr_addr",
+    "rx_wr_data",
     "irq",
+    "rx_irq",
     "tx_data",
     "tx_valid",
     "tx_last",
@@ -301,6 +306,7 @@ const DEVICE_PORTS: &[&str] = &[
     "unmatched",
     "cpl_drops",
     "inflight",
+    "rx_drops",
 ];
 
 /// Ports of the target device (register block, receive rings, target path), in the order the shim

@@ -17,6 +17,7 @@ use specmirror_abi::ring::{
     Completion, CompletionStatus, Descriptor, Mode, COMPLETION_LEN, COMPLETION_PHASE,
     DESCRIPTOR_LEN,
 };
+use specmirror_abi::rx_ring::{RxEntry, RX_BUFFER_BYTES, RX_ENTRY_LEN, RX_PHASE};
 use specmirror_abi::{FrameType, Header};
 
 use super::MirrorDevice;
@@ -34,6 +35,7 @@ pub struct DevIn {
     pub rd_valid: bool,
     pub rd_data: u64,
     pub wr_ready: bool,
+    pub rx_wr_ready: bool,
     pub tx_ready: bool,
     pub rx_data: u64,
     pub rx_valid: bool,
@@ -51,7 +53,11 @@ pub struct DevOut {
     pub wr_valid: bool,
     pub wr_addr: u64,
     pub wr_data: [u64; 4],
+    pub rx_wr_valid: bool,
+    pub rx_wr_addr: u64,
+    pub rx_wr_data: u64,
     pub irq: bool,
+    pub rx_irq: bool,
     pub tx_data: u64,
     pub tx_valid: bool,
     pub tx_last: bool,
@@ -59,6 +65,7 @@ pub struct DevOut {
     pub unmatched: u64,
     pub cpl_drops: u64,
     pub inflight: u64,
+    pub rx_drops: u64,
 }
 
 /// A device model, driven clock by clock: set the inputs, read the outputs, tick.
@@ -99,6 +106,7 @@ impl DeviceIo for Hdl {
         u.rd_valid.next = i.rd_valid;
         u.rd_data.next = i.rd_data.to_bits();
         u.wr_ready.next = i.wr_ready;
+        u.rx_wr_ready.next = i.rx_wr_ready;
         u.tx_ready.next = i.tx_ready;
         u.rx_data.next = i.rx_data.to_bits();
         u.rx_valid.next = i.rx_valid;
@@ -123,7 +131,11 @@ impl DeviceIo for Hdl {
                 d.get_bits::<64>(128).to_u64(),
                 d.get_bits::<64>(192).to_u64(),
             ],
+            rx_wr_valid: u.rx_wr_valid.val(),
+            rx_wr_addr: u.rx_wr_addr.val().to_u64(),
+            rx_wr_data: u.rx_wr_data.val().to_u64(),
             irq: u.irq.val(),
+            rx_irq: u.rx_irq.val(),
             tx_data: u.tx_data.val().to_u64(),
             tx_valid: u.tx_valid.val(),
             tx_last: u.tx_last.val(),
@@ -131,6 +143,7 @@ impl DeviceIo for Hdl {
             unmatched: u.unmatched.val().to_u64(),
             cpl_drops: u.cpl_drops.val().to_u64(),
             inflight: u.inflight.val().to_u64(),
+            rx_drops: u.rx_drops.val().to_u64(),
         }
     }
 
@@ -153,12 +166,16 @@ pub const DATA_AT: u64 = 0x10_0000;
 /// Data slots: one per write, reused round robin (far more than can be in flight).
 pub const DATA_SLOTS: u64 = 256;
 pub const DATA_SLOT: u64 = 4096;
+/// The receive ring (every frame the device receives) and its slots' buffers.
+pub const RX_AT: u64 = 0x2_0000;
+pub const RX_LOG2: u32 = 6;
+pub const RXBUF_AT: u64 = DATA_AT + DATA_SLOTS * DATA_SLOT;
 
 impl Memory {
     pub fn new() -> Memory {
         Memory {
             base: 0x1_2345_0000_0000,
-            bytes: vec![0u8; (DATA_AT + DATA_SLOTS * DATA_SLOT) as usize],
+            bytes: vec![0u8; (RXBUF_AT + (RX_BUFFER_BYTES << RX_LOG2) as u64) as usize],
         }
     }
 
@@ -198,6 +215,7 @@ pub struct Registers {
     pub frames_bad: u32,
     pub locks_granted: u32,
     pub locks_rejected: u32,
+    pub rx_tail: u32,
 }
 
 /// The acknowledgements every descriptor carries.
@@ -210,12 +228,17 @@ pub struct DeviceOutcome {
     pub outcome: Outcome,
     pub regs: Registers,
     pub irqs: u64,
+    pub rx_irqs: u64,
     /// Frames the device sent.
     pub frames: u64,
     /// Every frame's type and the write it belongs to, in the order they left.
     pub order: Vec<(FrameType, u64)>,
     /// The frames of other kinds than LOCK and DATA (the raw writes'), as they left.
     pub others: Vec<Vec<u8>>,
+    /// The frames the target sent, and those the host found in the receive ring.
+    pub answered: Vec<Vec<u8>>,
+    pub received: Vec<Vec<u8>>,
+    pub rx_drops: u64,
 }
 
 /// Queues a doorbell write; one still waiting takes the newer value (the device needs the last).
@@ -252,8 +275,14 @@ pub fn run<T: DeviceIo, P: Peer>(
         (regs::CQ_LOG2_SIZE, log2),
         (regs::GENERATION, GENERATION),
         (regs::REGION_LOG2, REGION.trailing_zeros()),
-        (regs::CONTROL, 1),
+        (regs::RX_BASE_LO, (mem.base + RX_AT) as u32),
+        (regs::RX_BASE_HI, ((mem.base + RX_AT) >> 32) as u32),
+        (regs::RX_LOG2_SIZE, RX_LOG2),
+        (regs::RX_BUF_LO, (mem.base + RXBUF_AT) as u32),
+        (regs::RX_BUF_HI, ((mem.base + RXBUF_AT) >> 32) as u32),
+        (regs::CONTROL, 1 | regs::CONTROL_HOST_RX),
     ]);
+    let (mut rx_head, mut received, mut rx_irqs) = (0u32, Vec::new(), 0u64);
     let (mut tail, mut sq_head, mut cq_head) = (0u32, 0u32, 0u32);
     let (mut next, mut finished) = (0usize, 0usize);
     // DMA reads in progress: (clock the first word may come, next address, words left).
@@ -323,9 +352,38 @@ pub fn run<T: DeviceIo, P: Peer>(
                 doorbell(&mut mmio, regs::CQ_HEAD_DOORBELL, cq_head);
             }
         }
+        // The host takes what the receive ring holds, as often, and releases the slots.
+        if (!stall || now % 1024 < 256) && r.below(4) == 0 {
+            let mut took = false;
+            loop {
+                let slot = (rx_head & ((1 << RX_LOG2) - 1)) as u64;
+                let o = mem.at(
+                    mem.base + RX_AT + slot * RX_ENTRY_LEN as u64,
+                    RX_ENTRY_LEN as u64,
+                );
+                let phase = (((rx_head >> RX_LOG2) & 1) ^ 1) as u8;
+                if mem.bytes[o + 15] & RX_PHASE != phase {
+                    break;
+                }
+                let e = RxEntry::from_bytes(
+                    &mem.bytes[o..o + RX_ENTRY_LEN].try_into().expect("an entry"),
+                );
+                let at = mem.at(
+                    mem.base + RXBUF_AT + slot * RX_BUFFER_BYTES as u64,
+                    e.length.get() as u64,
+                );
+                received.push(mem.bytes[at..at + e.length.get() as usize].to_vec());
+                rx_head = rx_head.wrapping_add(1);
+                took = true;
+            }
+            if took {
+                doorbell(&mut mmio, regs::RX_HEAD_DOORBELL, rx_head);
+            }
+        }
         let mut i = DevIn {
             rd_req_ready: r.below(2) == 0,
             wr_ready: r.below(4) != 0,
+            rx_wr_ready: r.below(4) != 0,
             tx_ready: r.below(5) != 0,
             ..DevIn::default()
         };
@@ -379,13 +437,20 @@ pub fn run<T: DeviceIo, P: Peer>(
             mem.write(out.wr_addr, &first);
             mem.write(out.wr_addr, &b);
         }
+        if out.rx_wr_valid && i.rx_wr_ready {
+            mem.write(out.rx_wr_addr, &out.rx_wr_data.to_le_bytes());
+        }
         irqs += out.irq as u64;
+        rx_irqs += out.rx_irq as u64;
         let sent = (out.tx_valid && i.tx_ready).then_some((out.tx_data, out.tx_last));
         frames += sent.is_some_and(|s| s.1) as u64;
         link.clock(peer, &mut r, now, sent, arriving.is_some());
         io.tick();
         now += 1;
-        let idle = finished == writes.len() && link.is_quiet() && out.inflight == 0;
+        let idle = finished == writes.len()
+            && link.is_quiet()
+            && out.inflight == 0
+            && received.len() as u64 + out.rx_drops >= link.answered.len() as u64;
         quiet = if idle { quiet + 1 } else { 0 };
         if quiet > 20 {
             break;
@@ -408,12 +473,16 @@ pub fn run<T: DeviceIo, P: Peer>(
         frames_bad: read(regs::FRAMES_BAD),
         locks_granted: read(regs::LOCKS_GRANTED),
         locks_rejected: read(regs::LOCKS_REJECTED),
+        rx_tail: read(regs::RX_TAIL),
     };
     let acks = std::mem::take(&mut link.acks);
     DeviceOutcome {
         acks,
         order: std::mem::take(&mut link.order),
         others: std::mem::take(&mut link.others),
+        answered: std::mem::take(&mut link.answered),
+        received,
+        rx_drops: out.rx_drops,
         outcome: Outcome {
             completions,
             volume: peer.volume().to_vec(),
@@ -430,6 +499,7 @@ pub fn run<T: DeviceIo, P: Peer>(
         },
         regs,
         irqs,
+        rx_irqs,
         frames,
     }
 }
@@ -501,6 +571,13 @@ pub fn check(writes: &[Write], d: &DeviceOutcome, what: &str) {
         "{what}: frames out of ring order: {:?}",
         d.order
     );
+    assert_eq!(d.rx_drops, 0, "{what}: received frames dropped");
+    assert!(
+        d.received == d.answered,
+        "{what}: the receive ring's frames ({}) are not the target's ({})",
+        d.received.len(),
+        d.answered.len()
+    );
     let c = &d.outcome.completions;
     let count = |s: CompletionStatus| c.iter().filter(|x| x.status == s as u8).count() as u32;
     assert_eq!(d.regs.sq_head, writes.len() as u32, "{what}: SQ_HEAD");
@@ -511,6 +588,12 @@ pub fn check(writes: &[Write], d: &DeviceOutcome, what: &str) {
         c.len() as u64,
         "{what}: one interrupt per completion"
     );
+    assert_eq!(
+        d.rx_irqs,
+        d.received.len() as u64,
+        "{what}: one receive-ring interrupt per received frame"
+    );
+    assert_eq!(d.regs.rx_tail as usize, d.received.len(), "{what}: RX_TAIL");
     assert_eq!(d.regs.frames_tx as u64, d.frames, "{what}: FRAMES_TX");
     assert_eq!(
         d.regs.locks_granted,

@@ -284,6 +284,8 @@ pub struct Link {
     pub order: Vec<(FrameType, u64)>,
     /// The frames of other kinds than LOCK and DATA, as they left.
     pub others: Vec<Vec<u8>>,
+    /// The target's frames, as it sent them.
+    pub answered: Vec<Vec<u8>>,
 }
 
 impl Link {
@@ -327,6 +329,7 @@ impl Link {
             }
         }
         for b in peer.step(now) {
+            self.answered.push(b.clone());
             let at = (now + 50 + r.below(100)).max(self.answers.back().map_or(0, |x| x.0));
             let n = b.len() / 8;
             for (k, c) in b.chunks(8).enumerate() {

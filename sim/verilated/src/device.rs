@@ -32,6 +32,7 @@ impl DeviceIo for VerDevice {
         m.set(P::RdValid, i.rd_valid as u64);
         m.set(P::RdData, i.rd_data);
         m.set(P::WrReady, i.wr_ready as u64);
+        m.set(P::RxWrReady, i.rx_wr_ready as u64);
         m.set(P::TxReady, i.tx_ready as u64);
         m.set(P::RxData, i.rx_data);
         m.set(P::RxValid, i.rx_valid as u64);
@@ -56,7 +57,11 @@ impl DeviceIo for VerDevice {
                 m.get(P::WrData2),
                 m.get(P::WrData3),
             ],
+            rx_wr_valid: m.get(P::RxWrValid) != 0,
+            rx_wr_addr: m.get(P::RxWrAddr),
+            rx_wr_data: m.get(P::RxWrData),
             irq: m.get(P::Irq) != 0,
+            rx_irq: m.get(P::RxIrq) != 0,
             tx_data: m.get(P::TxData),
             tx_valid: m.get(P::TxValid) != 0,
             tx_last: m.get(P::TxLast) != 0,
@@ -64,6 +69,7 @@ impl DeviceIo for VerDevice {
             unmatched: m.get(P::Unmatched),
             cpl_drops: m.get(P::CplDrops),
             inflight: m.get(P::Inflight),
+            rx_drops: m.get(P::RxDrops),
         }
     }
 
