@@ -100,6 +100,13 @@ fn mirror_through_the_device(mode: &str) {
         "{mode}: only {device_writes} writes went through the device: {last}\nsource log:\n{}",
         log.lines().take(40).collect::<Vec<_>>().join("\n")
     );
+    // The target's answers came to the host through the device's receive ring: a WRITE_DONE
+    // per write at least, besides the grants, the handshake and heartbeats.
+    let ring = report_field(&last, "ring_frames");
+    assert!(
+        ring > device_writes,
+        "{mode}: only {ring} frames from the receive ring for {device_writes} writes: {last}"
+    );
     eprintln!("{mode}: {last}");
 }
 

@@ -10,6 +10,10 @@
 //!   came, and publishes its free-running tail; the device reads them and releases each write's
 //!   lock, answering WRITE_DONE or WRITE_FAILED.
 //!
+//! The source device uses the receive ring alone (CONTROL bit 2, `regs::CAP_HOST_RX`): each frame
+//! it receives goes whole into a slot's buffer, its entry's length the frame's bytes, offset, tag
+//! and flags zero; the done ring is not used.
+//!
 //! Both rings are a power of two long and 4 KiB aligned, as the submission and completion rings
 //! (`crate::ring`).
 

@@ -252,8 +252,8 @@ pub struct SourceArgs {
     engine: EngineArg,
     /// With --engine hw: sim (the verilated device, in a thread of this process; a build with
     /// --features sim-device; sim:dma-latency=CLOCKS sets how long its DMA reads take, default
-    /// 64) or vfio:DDDD:BB:DD.F (opened and checked; no NIC bitstream has the receive ring the
-    /// engine needs yet).
+    /// 64) or vfio:DDDD:BB:DD.F (opened and checked; no NIC bitstream carries the devices'
+    /// links yet).
     #[arg(long, value_name = "DEVICE")]
     device: Option<String>,
     #[command(flatten)]

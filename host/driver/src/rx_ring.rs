@@ -1,7 +1,7 @@
-//! The host's side of the target device's receive rings (layouts in `specmirror_abi::rx_ring`):
-//! the device hands each locked, ready write over in a receive entry, its data in the slot's
-//! buffer; the host puts it on the volume and hands the outcome back in a done entry, in the order
-//! the writes came. Acquire after every phase byte, Release before the done tail is published.
+//! The host's side of the receive rings (layouts in `specmirror_abi::rx_ring`): the target
+//! device hands each locked, ready write over in a receive entry, its data in the slot's buffer;
+//! the host puts it on the volume and hands the outcome back in a done entry, in the order the
+//! writes came. The source device uses the receive ring alone: each entry a frame it received. Acquire after every phase byte, Release before the done tail is published.
 //!
 //! [`setup`] allocates them with the device's DMA allocator and tells the device where they are
 //! (the RX_* and DONE_* registers); [`ReceiveRings::doorbells`] publishes the head and the done

@@ -11,8 +11,9 @@
 //!
 //! The device hands every frame it receives to the host as well as to its own answer tracker, so
 //! the core sees the target's answers exactly as in the software engine and keeps its rollback log
-//! by them; the device's completion entries free the write's ring slot and data slot, and a raw
-//! frame's memory.
+//! by them: through the receive ring (`CAP_HOST_RX`: each frame whole in a slot's buffer), or
+//! through the port's own queue on a device without it. The device's completion entries free the
+//! write's ring slot and data slot, and a raw frame's memory.
 //!
 //! A lost link drops the device (a reset: nothing of the old session is left in it) and opens it
 //! again on the next connection; the core re-sends what the target has not confirmed. So does a
@@ -29,7 +30,7 @@ use specmirror_abi::ring::{CompletionStatus, Descriptor, Mode};
 use specmirror_abi::{Flags, FrameType, Header};
 use specmirror_core::region::Regions;
 use specmirror_core::Frame;
-use specmirror_driver::{ring, Device, DmaMemory};
+use specmirror_driver::{ring, rx_ring, Device, DmaMemory};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, trace, warn};
 
@@ -42,8 +43,10 @@ pub trait HwPort: Device + Send {
     /// this way (its register map has no ring for them yet); the source device takes them on its
     /// submission ring (`Mode::Raw`), and the source engine never calls this.
     fn host_send(&self, frame: Vec<u8>) -> Result<(), String>;
-    /// The next frame received from the target (a copy of every frame), waiting up to
-    /// `timeout`; an error once the link is down.
+    /// The next frame received from the target (a copy of every frame), by the port's own queue,
+    /// waiting up to `timeout`; an error once the link is down. A source device with its receive
+    /// ring on (`CAP_HOST_RX`) hands its frames there, and the engine asks this only whether the
+    /// link is down.
     fn host_recv(&self, timeout: Duration) -> Result<Option<Vec<u8>>, String>;
 }
 
@@ -81,6 +84,8 @@ const SLOT_WAIT: Duration = Duration::from_millis(20);
 /// device reports it sent.
 const FRAME_SLOTS: usize = 64;
 const FRAME_SLOT: usize = 8192 + 128;
+/// Receive ring entries: the target's answers waiting for the host.
+const RX_ENTRIES: u32 = 256;
 
 /// Submission and completion ring entries.
 const RING_ENTRIES: u32 = 64;
@@ -98,6 +103,8 @@ pub struct HwStats {
     /// Of those, copies of a write the device had in flight (a retransmission, an abort), which
     /// left behind the write in ring order.
     pub copies: AtomicU64,
+    /// Frames the host took from the device's receive ring.
+    pub ring_frames: AtomicU64,
 }
 
 impl HwStats {
@@ -160,6 +167,8 @@ struct Open {
     frame_free: Vec<usize>,
     sending: HashMap<u64, FrameBuf>,
     next_tag: u64,
+    /// The receive ring, when the device hands the host its frames there.
+    rx: Option<rx_ring::ReceiveRings>,
     generation: Option<u32>,
     region_size: u64,
 }
@@ -167,7 +176,8 @@ struct Open {
 impl Open {
     fn new(port: Box<dyn HwPort>, region_size: u64) -> Result<Open, String> {
         port.check_identity().map_err(|e| e.to_string())?;
-        check_host_frames(port.mmio().read(regs::CAPABILITIES))?;
+        let caps = port.mmio().read(regs::CAPABILITIES);
+        check_host_frames(caps)?;
         port.mmio()
             .write(regs::REGION_LOG2, region_size.trailing_zeros());
         let (sq, cq) = ring::setup(&*port, RING_ENTRIES).map_err(|e| e.to_string())?;
@@ -177,6 +187,13 @@ impl Open {
         let frames = port
             .alloc_dma(FRAME_SLOTS * FRAME_SLOT)
             .map_err(|e| e.to_string())?;
+        let rx = if caps & regs::CAP_HOST_RX != 0 {
+            let r = rx_ring::setup(&*port, RX_ENTRIES).map_err(|e| e.to_string())?;
+            port.mmio().write(regs::CONTROL, 1 | regs::CONTROL_HOST_RX);
+            Some(r)
+        } else {
+            None
+        };
         Ok(Open {
             port,
             sq,
@@ -188,6 +205,7 @@ impl Open {
             frame_free: (0..FRAME_SLOTS).rev().collect(),
             sending: HashMap::new(),
             next_tag: 1,
+            rx,
             generation: None,
             region_size,
         })
@@ -452,6 +470,7 @@ fn serve(
                 device_writes = now.0,
                 host_frames = now.1,
                 copies = now.2,
+                ring_frames = stats.ring_frames.load(Ordering::Relaxed),
                 sq_tail = dev.sq.tail(),
                 sq_head = m.read(regs::SQ_HEAD),
                 cq_head = dev.cq.head(),
@@ -484,21 +503,46 @@ fn serve(
         } else {
             Duration::from_micros(200)
         };
-        match dev.port.host_recv(wait) {
-            Ok(Some(b)) => {
-                heard = Instant::now();
-                match Frame::decode(&b) {
-                    Ok((f, _)) => {
-                        trace!(ty = ?f.header.ty, lock = f.header.lock_id, seq = f.header.seq, arg = f.header.arg, "from the target");
-                        if core.blocking_send(Msg::Frame(f)).is_err() {
-                            return Err(());
+        let mut got = Vec::new();
+        match dev.rx.as_mut() {
+            Some(rx) => {
+                // The receive ring; the port's queue only says whether the link is down.
+                loop {
+                    match rx.poll() {
+                        Ok(Some(r)) => {
+                            stats.ring_frames.fetch_add(1, Ordering::Relaxed);
+                            got.push(r.data);
                         }
+                        Ok(None) => break,
+                        Err(e) => return Ok(format!("the device's receive ring: {e}")),
                     }
-                    Err(e) => return Ok(format!("bad frame from the target: {e}")),
+                }
+                if got.is_empty() {
+                    dev.port.wait_interrupt(wait);
+                } else {
+                    rx.doorbells(dev.port.mmio());
+                }
+                if let Err(e) = dev.port.host_recv(Duration::ZERO) {
+                    return Ok(e);
                 }
             }
-            Ok(None) => {}
-            Err(e) => return Ok(e),
+            None => match dev.port.host_recv(wait) {
+                Ok(Some(b)) => got.push(b),
+                Ok(None) => {}
+                Err(e) => return Ok(e),
+            },
+        }
+        for b in got {
+            heard = Instant::now();
+            match Frame::decode(&b) {
+                Ok((f, _)) => {
+                    trace!(ty = ?f.header.ty, lock = f.header.lock_id, seq = f.header.seq, arg = f.header.arg, "from the target");
+                    if core.blocking_send(Msg::Frame(f)).is_err() {
+                        return Err(());
+                    }
+                }
+                Err(e) => return Ok(format!("bad frame from the target: {e}")),
+            }
         }
         if heard.elapsed() > opts.peer_timeout {
             return Ok(format!("target silent for {:?}", opts.peer_timeout));

@@ -363,12 +363,23 @@ pub(crate) trait Model {
     fn rd_ready(&self) -> bool;
     /// A DMA write: bus address and `WRITE_LEN` bytes.
     fn wr(&self) -> Option<(u64, [u8; 32])>;
+    /// A second DMA write port, of one 64-bit word (its last byte written last, as a phase
+    /// byte may sit there): bus address and word.
+    fn wr_word(&self) -> Option<(u64, u64)> {
+        None
+    }
+    /// Whether, with CONTROL at `control`, the device hands the host its received frames itself
+    /// (then the host queue gets no copy).
+    fn host_rx(&self, _control: u32) -> bool {
+        false
+    }
     fn irq(&self) -> bool;
     fn tick(&mut self);
 }
 
 /// The source device: its own answer tracker takes the target's answers; the host gets a copy of
-/// every frame.
+/// every frame, through the device's receive ring once it turns it on (CONTROL_HOST_RX), through
+/// the host queue until then.
 impl Model for VerilatedDevice {
     const PHASE_BYTE: usize = 17;
     const WRITE_LEN: usize = COMPLETION_LEN;
@@ -415,12 +426,21 @@ impl Model for VerilatedDevice {
         self.set(P::TxReady, 1);
         self.set(P::RdReqReady, 1);
         self.set(P::WrReady, 1);
+        self.set(P::RxWrReady, 1);
         self.set(P::RdValid, rd.is_some() as u64);
         self.set(P::RdData, rd.unwrap_or(0));
     }
 
     fn eval(&mut self) {
         VerilatedDevice::eval(self);
+    }
+
+    fn wr_word(&self) -> Option<(u64, u64)> {
+        (self.get(P::RxWrValid) != 0).then(|| (self.get(P::RxWrAddr), self.get(P::RxWrData)))
+    }
+
+    fn host_rx(&self, control: u32) -> bool {
+        control & 1 != 0 && control & regs::CONTROL_HOST_RX != 0
     }
 
     fn tx(&self) -> Option<(u64, bool)> {
@@ -450,7 +470,7 @@ impl Model for VerilatedDevice {
     }
 
     fn irq(&self) -> bool {
-        self.get(P::Irq) != 0
+        self.get(P::Irq) != 0 || self.get(P::RxIrq) != 0
     }
 
     fn tick(&mut self) {
@@ -515,6 +535,10 @@ fn run<M: Model>(
         })
         .collect();
     let mut pending: VecDeque<(u32, u32)> = VecDeque::new();
+    let control_at = writable
+        .iter()
+        .position(|&o| o == regs::CONTROL)
+        .expect("CONTROL is written by the host");
     // DMA reads: (clock the first word may come, next address, words left).
     let mut reads: VecDeque<(u64, u64, u64)> = VecDeque::new();
     let mut rx: VecDeque<(u64, bool)> = VecDeque::new();
@@ -564,7 +588,10 @@ fn run<M: Model>(
                 Ok(Some(f)) => {
                     st.frames_received += 1;
                     let to = m.route(&f);
-                    if to.device {
+                    // With its receive ring on, the device takes every frame (and the host its
+                    // copy from the ring).
+                    let host_rx = m.host_rx(shadow[control_at]);
+                    if to.device || host_rx {
                         let n = f.len() / 8;
                         for (k, c) in f.chunks(8).enumerate() {
                             let mut w = [0u8; 8];
@@ -572,7 +599,7 @@ fn run<M: Model>(
                             rx.push_back((u64::from_le_bytes(w), k + 1 == n));
                         }
                     }
-                    if to.host {
+                    if to.host && !host_rx {
                         // Nobody may be reading the host queue (a closed receiver): that is fine.
                         let _ = host.to_host.send(f);
                     }
@@ -617,10 +644,11 @@ fn run<M: Model>(
         };
         m.set_inputs(rx_word, word);
         m.eval();
-        let (tx, rd_req, wr) = (m.tx(), m.rd_req(), m.wr());
+        let (tx, rd_req, wr, wr_word) = (m.tx(), m.rd_req(), m.wr(), m.wr_word());
         let busy = tx.is_some()
             || rd_req.is_some()
             || wr.is_some()
+            || wr_word.is_some()
             || !reads.is_empty()
             || !rx.is_empty()
             || !pending.is_empty();
@@ -655,6 +683,25 @@ fn run<M: Model>(
                     fence(Ordering::Release);
                     // SAFETY: as above, the phase byte of the same write.
                     unsafe { p.add(M::PHASE_BYTE).write_volatile(b[M::PHASE_BYTE]) };
+                    st.dma_writes += 1;
+                }
+                None => st.faults += 1,
+            }
+        }
+        if let Some((addr, w)) = wr_word {
+            let r = regions.lock().expect("regions");
+            match resolve(&r, addr, 8) {
+                Some(p) => {
+                    let b = w.to_le_bytes();
+                    fence(Ordering::Release);
+                    for (i, v) in b[..7].iter().enumerate() {
+                        // SAFETY: `resolve` found a live allocation holding these 8 bytes; it
+                        // stays mapped while we hold the lock. Volatile: the host reads it.
+                        unsafe { p.add(i).write_volatile(*v) };
+                    }
+                    fence(Ordering::Release);
+                    // SAFETY: as above, the word's last byte (a receive entry's phase byte).
+                    unsafe { p.add(7).write_volatile(b[7]) };
                     st.dma_writes += 1;
                 }
                 None => st.faults += 1,
