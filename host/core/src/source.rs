@@ -577,6 +577,13 @@ impl Source {
             .map(|l| l.min(self.cfg.max_data_payload as u64).max(8))
     }
 
+    /// The most the target takes under one lock, when a write of `len` bytes is longer: the one
+    /// rule behind splitting a client's write, failing a logged one whose client still waits, and
+    /// stopping at the handshake for one without a client.
+    fn over_limit(&self, len: u64) -> Option<u64> {
+        self.split_size().filter(|&limit| len > limit)
+    }
+
     /// The earliest time [`Source::handle_timeout`] has work to do.
     pub fn poll_timeout(&self) -> Option<Nanos> {
         let mut t: Option<Nanos> = None;
@@ -693,7 +700,7 @@ impl Source {
             });
             return;
         }
-        if let Some(size) = self.split_size().filter(|&size| len > size) {
+        if let Some(size) = self.over_limit(len) {
             // The target takes no write this long under one lock: send it as several writes,
             // each with its own lock (see `Split`), and answer the client once all are answered.
             self.stats.split += 1;
@@ -977,20 +984,19 @@ impl Source {
                 self.peer_write_limit = ack.write_limit();
                 self.peer_implicit = ack.takes_implicit_locks();
                 self.peer_window = ack.window().map(|n| n as usize);
-                if let Some(limit) = self.split_size() {
-                    // A write with a client that is too long fails when it would be sent (see
-                    // `send_entry`); one without can only be retried, and never would be taken.
-                    if let Some(e) = self
-                        .log
-                        .iter()
-                        .find(|e| e.client.is_none() && e.rec.len() > limit)
-                    {
-                        let (seq, len) = (e.rec.seq, e.rec.len());
-                        self.session = Session::CannotMirror;
-                        self.out
-                            .push(SourceAction::CannotMirror { seq, len, limit });
-                        return;
-                    }
+                // A write with a client that is too long fails when it would be sent (see
+                // `send_entry`); one without can only be retried, and never would be taken.
+                let stuck = self.log.iter().find_map(|e| {
+                    let limit = self.over_limit(e.rec.len())?;
+                    e.client
+                        .is_none()
+                        .then_some((e.rec.seq, e.rec.len(), limit))
+                });
+                if let Some((seq, len, limit)) = stuck {
+                    self.session = Session::CannotMirror;
+                    self.out
+                        .push(SourceAction::CannotMirror { seq, len, limit });
+                    return;
                 }
                 self.session_up(generation, now)
             }
@@ -1052,14 +1058,12 @@ impl Source {
         if self.must_wait(seq) {
             return;
         }
-        if let Some(size) = self.split_size() {
-            // Logged before the target said what it takes (a target that came back with a
-            // smaller limit): a client still waits for it, so it fails now, rolled back.
-            let e = self.log.get(seq).expect("entry");
-            if e.rec.len() > size && e.client.is_some() {
-                let why = "the write is longer than the target takes under one lock";
-                return self.fail(seq, errno::EINVAL, why, now);
-            }
+        // Logged before the target said what it takes (a target that came back with a smaller
+        // limit): a client still waits for it, so it fails now, rolled back.
+        let e = self.log.get(seq).expect("entry");
+        if e.client.is_some() && self.over_limit(e.rec.len()).is_some() {
+            let why = "the write is longer than the target takes under one lock";
+            return self.fail(seq, errno::EINVAL, why, now);
         }
         let lock_id = self.next_lock_id;
         self.next_lock_id += 1;
