@@ -21,6 +21,7 @@ pub mod source_path;
 pub mod spec_sender;
 pub mod target_device;
 pub mod target_path;
+pub mod tx_mux;
 pub mod verilog;
 
 pub use answer_cache::AnswerCache;
@@ -40,3 +41,4 @@ pub use source_path::SourcePath;
 pub use spec_sender::SpecSender;
 pub use target_device::TargetDevice;
 pub use target_path::TargetPath;
+pub use tx_mux::TxMux;

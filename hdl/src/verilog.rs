@@ -111,6 +111,13 @@ pub fn frame_fifo() -> String {
     generate_verilog(&u)
 }
 
+/// The frame-level transmit mux as Verilog (top module `top`).
+pub fn tx_mux() -> String {
+    let mut u = crate::tx_mux::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The source path as Verilog (top module `top`).
 pub fn source_path() -> String {
     let mut u = crate::source_path::tests_support::connected();
@@ -223,6 +230,7 @@ mod tests {
             ("target_path", target_path()),
             ("send_tracker", send_tracker()),
             ("frame_fifo", frame_fifo()),
+            ("tx_mux", tx_mux()),
             ("source_path", source_path()),
             ("mirror_device", mirror_device()),
             ("rx_ring", rx_ring()),
