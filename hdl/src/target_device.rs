@@ -91,10 +91,8 @@ pub struct TargetDevice {
     regions_q: DFF<Bits<64>>,
     /// The low bits of the target path's drop counters (DATA_DROPS to ANSWER_DROPS) a clock
     /// ago: each counts by one at most per clock, so a changed low bit is one event.
-    lsb_q: DFF<Bits<6>>,
-    lsb: Signal<Local, Bits<6>>,
-    inc_q: DFF<Bits<11>>,
-    inc: Signal<Local, Bits<11>>,
+    inc_q: DFF<Bits<5>>,
+    inc: Signal<Local, Bits<5>>,
     volume: Signal<Local, Bits<64>>,
     buffer_words: Constant<Bits<32>>,
     table_entries: Constant<Bits<32>>,
@@ -138,8 +136,6 @@ impl Default for TargetDevice {
             rx_tail_q: Default::default(),
             done_head_q: Default::default(),
             regions_q: Default::default(),
-            lsb_q: Default::default(),
-            lsb: Default::default(),
             inc_q: Default::default(),
             inc: Default::default(),
             volume: Default::default(),
@@ -163,7 +159,6 @@ impl Logic for TargetDevice {
             rx_tail_q,
             done_head_q,
             regions_q,
-            lsb_q,
             inc_q
         );
         clock!(self, clock, regs, rings, path);
@@ -271,48 +266,19 @@ impl Logic for TargetDevice {
         if self.path.dec_valid.val() & !self.path.dec_granted.val() {
             self.inc.next = self.inc.val().replace_bit(4, true);
         }
-        // The target path's drop counters.
-        self.lsb.next = 0.into();
-        self.lsb.next = self
-            .lsb
-            .val()
-            .replace_bit(0, self.path.data_drops.val().get_bit(0));
-        self.lsb.next = self
-            .lsb
-            .val()
-            .replace_bit(1, self.path.data_expired.val().get_bit(0));
-        self.lsb.next = self
-            .lsb
-            .val()
-            .replace_bit(2, self.path.data_repeats.val().get_bit(0));
-        self.lsb.next = self
-            .lsb
-            .val()
-            .replace_bit(3, self.path.lock_drops.val().get_bit(0));
-        self.lsb.next = self
-            .lsb
-            .val()
-            .replace_bit(4, self.path.lock_ahead.val().get_bit(0));
-        self.lsb.next = self
-            .lsb
-            .val()
-            .replace_bit(5, self.path.answer_drops.val().get_bit(0));
-        self.lsb_q.d.next = self.lsb.val();
-        // A low bit that changed since the last clock is one event (bits 5.. of `inc`).
-        self.inc.next =
-            self.inc.val() | (bit_cast::<11, 6>(self.lsb.val() ^ self.lsb_q.q.val()) << 5);
+        // The target path's drop counters, as they stand (two drops in one clock count two).
+        self.regs.hw_in[38].next = self.path.data_drops.val();
+        self.regs.hw_in[39].next = self.path.data_expired.val();
+        self.regs.hw_in[40].next = self.path.data_repeats.val();
+        self.regs.hw_in[41].next = self.path.lock_drops.val();
+        self.regs.hw_in[42].next = self.path.lock_ahead.val();
+        self.regs.hw_in[43].next = self.path.answer_drops.val();
         self.inc_q.d.next = self.inc.val();
         self.regs.hw_inc[21].next = self.inc_q.q.val().get_bit(0);
         self.regs.hw_inc[22].next = self.inc_q.q.val().get_bit(1);
         self.regs.hw_inc[23].next = self.inc_q.q.val().get_bit(2);
         self.regs.hw_inc[24].next = self.inc_q.q.val().get_bit(3);
         self.regs.hw_inc[25].next = self.inc_q.q.val().get_bit(4);
-        self.regs.hw_inc[38].next = self.inc_q.q.val().get_bit(5);
-        self.regs.hw_inc[39].next = self.inc_q.q.val().get_bit(6);
-        self.regs.hw_inc[40].next = self.inc_q.q.val().get_bit(7);
-        self.regs.hw_inc[41].next = self.inc_q.q.val().get_bit(8);
-        self.regs.hw_inc[42].next = self.inc_q.q.val().get_bit(9);
-        self.regs.hw_inc[43].next = self.inc_q.q.val().get_bit(10);
     }
 }
 

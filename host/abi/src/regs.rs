@@ -95,17 +95,29 @@ registers! {
     DONE_HEAD = 0x0c0, ReadOnly, 0, "Free-running count of done entries the device has read.";
     VOLUME_BYTES_LO = 0x0c4, ReadWrite, 0, "Target volume size in bytes, low 32 bits.";
     VOLUME_BYTES_HI = 0x0c8, ReadWrite, 0, "Target volume size in bytes, high 32 bits.";
-    DATA_DROPS = 0x0cc, Counter, 0, "Target: DATA frames the data buffer did not take (no slot free for them, longer than a slot, or a kind left to the host); the source sends them again.";
-    DATA_EXPIRED = 0x0d0, Counter, 0, "Target: DATA frames dropped because their lock never came: it was rejected, or they waited their longest.";
-    DATA_REPEATS = 0x0d4, Counter, 0, "Target: DATA frames dropped as copies of data the device already took or wrote.";
-    LOCK_DROPS = 0x0d8, Counter, 0, "Target: LOCK frames dropped because the lock table's input was busy.";
-    LOCK_AHEAD = 0x0dc, Counter, 0, "Target: LOCK frames dropped because an earlier lock id had not come yet.";
-    ANSWER_DROPS = 0x0e0, Counter, 0, "Target: answers dropped because the answer queue was full.";
+    DATA_DROPS = 0x0cc, ReadOnly, 0, "Target: DATA frames the data buffer did not take (no slot free for them, longer than a slot, or a kind left to the host); the source sends them again.";
+    DATA_EXPIRED = 0x0d0, ReadOnly, 0, "Target: DATA frames dropped because their lock never came: it was rejected, or they waited their longest.";
+    DATA_REPEATS = 0x0d4, ReadOnly, 0, "Target: DATA frames dropped as copies of data the device already took or wrote.";
+    LOCK_DROPS = 0x0d8, ReadOnly, 0, "Target: LOCK frames dropped because the lock table's input was busy.";
+    LOCK_AHEAD = 0x0dc, ReadOnly, 0, "Target: LOCK frames dropped because an earlier lock id had not come yet.";
+    ANSWER_DROPS = 0x0e0, ReadOnly, 0, "Target: answers dropped because the answer queue was full.";
     SQ_TAIL_DOORBELL = 0x1000, WriteOnly, 0, "Host writes the new free-running submission tail.";
     CQ_HEAD_DOORBELL = 0x1004, WriteOnly, 0, "Host writes the new free-running completion head.";
     RX_HEAD_DOORBELL = 0x1008, WriteOnly, 0, "Host writes the new free-running receive head (slots released).";
     DONE_TAIL_DOORBELL = 0x100c, WriteOnly, 0, "Host writes the new free-running done tail.";
 }
+
+/// The target path's drop counters (DATA_DROPS to ANSWER_DROPS) are read-only registers that
+/// show the path's own 32-bit counts as they stand, so two drops in one clock count two; they
+/// wrap like every counter.
+pub const TARGET_DROP_COUNTERS: [u32; 6] = [
+    DATA_DROPS,
+    DATA_EXPIRED,
+    DATA_REPEATS,
+    LOCK_DROPS,
+    LOCK_AHEAD,
+    ANSWER_DROPS,
+];
 
 /// Looks a register up by name.
 pub fn by_name(name: &str) -> Option<&'static Register> {
