@@ -187,8 +187,9 @@ entries (32 bytes, the ABI's layout) in a 16-deep block-RAM FIFO.
 
 ## The source device (\`MirrorDevice\`)
 
-The register block, the ring engine (descriptors and data in by DMA, completion entries out) and
-the source path (send path, answer parser, send tracker): what the host driver sees behind BAR0.
+The register block, the ring engine (descriptors and data in by DMA, completion entries out), the
+source path (send path, answer parser, send tracker) and the receive ring for the host (frame FIFO,
+receive-ring writer): what the host driver sees behind BAR0.
 
 | target | LUTs | FFs | carry | BRAM | Fmax |
 |---|---:|---:|---:|---:|---|
