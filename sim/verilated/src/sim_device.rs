@@ -496,6 +496,33 @@ fn device_driven() -> Vec<u32> {
         .collect()
 }
 
+/// One DMA write of `b` at bus address `addr` into host memory: every byte but the one at
+/// `phase`, then that one after a Release fence, so the host never sees a phase bit before what
+/// it guards. A write outside every allocation is a fault: nothing is written.
+fn dma_write(
+    regions: &Mutex<Vec<(u64, usize)>>,
+    addr: u64,
+    b: &[u8],
+    phase: usize,
+    st: &mut SimStats,
+) {
+    let r = regions.lock().expect("regions");
+    let Some(p) = resolve(&r, addr, b.len()) else {
+        st.faults += 1;
+        return;
+    };
+    fence(Ordering::Release);
+    for (i, v) in b.iter().enumerate().filter(|(i, _)| *i != phase) {
+        // SAFETY: `resolve` found a live allocation holding all of `b`'s bytes at `addr`; it
+        // stays mapped while we hold the regions lock. Volatile: the host reads it.
+        unsafe { p.add(i).write_volatile(*v) };
+    }
+    fence(Ordering::Release);
+    // SAFETY: as above, the phase byte of the same write (`phase < b.len()` at every caller).
+    unsafe { p.add(phase).write_volatile(b[phase]) };
+    st.dma_writes += 1;
+}
+
 /// Resolves `len` bytes at `bus` to host memory, if some allocation holds them all.
 fn resolve(regions: &[(u64, usize)], bus: u64, len: usize) -> Option<*mut u8> {
     regions
@@ -665,47 +692,11 @@ fn run<M: Model>(
             }
         }
         if let Some((addr, b)) = wr {
-            let r = regions.lock().expect("regions");
-            match resolve(&r, addr, M::WRITE_LEN) {
-                Some(p) => {
-                    // Everything before it, then the phase byte after a Release fence: the
-                    // host must never see a phase bit before what it guards.
-                    fence(Ordering::Release);
-                    for (i, v) in b[..M::WRITE_LEN]
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| *i != M::PHASE_BYTE)
-                    {
-                        // SAFETY: `resolve` found a live allocation holding all WRITE_LEN bytes;
-                        // it stays mapped while we hold the lock. Volatile: the host reads it.
-                        unsafe { p.add(i).write_volatile(*v) };
-                    }
-                    fence(Ordering::Release);
-                    // SAFETY: as above, the phase byte of the same write.
-                    unsafe { p.add(M::PHASE_BYTE).write_volatile(b[M::PHASE_BYTE]) };
-                    st.dma_writes += 1;
-                }
-                None => st.faults += 1,
-            }
+            dma_write(regions, addr, &b[..M::WRITE_LEN], M::PHASE_BYTE, &mut st);
         }
         if let Some((addr, w)) = wr_word {
-            let r = regions.lock().expect("regions");
-            match resolve(&r, addr, 8) {
-                Some(p) => {
-                    let b = w.to_le_bytes();
-                    fence(Ordering::Release);
-                    for (i, v) in b[..7].iter().enumerate() {
-                        // SAFETY: `resolve` found a live allocation holding these 8 bytes; it
-                        // stays mapped while we hold the lock. Volatile: the host reads it.
-                        unsafe { p.add(i).write_volatile(*v) };
-                    }
-                    fence(Ordering::Release);
-                    // SAFETY: as above, the word's last byte (a receive entry's phase byte).
-                    unsafe { p.add(7).write_volatile(b[7]) };
-                    st.dma_writes += 1;
-                }
-                None => st.faults += 1,
-            }
+            // The word's last byte may be a receive entry's phase byte.
+            dma_write(regions, addr, &w.to_le_bytes(), 7, &mut st);
         }
         if let Some((data, last)) = tx {
             frame.extend_from_slice(&data.to_le_bytes());
