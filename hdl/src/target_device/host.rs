@@ -505,15 +505,7 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
 /// The target path's drop counters, read through BAR0: DATA_DROPS, DATA_EXPIRED, DATA_REPEATS,
 /// LOCK_DROPS, LOCK_AHEAD, ANSWER_DROPS.
 pub fn read_drops(io: &mut impl TdIo) -> [u32; 6] {
-    [
-        regs::DATA_DROPS,
-        regs::DATA_EXPIRED,
-        regs::DATA_REPEATS,
-        regs::LOCK_DROPS,
-        regs::LOCK_AHEAD,
-        regs::ANSWER_DROPS,
-    ]
-    .map(|r| read_reg(io, r))
+    regs::TARGET_DROP_COUNTERS.map(|r| read_reg(io, r))
 }
 
 fn read_reg(io: &mut impl TdIo, r: u32) -> u32 {
