@@ -111,6 +111,13 @@ pub fn frame_fifo() -> String {
     generate_verilog(&u)
 }
 
+/// The target device's choice of the host's frames as Verilog (top module `top`).
+pub fn host_filter() -> String {
+    let mut u = crate::host_filter::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The frame-level transmit mux as Verilog (top module `top`).
 pub fn tx_mux() -> String {
     let mut u = crate::tx_mux::tests_support::connected();
@@ -230,6 +237,7 @@ mod tests {
             ("target_path", target_path()),
             ("send_tracker", send_tracker()),
             ("frame_fifo", frame_fifo()),
+            ("host_filter", host_filter()),
             ("tx_mux", tx_mux()),
             ("source_path", source_path()),
             ("mirror_device", mirror_device()),
