@@ -185,6 +185,7 @@ impl Logic for MirrorDevice {
         self.rxq.in_offset.next = 0.into();
         self.rxq.in_len.next = self.frames.out_len.val();
         self.rxq.in_fua.next = false;
+        self.rxq.in_frame.next = true;
         self.rxq.in_tag.next = 0.into();
         self.rx_wr_valid.next = self.rxq.wr_valid.val();
         self.rxq.wr_ready.next = self.rx_wr_ready.val();

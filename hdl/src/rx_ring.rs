@@ -65,6 +65,8 @@ pub struct RxRing {
     pub in_offset: Signal<In, Bits<64>>,
     pub in_len: Signal<In, Bits<32>>,
     pub in_fua: Signal<In, Bit>,
+    /// The entry is a frame the device received, not a write (`RX_FRAME`).
+    pub in_frame: Signal<In, Bit>,
     pub in_tag: Signal<In, Bits<8>>,
     // The host's outcomes, to the target path's completion port.
     pub done_valid: Signal<Out, Bit>,
@@ -93,6 +95,7 @@ pub struct RxRing {
     offset: DFF<Bits<64>>,
     len: DFF<Bits<32>>,
     fua: DFF<Bit>,
+    frame: DFF<Bit>,
     tag: DFF<Bits<8>>,
     dstate: DFF<DoneState>,
     dhead: DFF<Bits<32>>,
@@ -130,6 +133,7 @@ impl Default for RxRing {
             in_offset: Default::default(),
             in_len: Default::default(),
             in_fua: Default::default(),
+            in_frame: Default::default(),
             in_tag: Default::default(),
             done_valid: Default::default(),
             done_ready: Default::default(),
@@ -153,6 +157,7 @@ impl Default for RxRing {
             offset: Default::default(),
             len: Default::default(),
             fua: Default::default(),
+            frame: Default::default(),
             tag: Default::default(),
             dstate: Default::default(),
             dhead: Default::default(),
@@ -175,7 +180,8 @@ impl Logic for RxRing {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, state, tail, at, offset, len, fua, tag, dstate, dhead, dtag, derr, irq_q
+            self, clock, state, tail, at, offset, len, fua, frame, tag, dstate, dhead, dtag, derr,
+            irq_q
         );
         // The receive ring's tail slot, its pass (the phase), and whether the host released it.
         self.rx_entries.next = self.one.val() << self.rx_log2.val();
@@ -183,11 +189,14 @@ impl Logic for RxRing {
         self.rx_pass.next = self.tail.q.val() >> self.rx_log2.val();
         self.room.next = (self.tail.q.val() - self.rx_head.val()) != self.rx_entries.val();
         self.entry_addr.next = self.rx_base.val() + (bit_cast::<64, 32>(self.rx_slot.val()) << 4);
-        // Length (bytes 8..12), tag (12), flags (13: FUA), phase (15: set on even passes).
+        // Length (bytes 8..12), tag (12), flags (13: FUA, FRAME), phase (15: set on even passes).
         self.word1.next =
             bit_cast::<64, 32>(self.len.q.val()) | (bit_cast::<64, 8>(self.tag.q.val()) << 32);
         if self.fua.q.val() {
             self.word1.next = self.word1.val().replace_bit(40, true);
+        }
+        if self.frame.q.val() {
+            self.word1.next = self.word1.val().replace_bit(41, true);
         }
         if !self.rx_pass.val().get_bit(0) {
             self.word1.next = self.word1.val().replace_bit(56, true);
@@ -205,6 +214,7 @@ impl Logic for RxRing {
                     self.offset.d.next = self.in_offset.val();
                     self.len.d.next = self.in_len.val();
                     self.fua.d.next = self.in_fua.val();
+                    self.frame.d.next = self.in_frame.val();
                     self.tag.d.next = self.in_tag.val();
                     self.at.d.next =
                         self.buf_base.val() + (bit_cast::<64, 32>(self.rx_slot.val()) << 12);

@@ -12,10 +12,19 @@
 //! (DATA_DROPS, DATA_EXPIRED, DATA_REPEATS, LOCK_DROPS, LOCK_AHEAD, ANSWER_DROPS). Data waits for
 //! its lock at most `DATA_TIMEOUT` clocks; a granted lock waits for its data at most
 //! `GRANT_TIMEOUT`.
+//!
+//! With CONTROL bit 2 set (`regs::CONTROL_HOST_RX`; the device reports `CAP_HOST_RX`), the frames
+//! the device leaves to the host's software (`HostFilter`: the handshake, flushes, heartbeats,
+//! and LOCK and DATA frames of a session it does not hold) go to the host on the same receive
+//! ring, through a frame FIFO (`FrameFifo`): each whole in a slot's buffer, its entry flagged
+//! `RX_FRAME`. The ring takes a write or a frame at a time, by turns when both wait; a frame the
+//! FIFO has no room for is dropped and counted (`rx_drops`): the source sends it again.
 
 use rust_hdl::prelude::*;
 use specmirror_abi::regs::{self, REGISTERS};
 
+use crate::frame_fifo::FrameFifo;
+use crate::host_filter::HostFilter;
 use crate::register_file::{RegisterFile, NREGS};
 use crate::rx_ring::RxRing;
 use crate::target_path::TargetPath;
@@ -35,6 +44,8 @@ const _: () = {
     const fn at(i: usize, off: u32) -> bool {
         REGISTERS[i].offset == off
     }
+    assert!(at(3, regs::CAPABILITIES) && regs::CAP_HOST_RX == 16);
+    assert!(regs::CONTROL_HOST_RX == 4);
     assert!(at(4, regs::CONTROL) && at(5, regs::STATUS) && at(7, regs::GENERATION));
     assert!(at(16, regs::RETRY_BACKOFF) && at(17, regs::RETRY_LIMIT));
     assert!(at(18, regs::DATA_BUFFER_WORDS) && at(19, regs::LOCK_TABLE_ENTRIES));
@@ -79,9 +90,17 @@ pub struct TargetDevice {
     pub rx_data: Signal<In, Bits<64>>,
     pub rx_valid: Signal<In, Bit>,
     pub rx_last: Signal<In, Bit>,
+    /// Frames for the host the frame FIFO dropped.
+    pub rx_drops: Signal<Out, Bits<32>>,
     regs: RegisterFile,
     rings: RxRing,
     path: TargetPath<16, 4>,
+    filter: HostFilter,
+    frames: FrameFifo,
+    /// Whose entry the receive ring takes: 0 none yet, 1 a write, 2 a frame.
+    owner: DFF<Bits<2>>,
+    /// A frame goes first the next time both wait.
+    frame_turn: DFF<Bit>,
     bad_q: DFF<Bits<32>>,
     // What the device reports in registers, registered (the register block's outputs feed the
     // rings, so its inputs come from flip-flops).
@@ -128,9 +147,14 @@ impl Default for TargetDevice {
             rx_data: Default::default(),
             rx_valid: Default::default(),
             rx_last: Default::default(),
+            rx_drops: Default::default(),
             regs: Default::default(),
             rings: Default::default(),
             path: Default::default(),
+            filter: Default::default(),
+            frames: Default::default(),
+            owner: Default::default(),
+            frame_turn: Default::default(),
             bad_q: Default::default(),
             status_q: Default::default(),
             rx_tail_q: Default::default(),
@@ -159,9 +183,11 @@ impl Logic for TargetDevice {
             rx_tail_q,
             done_head_q,
             regions_q,
-            inc_q
+            inc_q,
+            owner,
+            frame_turn
         );
-        clock!(self, clock, regs, rings, path);
+        clock!(self, clock, regs, rings, path, filter, frames);
         // BAR0.
         self.regs.addr.next = self.mmio_addr.val();
         self.regs.wdata.next = self.mmio_wdata.val();
@@ -202,15 +228,58 @@ impl Logic for TargetDevice {
         self.path.volume_bytes.next = self.volume.val();
         self.path.data_timeout.next = self.data_timeout.val();
         self.path.grant_timeout.next = self.grant_timeout.val();
-        // Volume writes into the rings, outcomes back.
-        self.rings.in_valid.next = self.path.wr_valid.val();
-        self.path.wr_ready.next = self.rings.in_ready.val();
+        // The host's frames, chosen from the receive stream, into the FIFO.
+        self.filter.enable.next = self.regs.value[4].val().get_bit(2);
+        self.filter.generation.next = self.regs.value[7].val();
+        self.filter.rx_data.next = self.rx_data.val();
+        self.filter.rx_valid.next = self.rx_valid.val();
+        self.filter.rx_last.next = self.rx_last.val();
+        self.frames.in_data.next = self.filter.out_data.val();
+        self.frames.in_valid.next = self.filter.out_valid.val();
+        self.frames.in_last.next = self.filter.out_last.val();
+        self.rx_drops.next = self.frames.drops.val();
+        // Volume writes and the host's frames into the receive ring, an entry at a time: the
+        // owner is chosen a clock before the entry starts, and kept to its last word.
+        self.rings.in_valid.next = false;
         self.rings.in_data.next = self.path.wr_data.val();
         self.rings.in_last.next = self.path.wr_last.val();
         self.rings.in_offset.next = self.path.wr_offset.val();
         self.rings.in_len.next = self.path.wr_len.val();
         self.rings.in_fua.next = self.path.wr_fua.val();
+        self.rings.in_frame.next = false;
         self.rings.in_tag.next = bit_cast::<8, 4>(self.path.wr_slot.val());
+        self.path.wr_ready.next = false;
+        self.frames.out_ready.next = false;
+        if self.owner.q.val() == 1 {
+            self.rings.in_valid.next = self.path.wr_valid.val();
+            self.path.wr_ready.next = self.rings.in_ready.val();
+            if self.path.wr_valid.val() & self.rings.in_ready.val() & self.path.wr_last.val() {
+                self.owner.d.next = 0.into();
+                self.frame_turn.d.next = true;
+            }
+        } else if self.owner.q.val() == 2 {
+            self.rings.in_valid.next = self.frames.out_valid.val();
+            self.frames.out_ready.next = self.rings.in_ready.val();
+            self.rings.in_data.next = self.frames.out_data.val();
+            self.rings.in_last.next = self.frames.out_last.val();
+            self.rings.in_offset.next = 0.into();
+            self.rings.in_len.next = self.frames.out_len.val();
+            self.rings.in_fua.next = false;
+            self.rings.in_frame.next = true;
+            self.rings.in_tag.next = 0.into();
+            if self.frames.out_valid.val() & self.rings.in_ready.val() & self.frames.out_last.val()
+            {
+                self.owner.d.next = 0.into();
+                self.frame_turn.d.next = false;
+            }
+        } else if self.frames.out_valid.val()
+            & (!self.path.wr_valid.val() | self.frame_turn.q.val())
+        {
+            self.owner.d.next = 2.into();
+        } else if self.path.wr_valid.val() {
+            self.owner.d.next = 1.into();
+        }
+        // Outcomes back.
         self.path.done_valid.next = self.rings.done_valid.val();
         self.rings.done_ready.next = self.path.done_ready.val();
         self.path.done_slot.next = self.rings.done_tag.val().get_bits::<4>(0);
@@ -243,6 +312,7 @@ impl Logic for TargetDevice {
         }
         self.rx_tail_q.d.next = self.rings.rx_tail.val();
         self.done_head_q.d.next = self.rings.done_head.val();
+        self.regs.hw_in[3].next = 16.into();
         self.regs.hw_in[5].next = self.status_q.q.val();
         self.regs.hw_in[18].next = self.buffer_words.val();
         self.regs.hw_in[19].next = self.table_entries.val();

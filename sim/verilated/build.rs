@@ -209,6 +209,7 @@ const RX_RING_PORTS: &[&str] = &[
     "in_offset",
     "in_len",
     "in_fua",
+    "in_frame",
     "in_tag",
     "done_valid",
     "done_ready",
@@ -336,6 +337,7 @@ const TDEVICE_PORTS: &[&str] = &[
     "rx_data",
     "rx_valid",
     "rx_last",
+    "rx_drops",
 ];
 
 /// Ports of the simulated NIC (`nic_sim` from bitstreams/ecp5/nic.py), in the order the shim

@@ -17,7 +17,7 @@ use specmirror_abi::ring::{
     Completion, CompletionStatus, Descriptor, Mode, COMPLETION_LEN, COMPLETION_PHASE,
     DESCRIPTOR_LEN,
 };
-use specmirror_abi::rx_ring::{RxEntry, RX_BUFFER_BYTES, RX_ENTRY_LEN, RX_PHASE};
+use specmirror_abi::rx_ring::{RxEntry, RX_BUFFER_BYTES, RX_ENTRY_LEN, RX_FRAME, RX_PHASE};
 use specmirror_abi::{FrameType, Header};
 
 use super::MirrorDevice;
@@ -367,6 +367,11 @@ pub fn run<T: DeviceIo, P: Peer>(
                 }
                 let e = RxEntry::from_bytes(
                     &mem.bytes[o..o + RX_ENTRY_LEN].try_into().expect("an entry"),
+                );
+                assert_eq!(
+                    (e.offset.get(), e.tag, e.flags),
+                    (0, 0, RX_FRAME),
+                    "a frame's receive entry"
                 );
                 let at = mem.at(
                     mem.base + RXBUF_AT + slot * RX_BUFFER_BYTES as u64,

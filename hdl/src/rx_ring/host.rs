@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use rust_hdl::prelude::*;
 use specmirror_abi::le::Le32;
 use specmirror_abi::rx_ring::{
-    DoneEntry, RxEntry, DONE_ENTRY_LEN, RX_BUFFER_BYTES, RX_ENTRY_LEN, RX_FUA, RX_PHASE,
+    DoneEntry, RxEntry, DONE_ENTRY_LEN, RX_BUFFER_BYTES, RX_ENTRY_LEN, RX_FRAME, RX_FUA, RX_PHASE,
 };
 
 use super::RxRing;
@@ -39,6 +39,7 @@ pub struct RxIn {
     pub in_offset: u64,
     pub in_len: u64,
     pub in_fua: bool,
+    pub in_frame: bool,
     pub in_tag: u64,
     pub done_ready: bool,
     pub wr_ready: bool,
@@ -113,6 +114,7 @@ impl RxIo for Hdl {
         u.in_offset.next = i.in_offset.to_bits();
         u.in_len.next = i.in_len.to_bits();
         u.in_fua.next = i.in_fua;
+        u.in_frame.next = i.in_frame;
         u.in_tag.next = i.in_tag.to_bits();
         u.done_ready.next = i.done_ready;
         u.wr_ready.next = i.wr_ready;
@@ -176,6 +178,7 @@ struct Write {
     offset: u64,
     data: Vec<u8>,
     fua: bool,
+    frame: bool,
     tag: u8,
 }
 
@@ -224,6 +227,7 @@ impl Host {
         );
         assert_eq!(e.tag, w.tag, "tag (at {})", w.offset);
         assert_eq!(e.flags & RX_FUA != 0, w.fua, "FUA (at {})", w.offset);
+        assert_eq!(e.flags & RX_FRAME != 0, w.frame, "FRAME (at {})", w.offset);
         let buf = BUF_BASE as usize + slot * RX_BUFFER_BYTES;
         assert!(
             self.mem[buf..buf + w.data.len()] == w.data[..],
@@ -273,6 +277,8 @@ pub fn run(io: &mut impl RxIo, p: &Params) -> Outcome {
                 offset: rng.next_u64() >> 20,
                 data: (0..len).map(|_| rng.next_u64() as u8).collect(),
                 fua: rng.below(3) == 0,
+                // Every fourth a frame (the flag the entry carries; the ring treats both alike).
+                frame: i % 4 == 3,
                 tag: (i % 16) as u8,
             }
         })
@@ -319,6 +325,7 @@ pub fn run(io: &mut impl RxIo, p: &Params) -> Outcome {
             i.in_offset = w.offset;
             i.in_len = w.data.len() as u64;
             i.in_fua = w.fua;
+            i.in_frame = w.frame;
             i.in_tag = w.tag as u64;
         }
         i.wr_ready = rng.below(5) != 0;

@@ -6,8 +6,13 @@
 //! ABORT, which lifts the ordering barrier the failure left) after random delays. DMA and the
 //! transmit stream stall at random.
 //!
+//! With `host_frames_in`, the source sends now and then a frame the device leaves to the host (a
+//! HELLO, FLUSH or HEARTBEAT, a LOCK or DATA of another session) before a write, and the host
+//! turns the device's receive ring for frames on: each must come through the ring whole, flagged
+//! a frame, in the order sent.
+//!
 //! It panics on the first broken rule: a write that reaches host memory other than the source
-//! sent it, an outcome answered before the host gave it or other than it was given, an answer for
+//! sent it, a frame for the host that does not come or comes changed or out of order, an outcome answered before the host gave it or other than it was given, an answer for
 //! no write, a DMA access outside the rings.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -16,9 +21,9 @@ use rust_hdl::prelude::*;
 use specmirror_abi::le::Le32;
 use specmirror_abi::regs;
 use specmirror_abi::rx_ring::{
-    DoneEntry, RxEntry, DONE_ENTRY_LEN, RX_BUFFER_BYTES, RX_ENTRY_LEN, RX_FUA, RX_PHASE,
+    DoneEntry, RxEntry, DONE_ENTRY_LEN, RX_BUFFER_BYTES, RX_ENTRY_LEN, RX_FRAME, RX_FUA, RX_PHASE,
 };
-use specmirror_abi::{Flags, FrameType};
+use specmirror_abi::{encode, Flags, FrameType, Header};
 use specmirror_core::Frame;
 
 use super::TargetDevice;
@@ -63,6 +68,7 @@ pub struct TdOut {
     pub tx_data: u64,
     pub tx_valid: bool,
     pub tx_last: bool,
+    pub rx_drops: u64,
 }
 
 /// A model of the device, clock by clock.
@@ -126,6 +132,7 @@ impl TdIo for Hdl {
             tx_data: u.tx_data.val().to_u64(),
             tx_valid: u.tx_valid.val(),
             tx_last: u.tx_last.val(),
+            rx_drops: u.rx_drops.val().to_u64(),
         }
     }
 
@@ -157,6 +164,9 @@ pub struct Params {
     /// Every write a whole receive buffer (4 KiB, the longest DATA the device takes), in regions
     /// of 64 KiB that `per_region` writes share, as a long write split by the source arrives.
     pub whole_buffers: bool,
+    /// One write in this many has a frame for the host sent before it (0: none, and the
+    /// receive ring takes no frames).
+    pub host_frames_in: u64,
 }
 
 /// What a run saw.
@@ -175,6 +185,11 @@ pub struct Outcome {
     /// outcome, from the answer cache).
     pub lock_repeats: u32,
     pub answers_again: u32,
+    /// Frames for the host sent, and how many of them were LOCK or DATA of another session.
+    pub host_frames: u32,
+    pub stale_frames: u32,
+    /// The device's count of frames for the host it dropped, at the end.
+    pub rx_drops: u64,
 }
 
 struct Write {
@@ -218,7 +233,14 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
         (regs::VOLUME_BYTES_LO, (regions << region_log2) as u32),
         (regs::REGION_LOG2, region_log2),
         (regs::GENERATION, GENERATION),
-        (regs::CONTROL, 1),
+        (
+            regs::CONTROL,
+            1 | if p.host_frames_in > 0 {
+                regs::CONTROL_HOST_RX
+            } else {
+                0
+            },
+        ),
     ]
     .into_iter()
     .collect();
@@ -257,6 +279,8 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
         .map(|(i, w)| (w.offset, i))
         .collect();
     let mut rx: VecDeque<(u64, bool)> = VecDeque::new();
+    // Frames for the host sent and not yet taken from the ring, in order.
+    let mut host_sent: VecDeque<Vec<u8>> = VecDeque::new();
     let mut aborts: VecDeque<(u64, u64)> = VecDeque::new();
     // When each sent write's LOCK goes again if it is still not granted.
     let mut repeat_at: BTreeMap<usize, u64> = BTreeMap::new();
@@ -267,7 +291,12 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
     let mut dev_done_head = 0u32;
     let mut o = Outcome::default();
     let limit = 20_000 * p.writes as u64 + 100_000;
-    while o.done + o.failed < p.writes || !bar.is_empty() || !aborts.is_empty() || !rx.is_empty() {
+    while o.done + o.failed < p.writes
+        || !bar.is_empty()
+        || !aborts.is_empty()
+        || !rx.is_empty()
+        || !host_sent.is_empty()
+    {
         if o.clocks >= limit {
             let c = read_counters(io);
             eprintln!("counters at the stall: FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD, LOCKS_REJECTED = {c:?}");
@@ -302,6 +331,14 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
                 repeat_at.insert(k, o.clocks + p.repeat_lock_after);
                 o.lock_repeats += 1;
             } else if next < p.writes && unanswered < p.window {
+                if p.host_frames_in > 0 && rng.below(p.host_frames_in) == 0 {
+                    let f = host_frame(&mut rng);
+                    o.stale_frames +=
+                        (f[5] == FrameType::Lock as u8 || f[5] == FrameType::Data as u8) as u32;
+                    o.host_frames += 1;
+                    push_frame(&mut rx, &f);
+                    host_sent.push_back(f);
+                }
                 let w = &writes[next];
                 let flags = if w.fua { Flags::FUA } else { Flags::NONE };
                 push_frame(&mut rx, &lock(w.lock_id, w.seq, w.offset >> region_log2, 1));
@@ -441,6 +478,20 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
                 if e.phase & RX_PHASE != want || done_tail.wrapping_sub(dev_done_head) >= entries {
                     break;
                 }
+                let buf = BUFS as usize + slot * RX_BUFFER_BYTES;
+                if e.flags & RX_FRAME != 0 {
+                    // A frame for the host: the next one sent, whole; no outcome for it.
+                    let f = host_sent
+                        .pop_front()
+                        .expect("a frame entry for no frame sent to the host");
+                    assert_eq!((e.offset.get(), e.tag), (0, 0), "a frame's entry");
+                    assert_eq!(e.length.get() as usize, f.len(), "a frame's length");
+                    assert!(mem[buf..buf + f.len()] == f[..], "a frame for the host");
+                    mem[buf..buf + RX_BUFFER_BYTES].fill(0xa5);
+                    head = head.wrapping_add(1);
+                    took = true;
+                    continue;
+                }
                 let k = *by_offset
                     .get(&e.offset.get())
                     .unwrap_or_else(|| panic!("a write at {} never sent", e.offset.get()));
@@ -458,7 +509,6 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
                     "FUA of the write at {}",
                     w.offset
                 );
-                let buf = BUFS as usize + slot * RX_BUFFER_BYTES;
                 assert!(
                     mem[buf..buf + w.data.len()] == w.data[..],
                     "the data of the write at {}",
@@ -499,7 +549,39 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
     let c = read_counters(io);
     o.counters.copy_from_slice(&c[..4]);
     o.drops = read_drops(io);
+    o.rx_drops = io.get().rx_drops;
     o
+}
+
+/// A frame the target device leaves to the host: a HELLO, FLUSH or HEARTBEAT of any session, or
+/// a LOCK or DATA (with up to 256 bytes) of another one.
+fn host_frame(rng: &mut Rng) -> Vec<u8> {
+    const KINDS: [FrameType; 5] = [
+        FrameType::Hello,
+        FrameType::Flush,
+        FrameType::Heartbeat,
+        FrameType::Lock,
+        FrameType::Data,
+    ];
+    let mut h = Header::new(KINDS[rng.below(5) as usize]);
+    h.generation = GENERATION + 1 + rng.below(3) as u32;
+    if rng.below(2) == 0
+        && matches!(
+            h.ty,
+            FrameType::Hello | FrameType::Flush | FrameType::Heartbeat
+        )
+    {
+        h.generation = GENERATION;
+    }
+    h.seq = rng.next_u64();
+    h.lock_id = rng.next_u64();
+    let payload: Vec<u8> = match h.ty {
+        FrameType::Data | FrameType::Hello => (0..1 + rng.below(256))
+            .map(|_| rng.next_u64() as u8)
+            .collect(),
+        _ => Vec::new(),
+    };
+    encode(&h, &payload)
 }
 
 /// The target path's drop counters, read through BAR0: DATA_DROPS, DATA_EXPIRED, DATA_REPEATS,

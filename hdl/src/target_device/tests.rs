@@ -216,19 +216,23 @@ fn random_writes_reach_the_host_whole_and_every_outcome_answers_its_write() {
         repeat_lock_after: 0,
         rx_gap_in: 0,
         whole_buffers: false,
+        host_frames_in: 2,
     };
     let o = run(&mut Hdl::new(), &p);
     assert_eq!(o.done + o.failed, 16, "seed {seed}");
     assert!(o.failed > 0 && o.done > 0, "seed {seed}: {o:?}");
     assert_eq!(
-        o.irqs, 16,
-        "seed {seed}: one interrupt per write handed over"
+        o.irqs,
+        16 + o.host_frames as u64,
+        "seed {seed}: one interrupt per write or frame handed over"
     );
-    // FRAMES_RX: a LOCK and a DATA per write, an ABORT per failed one; FRAMES_TX: a grant and an
-    // outcome per write.
+    // Frames for the host came through the ring (the run checks each), none dropped.
+    assert!(o.host_frames > 0 && o.rx_drops == 0, "seed {seed}: {o:?}");
+    // FRAMES_RX: a LOCK and a DATA per write, an ABORT per failed one, the frames for the host;
+    // FRAMES_TX: a grant and an outcome per write.
     assert_eq!(
         o.counters,
-        [32 + o.failed as u32, 32, 16, 0],
+        [32 + o.failed as u32 + o.host_frames, 32, 16, 0],
         "seed {seed}: FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD"
     );
 }

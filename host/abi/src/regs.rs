@@ -17,10 +17,12 @@ pub const DOORBELL_PAGE: u32 = 0x1000;
 /// CAPABILITIES bit 3: the device takes the host's own frames on its submission ring
 /// (`ring::Mode::Raw`), in order with the frames it makes, and reports each as sent.
 pub const CAP_HOST_FRAMES: u32 = 1 << 3;
-/// CAPABILITIES bit 4: the source device hands every frame it receives to the host through the
-/// receive ring (RX_* registers), once CONTROL bit 2 is set: each frame whole in a slot's buffer.
+/// CAPABILITIES bit 4: the device hands frames it receives to the host through the receive ring
+/// (RX_* registers), once CONTROL bit 2 is set: each frame whole in a slot's buffer, its entry
+/// flagged `rx_ring::RX_FRAME`. The source device hands over every frame; the target device those
+/// it leaves to the host's software, among its writes.
 pub const CAP_HOST_RX: u32 = 1 << 4;
-/// CONTROL bit 2 (source device): hand every received frame to the host on the receive ring.
+/// CONTROL bit 2: hand received frames to the host on the receive ring (`CAP_HOST_RX`).
 pub const CONTROL_HOST_RX: u32 = 1 << 2;
 /// CONTROL's self-clearing bit: written as 1, it acts once and reads back 0.
 pub const CONTROL_SELF_CLEARING: u32 = 1 << 1;
@@ -61,7 +63,7 @@ registers! {
     BLOCK_VERSION = 0x004, ReadOnly, BLOCK_VERSION_MIRROR, "Block version, major << 16 | minor.";
     NEXT_BLOCK = 0x008, ReadOnly, 0, "Offset of the next block in BAR0, 0 for the last.";
     CAPABILITIES = 0x00c, ReadOnly, 0b111, "Bit 0 speculative, 1 implicit, 2 conservative mode; bit 3 the host's frames on the submission ring (CAP_HOST_FRAMES); bit 4 received frames to the host on the receive ring (CAP_HOST_RX).";
-    CONTROL = 0x010, ReadWrite, 0, "Bit 0 enable; bit 1 (self-clearing) starts a session: the lock table drops the last one's ordering barriers; bit 2 (source) received frames to the host on the receive ring (CONTROL_HOST_RX).";
+    CONTROL = 0x010, ReadWrite, 0, "Bit 0 enable; bit 1 (self-clearing) starts a session: the lock table drops the last one's ordering barriers; bit 2 received frames to the host on the receive ring (CONTROL_HOST_RX).";
     STATUS = 0x014, ReadOnly, 0, "Bit 0 running, bit 1 ring error, bit 2 link up.";
     MODE = 0x018, ReadWrite, 0, "Default mode for descriptors (ring::Mode).";
     GENERATION = 0x01c, ReadWrite, 0, "Session generation stamped on every frame.";

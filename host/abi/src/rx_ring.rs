@@ -10,9 +10,12 @@
 //!   came, and publishes its free-running tail; the device reads them and releases each write's
 //!   lock, answering WRITE_DONE or WRITE_FAILED.
 //!
-//! The source device uses the receive ring alone (CONTROL bit 2, `regs::CAP_HOST_RX`): each frame
-//! it receives goes whole into a slot's buffer, its entry's length the frame's bytes, offset, tag
-//! and flags zero; the done ring is not used.
+//! Frames go to the host on the receive ring too, once CONTROL bit 2 is set (`regs::CAP_HOST_RX`):
+//! each whole in a slot's buffer, its entry's length the frame's bytes, flags [`RX_FRAME`], offset
+//! and tag zero, and no done entry for it. The source device hands over every frame it receives
+//! and uses the receive ring alone; the target device hands over, among its writes and in the
+//! order they came, the frames it leaves to the host's software (the handshake, flushes,
+//! heartbeats, and LOCK and DATA frames of a session it does not hold).
 //!
 //! Both rings are a power of two long and 4 KiB aligned, as the submission and completion rings
 //! (`crate::ring`).
@@ -31,6 +34,9 @@ pub const RX_BUFFER_BYTES: usize = 4096;
 pub const RX_PHASE: u8 = 1;
 /// Bit of [`RxEntry::flags`]: the write is FUA (the host syncs the volume before its done entry).
 pub const RX_FUA: u8 = 1;
+/// Bit of [`RxEntry::flags`]: the entry is a frame the device received and leaves to the host,
+/// whole in the slot's buffer; its offset and tag are zero and it takes no done entry.
+pub const RX_FRAME: u8 = 2;
 
 /// A write for the host to put on the volume; its data is in the slot's buffer.
 #[repr(C)]
@@ -42,7 +48,7 @@ pub struct RxEntry {
     pub length: Le32,
     /// The device's name for the write (its lock table slot): the done entry gives it back.
     pub tag: u8,
-    /// [`RX_FUA`] and reserved bits.
+    /// [`RX_FUA`], [`RX_FRAME`] and reserved bits.
     pub flags: u8,
     pub reserved: u8,
     /// [`RX_PHASE`] and reserved bits; written last.

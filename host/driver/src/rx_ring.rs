@@ -1,7 +1,9 @@
 //! The host's side of the receive rings (layouts in `specmirror_abi::rx_ring`): the target
 //! device hands each locked, ready write over in a receive entry, its data in the slot's buffer;
 //! the host puts it on the volume and hands the outcome back in a done entry, in the order the
-//! writes came. The source device uses the receive ring alone: each entry a frame it received. Acquire after every phase byte, Release before the done tail is published.
+//! writes came. Among them come the frames the device leaves to the host (`Received::frame`),
+//! which take no outcome; the source device uses the receive ring alone, each entry a frame it
+//! received. Acquire after every phase byte, Release before the done tail is published.
 //!
 //! [`setup`] allocates them with the device's DMA allocator and tells the device where they are
 //! (the RX_* and DONE_* registers); [`ReceiveRings::doorbells`] publishes the head and the done
@@ -10,7 +12,7 @@
 use specmirror_abi::le::Le32;
 use specmirror_abi::regs;
 use specmirror_abi::rx_ring::{
-    DoneEntry, RxEntry, DONE_ENTRY_LEN, RX_BUFFER_BYTES, RX_ENTRY_LEN, RX_FUA, RX_PHASE,
+    DoneEntry, RxEntry, DONE_ENTRY_LEN, RX_BUFFER_BYTES, RX_ENTRY_LEN, RX_FRAME, RX_FUA, RX_PHASE,
 };
 
 use crate::device::{Device, DeviceError};
@@ -27,7 +29,7 @@ pub enum RxError {
     TooLong { slot: u32, len: u32 },
 }
 
-/// A write the device handed over.
+/// A write the device handed over, or (`frame`) a frame it received and leaves to the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Received {
     pub offset: u64,
@@ -35,6 +37,8 @@ pub struct Received {
     pub fua: bool,
     /// The device's name for the write: its outcome goes back under it.
     pub tag: u8,
+    /// `data` is a whole frame (`RX_FRAME`); it takes no outcome.
+    pub frame: bool,
 }
 
 /// The most writes a target device holds at once, from what it reports in DATA_BUFFER_WORDS and
@@ -147,6 +151,7 @@ impl ReceiveRings {
             data,
             fua: e.flags & RX_FUA != 0,
             tag: e.tag,
+            frame: e.flags & RX_FRAME != 0,
         }))
     }
 
@@ -191,14 +196,14 @@ mod tests {
     }
 
     /// What a device does: data into the slot's buffer, then the entry with the pass's phase.
-    fn hand_over(r: &ReceiveRings, index: u32, offset: u64, data: &[u8], tag: u8) {
+    fn hand_over(r: &ReceiveRings, index: u32, offset: u64, data: &[u8], tag: u8, flags: u8) {
         let slot = (index & (r.entries() - 1)) as usize;
         r.bufs.write(slot * RX_BUFFER_BYTES, data);
         let e = RxEntry {
             offset: Le64::new(offset),
             length: Le32::new(data.len() as u32),
             tag,
-            flags: 0,
+            flags,
             reserved: 0,
             phase: crate::ring::phase_of(index, r.log2),
         };
@@ -211,11 +216,19 @@ mod tests {
         assert_eq!(r.poll(), Ok(None));
         for i in 0..10u32 {
             let data = vec![i as u8; 1 + i as usize * 100];
-            hand_over(&r, i, 4096 * i as u64, &data, i as u8);
+            // Writes, FUA writes and frames by turns: the flags come through as they are.
+            let flags = [0, RX_FUA, RX_FRAME][i as usize % 3];
+            hand_over(&r, i, 4096 * i as u64, &data, i as u8, flags);
             let got = r.poll().expect("valid").expect("an entry");
             assert_eq!(
-                (got.offset, got.tag, got.data),
-                (4096 * i as u64, i as u8, data)
+                (got.offset, got.tag, got.data, got.fua, got.frame),
+                (
+                    4096 * i as u64,
+                    i as u8,
+                    data,
+                    flags == RX_FUA,
+                    flags == RX_FRAME
+                )
             );
             // The slot's old entry (last pass's phase) is not taken again.
             assert_eq!(r.poll(), Ok(None), "after {i}");
@@ -226,7 +239,7 @@ mod tests {
     #[test]
     fn an_entry_longer_than_a_buffer_is_refused_and_left() {
         let mut r = rings(2);
-        hand_over(&r, 0, 0, &[1, 2, 3], 0);
+        hand_over(&r, 0, 0, &[1, 2, 3], 0, 0);
         let mut b = [0u8; RX_ENTRY_LEN];
         r.rx.read(0, &mut b);
         b[8..12].copy_from_slice(&(RX_BUFFER_BYTES as u32 + 1).to_le_bytes());

@@ -509,9 +509,17 @@ fn serve(
                 // The receive ring; the port's queue only says whether the link is down.
                 loop {
                     match rx.poll() {
-                        Ok(Some(r)) => {
+                        Ok(Some(r)) if r.frame => {
                             stats.ring_frames.fetch_add(1, Ordering::Relaxed);
                             got.push(r.data);
+                        }
+                        Ok(Some(r)) => {
+                            return Ok(format!(
+                                "the device's receive ring: a write entry (offset {}, {} bytes) \
+                                 where a source device hands over only frames",
+                                r.offset,
+                                r.data.len()
+                            ))
                         }
                         Ok(None) => break,
                         Err(e) => return Ok(format!("the device's receive ring: {e}")),

@@ -4,11 +4,13 @@
 //! write on the volume (synced for a FUA write) and hands the outcome back in the done ring; the
 //! device answers WRITE_DONE or WRITE_FAILED only then, so an acknowledged write is on the volume.
 //!
-//! The host's software answers what the device leaves to the host queue: the handshake (a new
+//! The host's software answers the frames the device leaves to the host: the handshake (a new
 //! session: the GENERATION register, and CONTROL bit 1 to drop the old session's ordering
 //! barriers, both written before the answer leaves), flushes (after syncing the volume),
 //! heartbeats, and frames of a session the device does not hold (the software core answers them
-//! as stale, and the source handshakes again).
+//! as stale, and the source handshakes again). A device with `CAP_HOST_RX` hands them over on the
+//! receive ring, among the writes and in the order they came; another, through the port's host
+//! queue.
 //!
 //! The loop runs on its own thread: the driver's ring code is synchronous, as it is over VFIO.
 
@@ -30,9 +32,8 @@ const RX_ENTRIES: u32 = 64;
 /// How long the loop waits for the device's interrupt when it has nothing to do.
 const IDLE_WAIT: Duration = Duration::from_micros(200);
 /// CONTROL: bit 0 runs the device, bit 1 (self-clearing) drops the lock table's ordering
-/// barriers.
+/// barriers, bit 2 hands the host its frames on the receive ring.
 const RUN: u32 = 1;
-const NEW_SESSION: u32 = RUN | regs::CONTROL_SELF_CLEARING;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HwTargetError {
@@ -69,6 +70,8 @@ pub struct HwTargetStats {
     pub writes: u64,
     pub write_errors: u64,
     pub host_frames: u64,
+    /// Of them, those that came on the receive ring.
+    pub ring_frames: u64,
     pub sessions: u64,
 }
 
@@ -99,11 +102,21 @@ pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTarge
     m.write(regs::VOLUME_BYTES_HI, (size >> 32) as u32);
     // No session yet: every LOCK and DATA goes to the host's software until a handshake.
     m.write(regs::GENERATION, 0);
-    m.write(regs::CONTROL, RUN);
+    let run = if m.read(regs::CAPABILITIES) & regs::CAP_HOST_RX != 0 {
+        RUN | regs::CONTROL_HOST_RX
+    } else {
+        RUN
+    };
+    info!(
+        ring = run & regs::CONTROL_HOST_RX != 0,
+        "target device: the frames it leaves to the host come on its receive ring (else by the \
+         host queue)"
+    );
+    m.write(regs::CONTROL, run);
     std::thread::Builder::new()
         .name("specmirror-hwtarget".into())
         .spawn(move || {
-            if let Err(e) = serve(&*port, rings, &opts, window) {
+            if let Err(e) = serve(&*port, rings, &opts, window, run) {
                 error!("the target's device stopped: {e}");
             }
         })
@@ -117,6 +130,7 @@ fn serve(
     mut rings: ReceiveRings,
     opts: &HwTargetOptions,
     window: u32,
+    run: u32,
 ) -> Result<(), HwTargetError> {
     let started = Instant::now();
     let now = || started.elapsed().as_nanos() as u64;
@@ -139,10 +153,16 @@ fn serve(
         {
             busy = true;
             st.host_frames += 1;
-            host_frame(port, &mut core, &opts.volume, &f, now(), &mut st)?;
+            host_frame(port, &mut core, &opts.volume, &f, now(), run, &mut st)?;
         }
         while let Some(w) = rings.poll()? {
             busy = true;
+            if w.frame {
+                st.host_frames += 1;
+                st.ring_frames += 1;
+                host_frame(port, &mut core, &opts.volume, &w.data, now(), run, &mut st)?;
+                continue;
+            }
             let end = w.offset.checked_add(w.data.len() as u64);
             let r = match end {
                 Some(e) if e <= opts.volume.size() => opts
@@ -195,6 +215,7 @@ fn serve(
                 writes = st.writes,
                 write_errors = st.write_errors,
                 host_frames = st.host_frames,
+                ring_frames = st.ring_frames,
                 sessions = st.sessions,
                 rx_head = rings.head(),
                 rx_tail = m.read(regs::RX_TAIL),
@@ -226,6 +247,7 @@ fn host_frame(
     volume: &Volume,
     bytes: &[u8],
     now: u64,
+    run: u32,
     st: &mut HwTargetStats,
 ) -> Result<(), HwTargetError> {
     let Ok((frame, _)) = Frame::decode(bytes) else {
@@ -243,7 +265,7 @@ fn host_frame(
                 // device in the new session.
                 let m = port.mmio();
                 m.write(regs::GENERATION, generation);
-                m.write(regs::CONTROL, NEW_SESSION);
+                m.write(regs::CONTROL, run | regs::CONTROL_SELF_CLEARING);
                 st.sessions += 1;
                 info!(generation, "target device: new session");
             }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use specmirror_abi::{FrameType, Header};
 use specmirror_core::target::{Target, TargetAction, TargetConfig, TargetEvent};
 use specmirror_core::Frame;
 use specmirror_hdl::target_path::host::Host;
@@ -144,14 +143,8 @@ pub(crate) fn target_host(cfg: &ServedConfig) -> Host<Ver> {
 
 /// Frames the hardware leaves to the host's software: the handshake, flushes, heartbeats, and
 /// locks and data of a session the hardware does not hold (the software answers them so that
-/// the source handshakes again).
-pub(crate) fn for_the_host(h: &Header, generation: u64) -> bool {
-    match h.ty {
-        FrameType::Hello | FrameType::Flush | FrameType::Heartbeat => true,
-        FrameType::Lock | FrameType::Data => h.generation as u64 != generation,
-        _ => false,
-    }
-}
+/// the source handshakes again). The target device's own rule (`HostFilter`), on the bytes.
+pub(crate) use specmirror_hdl::host_filter::for_the_host;
 
 /// The host's software: the software target core for the frames the hardware leaves to it.
 pub(crate) struct HostSoftware {
@@ -197,8 +190,7 @@ impl HostSoftware {
         generation: u64,
         sync: &mut dyn FnMut() -> Result<(), i32>,
     ) -> Option<HostAnswer> {
-        let h = Header::decode(datagram).ok()?;
-        if !for_the_host(&h, generation) {
+        if !for_the_host(datagram, generation as u32) {
             return None;
         }
         self.frames += 1;

@@ -3,10 +3,11 @@
 //! [`crate::sim_device`], so the driver's receive-ring code runs over it exactly as over a VFIO
 //! BAR.
 //!
-//! LOCK, DATA and ABORT frames of the session the device holds (its GENERATION register) go into
-//! the device; every other frame goes to the host queue (the handshake, flushes, heartbeats, and
-//! frames of a session the device does not hold), which the host's software answers through
-//! `host_send`. The device hands each locked write to host memory and answers WRITE_DONE or
+//! Once the host sets CONTROL_HOST_RX, every frame goes into the device, and those it leaves to
+//! the host's software (the handshake, flushes, heartbeats, and LOCK and DATA frames of a session
+//! it does not hold: `HostFilter`'s rule) reach the host on its receive ring. Before that, those
+//! go to the host queue instead, and the rest into the device. The host's software answers them
+//! through `host_send`. The device hands each locked write to host memory and answers WRITE_DONE or
 //! WRITE_FAILED once the host gave the outcome.
 //!
 //! The link is a connection the target daemon hands over after its handshake check
@@ -16,7 +17,7 @@
 use std::net::TcpStream;
 use std::sync::mpsc::{Receiver, Sender};
 
-use specmirror_abi::{regs, Header};
+use specmirror_abi::regs;
 
 use crate::served::for_the_host;
 use crate::sim_device::{Link, Model, Route, SimConfig, SimDevice, TcpLink};
@@ -63,11 +64,16 @@ impl Model for TargetModel {
 
     fn route(&self, frame: &[u8]) -> Route {
         // A frame whose header does not decode goes to the device, which counts it bad.
-        let host = Header::decode(frame).is_ok_and(|h| for_the_host(&h, self.generation));
+        let host = for_the_host(frame, self.generation as u32);
         Route {
             device: !host,
             host,
         }
+    }
+
+    /// With CONTROL_HOST_RX set the device hands the host its frames on the receive ring.
+    fn host_rx(&self, control: u32) -> bool {
+        control & regs::CONTROL_HOST_RX != 0
     }
 
     fn host_wrote(&mut self, offset: u32, value: u32) {

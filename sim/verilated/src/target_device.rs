@@ -67,6 +67,7 @@ impl TdIo for VerTargetDevice {
             tx_data: m.get(P::TxData),
             tx_valid: m.get(P::TxValid) != 0,
             tx_last: m.get(P::TxLast) != 0,
+            rx_drops: m.get(P::RxDrops),
         }
     }
 

@@ -34,6 +34,7 @@ impl RxIo for Ver {
             (P::InOffset, i.in_offset),
             (P::InLen, i.in_len),
             (P::InFua, i.in_fua as u64),
+            (P::InFrame, i.in_frame as u64),
             (P::InTag, i.in_tag),
             (P::DoneReady, i.done_ready as u64),
             (P::WrReady, i.wr_ready as u64),
@@ -270,7 +271,7 @@ fn the_driver_takes_every_write_from_the_verilated_rings() {
                     break;
                 };
                 let (offset, data, fua, tag) = sent.pop_front().expect("a write handed over");
-                assert_eq!((r.offset, r.fua, r.tag), (offset, fua, tag));
+                assert_eq!((r.offset, r.fua, r.tag, r.frame), (offset, fua, tag, false));
                 assert!(r.data == data, "the data of the write at {offset}");
                 let error = if rng.below(6) == 0 { 5 } else { 0 };
                 rings

@@ -50,12 +50,17 @@ impl TdIo for Both {
 /// the host model sends every frame once, in order).
 fn check(o: &Outcome, writes: usize, what: &str) {
     assert_eq!(o.done + o.failed, writes, "{what}: {o:?}");
-    assert_eq!(o.irqs, writes as u64, "{what}: one interrupt per write");
+    assert_eq!(
+        o.irqs,
+        (writes + o.host_frames as usize) as u64,
+        "{what}: one interrupt per write or frame handed over"
+    );
     let w = writes as u32;
+    assert_eq!(o.rx_drops, 0, "{what}: frames for the host dropped");
     assert_eq!(
         o.counters,
         [
-            2 * w + o.failed as u32 + o.lock_repeats,
+            2 * w + o.failed as u32 + o.lock_repeats + o.host_frames,
             2 * w + o.answers_again,
             w,
             0
@@ -153,6 +158,7 @@ fn rust_hdl_and_verilator_agree_cycle_by_cycle() {
         repeat_lock_after: 0,
         rx_gap_in: 0,
         whole_buffers: false,
+        host_frames_in: 2,
     };
     let o = run(&mut both, &p);
     check(&o, 10, "lockstep");
@@ -178,6 +184,7 @@ fn a_million_clocks_of_writes_reach_the_host_and_are_answered() {
             repeat_lock_after: 0,
             rx_gap_in: 0,
             whole_buffers: false,
+            host_frames_in: [0, 4][seed as usize % 2],
         };
         let o = run(&mut VerTargetDevice::new(), &p);
         check(&o, n, &format!("seed {seed}"));
@@ -221,6 +228,7 @@ fn locks_repeated_while_they_wait_behind_overlapping_writes_cost_no_data() {
             repeat_lock_after: repeat,
             rx_gap_in: gaps,
             whole_buffers: whole,
+            host_frames_in: if seed % 2 == 0 { 3 } else { 0 },
         };
         let o = run(&mut VerTargetDevice::new(), &p);
         check(
