@@ -118,6 +118,13 @@ pub fn host_filter() -> String {
     generate_verilog(&u)
 }
 
+/// The target device's sender of the host's frames as Verilog (top module `top`).
+pub fn host_tx() -> String {
+    let mut u = crate::host_tx::tests_support::connected();
+    u.connect_all();
+    generate_verilog(&u)
+}
+
 /// The frame-level transmit mux as Verilog (top module `top`).
 pub fn tx_mux() -> String {
     let mut u = crate::tx_mux::tests_support::connected();
@@ -238,6 +245,7 @@ mod tests {
             ("send_tracker", send_tracker()),
             ("frame_fifo", frame_fifo()),
             ("host_filter", host_filter()),
+            ("host_tx", host_tx()),
             ("tx_mux", tx_mux()),
             ("source_path", source_path()),
             ("mirror_device", mirror_device()),
