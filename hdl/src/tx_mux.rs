@@ -3,6 +3,11 @@
 //! Between frames the streams take turns when both have one waiting; a frame that starts goes
 //! out to its last word, and a stream's frames keep their order. Valid/ready/last on all three
 //! sides; the choice between frames passes straight through, so no clock is lost between them.
+//!
+//! Stream A's ready never depends on what A makes (the choice, `TxTurn`, reads B's valid and
+//! registers only), so A may be a block that reads its ready in the same logic that makes its
+//! valid and data, as the target path's answer emitter does, without a combinational loop
+//! through the mux. B's valid must not depend on B's ready.
 
 use rust_hdl::prelude::*;
 
@@ -14,6 +19,30 @@ pub enum TxOwner {
     A,
     /// Stream B's frame is going out.
     B,
+}
+
+/// The choice, in a block of its own that reads neither stream's data, valid nor last: so
+/// stream A's ready depends on no signal A makes, even to a simulator that orders whole blocks.
+#[derive(LogicBlock, Default)]
+pub struct TxTurn {
+    pub owner: Signal<In, TxOwner>,
+    pub a_turn: Signal<In, Bit>,
+    pub b_valid: Signal<In, Bit>,
+    pub tx_ready: Signal<In, Bit>,
+    pub pick_b: Signal<Out, Bit>,
+    pub a_ready: Signal<Out, Bit>,
+    pub b_ready: Signal<Out, Bit>,
+}
+
+impl Logic for TxTurn {
+    #[hdl_gen]
+    fn update(&mut self) {
+        // Between frames, B's frame when it has one and it is not A's turn.
+        self.pick_b.next = (self.owner.val() == TxOwner::B)
+            | ((self.owner.val() == TxOwner::Free) & self.b_valid.val() & !self.a_turn.val());
+        self.a_ready.next = self.tx_ready.val() & !self.pick_b.val();
+        self.b_ready.next = self.tx_ready.val() & self.pick_b.val();
+    }
 }
 
 #[derive(LogicBlock, Default)]
@@ -32,43 +61,39 @@ pub struct TxMux {
     pub tx_last: Signal<Out, Bit>,
     pub tx_ready: Signal<In, Bit>,
     owner: DFF<TxOwner>,
-    /// B goes first the next time both wait (A's frame went last).
-    b_turn: DFF<Bit>,
-    pick_b: Signal<Local, Bit>,
+    /// A goes first the next time both wait (B's frame went last while A waited).
+    a_turn: DFF<Bit>,
+    turn: TxTurn,
 }
 
 impl Logic for TxMux {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, owner, b_turn);
-        // Whose word goes out this clock.
-        self.pick_b.next = false;
-        match self.owner.q.val() {
-            TxOwner::A => self.pick_b.next = false,
-            TxOwner::B => self.pick_b.next = true,
-            _ => {
-                self.pick_b.next = self.b_valid.val() & (!self.a_valid.val() | self.b_turn.q.val());
-            }
-        }
-        if self.pick_b.val() {
+        dff_setup!(self, clock, owner, a_turn);
+        self.turn.owner.next = self.owner.q.val();
+        self.turn.a_turn.next = self.a_turn.q.val();
+        self.turn.b_valid.next = self.b_valid.val();
+        self.turn.tx_ready.next = self.tx_ready.val();
+        self.a_ready.next = self.turn.a_ready.val();
+        self.b_ready.next = self.turn.b_ready.val();
+        self.tx_data.next = self.a_data.val();
+        self.tx_valid.next = self.a_valid.val();
+        self.tx_last.next = self.a_last.val();
+        if self.turn.pick_b.val() {
             self.tx_data.next = self.b_data.val();
             self.tx_valid.next = self.b_valid.val();
             self.tx_last.next = self.b_last.val();
-            self.a_ready.next = false;
-            self.b_ready.next = self.tx_ready.val();
-        } else {
-            self.tx_data.next = self.a_data.val();
-            self.tx_valid.next = self.a_valid.val();
-            self.tx_last.next = self.a_last.val();
-            self.a_ready.next = self.tx_ready.val();
-            self.b_ready.next = false;
         }
-        // A frame holds the link to its last word; then the other stream has the next turn.
+        // A frame holds the link to its last word. A waiting for it takes the next turn; A with
+        // nothing waiting leaves the turn to B.
+        if !self.a_valid.val() {
+            self.a_turn.d.next = false;
+        }
         if self.tx_valid.val() & self.tx_ready.val() {
             if self.tx_last.val() {
                 self.owner.d.next = TxOwner::Free;
-                self.b_turn.d.next = !self.pick_b.val();
-            } else if self.pick_b.val() {
+                self.a_turn.d.next = self.turn.pick_b.val() & self.a_valid.val();
+            } else if self.turn.pick_b.val() {
                 self.owner.d.next = TxOwner::B;
             } else {
                 self.owner.d.next = TxOwner::A;
