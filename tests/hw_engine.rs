@@ -153,12 +153,17 @@ fn mirror_to_the_simulated_target(hw_source: bool, mode: &str) {
     assert_eq!(report_field(&last, "write_errors"), 0, "{last}");
     assert_eq!(report_field(&last, "frames_bad"), 0, "{last}");
     // The handshake and the heartbeats came to the host on the device's receive ring, none by
-    // the host queue.
+    // the host queue, and the host's answers left by its submission ring, none beside it.
     let (frames, ring) = (
         report_field(&last, "host_frames"),
         report_field(&last, "ring_frames"),
     );
     assert!(frames > 0 && ring == frames, "{mode}: {last}");
+    let (sent, ring_sent) = (
+        report_field(&last, "sent"),
+        report_field(&last, "ring_sent"),
+    );
+    assert!(sent > 0 && ring_sent == sent, "{mode}: {last}");
     if hw_source {
         let (n, last) = device_writes(&source);
         assert!(

@@ -12,10 +12,10 @@
 //! sends a part of a frame. While `enable` is low the sender idles and SQ_HEAD returns to zero.
 
 use rust_hdl::prelude::*;
-use specmirror_abi::ring::{Mode, DESCRIPTOR_LEN};
+use specmirror_abi::ring::{Mode, DESCRIPTOR_LEN, TARGET_RAW_MAX};
 
 /// The longest frame the sender takes.
-pub const MAX_BYTES: u64 = 4096;
+pub const MAX_BYTES: u64 = TARGET_RAW_MAX as u64;
 
 // The literals below: the descriptor's size and where `dma_addr` (word 3) and `length` and
 // `mode` (word 4: bits 0..32 and 32..40) lie, and the raw mode's number.

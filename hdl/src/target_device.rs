@@ -19,15 +19,24 @@
 //! ring, through a frame FIFO (`FrameFifo`): each whole in a slot's buffer, its entry flagged
 //! `RX_FRAME`. The ring takes a write or a frame at a time, by turns when both wait; a frame the
 //! FIFO has no room for is dropped and counted (`rx_drops`): the source sends it again.
+//!
+//! The host's own frames (the answers its software makes) go out on the device's link: the host
+//! posts each as a raw descriptor on the submission ring (SQ_* registers, SQ_TAIL_DOORBELL;
+//! `CAP_HOST_FRAMES`), the sender (`HostTx`) reads it through DMA, and a frame mux (`TxMux`)
+//! puts it between the target path's answers, whole frames by turns. SQ_HEAD passes each frame
+//! once it has left. The DMA read port serves the done ring and the sender, a request and its
+//! words at a time.
 
 use rust_hdl::prelude::*;
 use specmirror_abi::regs::{self, REGISTERS};
 
 use crate::frame_fifo::FrameFifo;
 use crate::host_filter::HostFilter;
+use crate::host_tx::HostTx;
 use crate::register_file::{RegisterFile, NREGS};
 use crate::rx_ring::RxRing;
 use crate::target_path::TargetPath;
+use crate::tx_mux::TxMux;
 
 /// Clocks a DATA frame waits for its lock (about 10 ms at 100 MHz).
 pub const DATA_TIMEOUT: u64 = 1 << 20;
@@ -45,6 +54,9 @@ const _: () = {
         REGISTERS[i].offset == off
     }
     assert!(at(3, regs::CAPABILITIES) && regs::CAP_HOST_RX == 16);
+    assert!(regs::CAP_HOST_FRAMES == 8);
+    assert!(at(8, regs::SQ_BASE_LO) && at(9, regs::SQ_BASE_HI) && at(10, regs::SQ_LOG2_SIZE));
+    assert!(at(11, regs::SQ_HEAD) && at(44, regs::SQ_TAIL_DOORBELL));
     assert!(regs::CONTROL_HOST_RX == 4);
     assert!(at(4, regs::CONTROL) && at(5, regs::STATUS) && at(7, regs::GENERATION));
     assert!(at(16, regs::RETRY_BACKOFF) && at(17, regs::RETRY_LIMIT));
@@ -101,6 +113,13 @@ pub struct TargetDevice {
     owner: DFF<Bits<2>>,
     /// A frame goes first the next time both wait.
     frame_turn: DFF<Bit>,
+    htx: HostTx,
+    txmux: TxMux,
+    sq_head_q: DFF<Bits<32>>,
+    /// Whose DMA read is under way: 0 none, 1 the done ring's, 2 the sender's; and its words
+    /// still to come.
+    rd_owner: DFF<Bits<2>>,
+    rd_left: DFF<Bits<32>>,
     bad_q: DFF<Bits<32>>,
     // What the device reports in registers, registered (the register block's outputs feed the
     // rings, so its inputs come from flip-flops).
@@ -155,6 +174,11 @@ impl Default for TargetDevice {
             frames: Default::default(),
             owner: Default::default(),
             frame_turn: Default::default(),
+            htx: Default::default(),
+            txmux: Default::default(),
+            sq_head_q: Default::default(),
+            rd_owner: Default::default(),
+            rd_left: Default::default(),
             bad_q: Default::default(),
             status_q: Default::default(),
             rx_tail_q: Default::default(),
@@ -185,9 +209,12 @@ impl Logic for TargetDevice {
             regions_q,
             inc_q,
             owner,
-            frame_turn
+            frame_turn,
+            sq_head_q,
+            rd_owner,
+            rd_left
         );
-        clock!(self, clock, regs, rings, path, filter, frames);
+        clock!(self, clock, regs, rings, path, filter, frames, htx, txmux);
         // BAR0.
         self.regs.addr.next = self.mmio_addr.val();
         self.regs.wdata.next = self.mmio_wdata.val();
@@ -284,24 +311,72 @@ impl Logic for TargetDevice {
         self.rings.done_ready.next = self.path.done_ready.val();
         self.path.done_slot.next = self.rings.done_tag.val().get_bits::<4>(0);
         self.path.done_error.next = self.rings.done_error.val();
-        // DMA.
-        self.rd_req_valid.next = self.rings.rd_req_valid.val();
-        self.rings.rd_req_ready.next = self.rd_req_ready.val();
+        // The host's frames: from the submission ring.
+        self.htx.enable.next = self.regs.value[4].val().get_bit(0);
+        self.htx.sq_base.next = (bit_cast::<64, 32>(self.regs.value[9].val()) << 32)
+            | bit_cast::<64, 32>(self.regs.value[8].val());
+        self.htx.sq_log2.next = self.regs.value[10].val().get_bits::<5>(0);
+        self.htx.sq_tail.next = self.regs.value[44].val();
+        self.sq_head_q.d.next = self.htx.sq_head.val();
+        // DMA reads: the done ring's and the sender's, one request and its words at a time (the
+        // done ring first when both ask).
+        self.rd_req_valid.next = false;
         self.rd_req_addr.next = self.rings.rd_req_addr.val();
         self.rd_req_words.next = self.rings.rd_req_words.val();
-        self.rings.rd_valid.next = self.rd_valid.val();
+        self.rings.rd_req_ready.next = false;
+        self.htx.rd_req_ready.next = false;
+        self.rings.rd_valid.next = false;
+        self.htx.rd_valid.next = false;
         self.rings.rd_data.next = self.rd_data.val();
-        self.rd_ready.next = self.rings.rd_ready.val();
+        self.htx.rd_data.next = self.rd_data.val();
+        self.rd_ready.next = false;
+        if self.rd_owner.q.val() == 1 {
+            self.rings.rd_valid.next = self.rd_valid.val();
+            self.rd_ready.next = self.rings.rd_ready.val();
+        } else if self.rd_owner.q.val() == 2 {
+            self.htx.rd_valid.next = self.rd_valid.val();
+            self.rd_ready.next = self.htx.rd_ready.val();
+        } else if self.rings.rd_req_valid.val() {
+            self.rd_req_valid.next = true;
+            self.rings.rd_req_ready.next = self.rd_req_ready.val();
+            if self.rd_req_ready.val() {
+                self.rd_owner.d.next = 1.into();
+                self.rd_left.d.next = self.rings.rd_req_words.val();
+            }
+        } else if self.htx.rd_req_valid.val() {
+            self.rd_req_valid.next = true;
+            self.rd_req_addr.next = self.htx.rd_req_addr.val();
+            self.rd_req_words.next = self.htx.rd_req_words.val();
+            self.htx.rd_req_ready.next = self.rd_req_ready.val();
+            if self.rd_req_ready.val() {
+                self.rd_owner.d.next = 2.into();
+                self.rd_left.d.next = self.htx.rd_req_words.val();
+            }
+        }
+        if (self.rd_owner.q.val() != 0) & self.rd_valid.val() & self.rd_ready.val() {
+            self.rd_left.d.next = self.rd_left.q.val() - 1;
+            if self.rd_left.q.val() == 1 {
+                self.rd_owner.d.next = 0.into();
+            }
+        }
         self.wr_valid.next = self.rings.wr_valid.val();
         self.rings.wr_ready.next = self.wr_ready.val();
         self.wr_addr.next = self.rings.wr_addr.val();
         self.wr_data.next = self.rings.wr_data.val();
         self.irq.next = self.rings.irq.val();
-        // The link.
-        self.tx_data.next = self.path.tx_data.val();
-        self.tx_valid.next = self.path.tx_valid.val();
-        self.tx_last.next = self.path.tx_last.val();
-        self.path.tx_ready.next = self.tx_ready.val();
+        // The link: the path's answers and the host's frames, whole frames by turns.
+        self.txmux.a_data.next = self.path.tx_data.val();
+        self.txmux.a_valid.next = self.path.tx_valid.val();
+        self.txmux.a_last.next = self.path.tx_last.val();
+        self.path.tx_ready.next = self.txmux.a_ready.val();
+        self.txmux.b_data.next = self.htx.tx_data.val();
+        self.txmux.b_valid.next = self.htx.tx_valid.val();
+        self.txmux.b_last.next = self.htx.tx_last.val();
+        self.htx.tx_ready.next = self.txmux.b_ready.val();
+        self.tx_data.next = self.txmux.tx_data.val();
+        self.tx_valid.next = self.txmux.tx_valid.val();
+        self.tx_last.next = self.txmux.tx_last.val();
+        self.txmux.tx_ready.next = self.tx_ready.val();
         self.path.rx_data.next = self.rx_data.val();
         self.path.rx_valid.next = self.rx_valid.val();
         self.path.rx_last.next = self.rx_last.val();
@@ -312,7 +387,8 @@ impl Logic for TargetDevice {
         }
         self.rx_tail_q.d.next = self.rings.rx_tail.val();
         self.done_head_q.d.next = self.rings.done_head.val();
-        self.regs.hw_in[3].next = 16.into();
+        self.regs.hw_in[3].next = 24.into();
+        self.regs.hw_in[11].next = self.sq_head_q.q.val();
         self.regs.hw_in[5].next = self.status_q.q.val();
         self.regs.hw_in[18].next = self.buffer_words.val();
         self.regs.hw_in[19].next = self.table_entries.val();
@@ -320,7 +396,7 @@ impl Logic for TargetDevice {
         self.regs.hw_in[35].next = self.done_head_q.q.val();
         // Counters, a clock behind their events.
         self.inc.next = 0.into();
-        if self.path.tx_valid.val() & self.tx_ready.val() & self.path.tx_last.val() {
+        if self.path.tx_valid.val() & self.txmux.a_ready.val() & self.path.tx_last.val() {
             self.inc.next = self.inc.val().replace_bit(0, true);
         }
         if self.rx_valid.val() & self.rx_last.val() {

@@ -9,7 +9,9 @@
 //! With `host_frames_in`, the source sends now and then a frame the device leaves to the host (a
 //! HELLO, FLUSH or HEARTBEAT, a LOCK or DATA of another session) before a write, and the host
 //! turns the device's receive ring for frames on: each must come through the ring whole, flagged
-//! a frame, in the order sent.
+//! a frame, in the order sent. The host answers each such frame with one of its own (of random
+//! length), posted as a raw descriptor on the submission ring: each must leave on the link whole,
+//! in the order posted, between the device's answers, and SQ_HEAD must pass them all.
 //!
 //! It panics on the first broken rule: a write that reaches host memory other than the source
 //! sent it, a frame for the host that does not come or comes changed or out of order, an outcome answered before the host gave it or other than it was given, an answer for
@@ -32,6 +34,11 @@ use crate::target_path::host::{abort, data, lock, GENERATION};
 
 const RX: u64 = 0x1000;
 const DONE: u64 = 0x2000;
+/// The submission ring (8 entries) and its slots' frame memory (1 KiB each).
+const SQ: u64 = 0x3000;
+const SQ_LOG2: u32 = 3;
+const SQ_FRAMES: u64 = 0x4000;
+const SQ_FRAME_BYTES: usize = 1024;
 const BUFS: u64 = 0x10000;
 /// Receive ring entries (and done ring entries).
 const LOG2: u32 = 2;
@@ -190,6 +197,9 @@ pub struct Outcome {
     pub stale_frames: u32,
     /// The device's count of frames for the host it dropped, at the end.
     pub rx_drops: u64,
+    /// The host's own frames that left on the link, and SQ_HEAD at the end.
+    pub host_sent: u32,
+    pub sq_head: u32,
 }
 
 struct Write {
@@ -233,6 +243,8 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
         (regs::VOLUME_BYTES_LO, (regions << region_log2) as u32),
         (regs::REGION_LOG2, region_log2),
         (regs::GENERATION, GENERATION),
+        (regs::SQ_BASE_LO, SQ as u32),
+        (regs::SQ_LOG2_SIZE, SQ_LOG2),
         (
             regs::CONTROL,
             1 | if p.host_frames_in > 0 {
@@ -281,6 +293,11 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
     let mut rx: VecDeque<(u64, bool)> = VecDeque::new();
     // Frames for the host sent and not yet taken from the ring, in order.
     let mut host_sent: VecDeque<Vec<u8>> = VecDeque::new();
+    // The host's own frames: to post, and posted and not yet seen on the link, in order; the
+    // submission ring's tail and SQ_HEAD as last read.
+    let mut to_post: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut posted: VecDeque<Vec<u8>> = VecDeque::new();
+    let (mut sq_tail, mut sq_head) = (0u32, 0u32);
     let mut aborts: VecDeque<(u64, u64)> = VecDeque::new();
     // When each sent write's LOCK goes again if it is still not granted.
     let mut repeat_at: BTreeMap<usize, u64> = BTreeMap::new();
@@ -296,18 +313,28 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
         || !aborts.is_empty()
         || !rx.is_empty()
         || !host_sent.is_empty()
+        || !to_post.is_empty()
+        || !posted.is_empty()
     {
         if o.clocks >= limit {
-            let c = read_counters(io);
-            eprintln!("counters at the stall: FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD, LOCKS_REJECTED = {c:?}");
+            let (c, d) = (read_counters(io), read_drops(io));
+            eprintln!(
+                "at the stall: FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD, LOCKS_REJECTED = \
+                 {c:?}; DATA_DROPS, DATA_EXPIRED, DATA_REPEATS, LOCK_DROPS, LOCK_AHEAD, \
+                 ANSWER_DROPS = {d:?}"
+            );
         }
         assert!(
             o.clocks < limit,
             "stuck: {} of {} writes answered; {next} sent, {unanswered} unanswered, host head \
-             {head}, done tail {done_tail}, device done head {dev_done_head}; granted and not \
-             answered: {:?}",
+             {head}, done tail {done_tail}, device done head {dev_done_head}; frames for the host \
+             not taken {}, the host's frames to post {} and posted but not seen {} (SQ tail \
+             {sq_tail}, SQ_HEAD {sq_head}); granted and not answered: {:?}",
             o.done + o.failed,
             p.writes,
+            host_sent.len(),
+            to_post.len(),
+            posted.len(),
             writes
                 .iter()
                 .filter(|w| w.granted && !w.answered)
@@ -360,9 +387,11 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
             i.mmio_write = true;
             i.mmio_addr = *off as u64;
             i.mmio_wdata = *v as u64;
-        } else {
-            // BAR0 is free: read how far the device has read the done ring.
+        } else if o.clocks % 2 == 0 {
+            // BAR0 is free: read how far the device has read the done ring, and SQ_HEAD.
             i.mmio_addr = regs::DONE_HEAD as u64;
+        } else {
+            i.mmio_addr = regs::SQ_HEAD as u64;
         }
         // The link never back-pressures the device: a frame's words come one per clock, or with
         // a pause now and then.
@@ -381,8 +410,15 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
         let out = io.get();
         if i.mmio_write {
             bar.pop_front();
-        } else {
+        } else if i.mmio_addr == regs::DONE_HEAD as u64 {
             dev_done_head = out.mmio_rdata as u32;
+        } else {
+            let h = out.mmio_rdata as u32;
+            assert!(
+                h.wrapping_sub(sq_head) <= sq_tail.wrapping_sub(sq_head),
+                "SQ_HEAD {h} past the tail {sq_tail}"
+            );
+            sq_head = h;
         }
         if out.wr_valid && i.wr_ready {
             let a = out.wr_addr as usize;
@@ -392,13 +428,16 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
             mem[a..a + 8].copy_from_slice(&out.wr_data.to_le_bytes());
         }
         if out.rd_req_valid && i.rd_req_ready {
-            let a = out.rd_req_addr;
-            assert_eq!(out.rd_req_words, 1);
+            let (a, n) = (out.rd_req_addr, out.rd_req_words);
+            let within = |base: u64, len: u64| a >= base && a + 8 * n <= base + len;
             assert!(
-                a >= DONE && a + 8 <= DONE + ((DONE_ENTRY_LEN as u64) << LOG2),
-                "DMA read outside the done ring: {a:#x}"
+                n > 0
+                    && (within(DONE, (DONE_ENTRY_LEN as u64) << LOG2)
+                        || within(SQ, 64 << SQ_LOG2)
+                        || within(SQ_FRAMES, (SQ_FRAME_BYTES as u64) << SQ_LOG2)),
+                "DMA read outside the rings: {a:#x}, {n} words"
             );
-            reads.push_back(a);
+            reads.extend((0..n).map(|k| a + 8 * k));
         }
         if i.rd_valid && out.rd_ready {
             reads.pop_front();
@@ -406,9 +445,19 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
         o.irqs += out.irq as u64;
         if out.tx_valid && i.tx_ready {
             tx.push(out.tx_data);
-            if out.tx_last {
-                let bytes: Vec<u8> = tx.drain(..).flat_map(|w| w.to_le_bytes()).collect();
-                let (f, _) = Frame::decode(&bytes).expect("a well-formed answer");
+            let bytes: Vec<u8> = if out.tx_last {
+                tx.drain(..).flat_map(|w| w.to_le_bytes()).collect()
+            } else {
+                Vec::new()
+            };
+            if out.tx_last && posted.front() == Some(&bytes) {
+                // The host's own frame, whole and in its turn.
+                posted.pop_front();
+                o.host_sent += 1;
+            } else if out.tx_last {
+                let (f, _) = Frame::decode(&bytes).unwrap_or_else(|_| {
+                    panic!("neither an answer nor the host's next frame: {bytes:02x?}")
+                });
                 let h = f.header;
                 let k = *by_lock
                     .get(&h.lock_id)
@@ -488,6 +537,7 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
                     assert_eq!(e.length.get() as usize, f.len(), "a frame's length");
                     assert!(mem[buf..buf + f.len()] == f[..], "a frame for the host");
                     mem[buf..buf + RX_BUFFER_BYTES].fill(0xa5);
+                    to_post.push_back(host_answer(&mut rng));
                     head = head.wrapping_add(1);
                     took = true;
                     continue;
@@ -532,6 +582,28 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
                 bar.push_back((regs::DONE_TAIL_DOORBELL, done_tail));
                 bar.push_back((regs::RX_HEAD_DOORBELL, head));
             }
+            // The host's own frames onto the submission ring, a slot's frame memory reused only
+            // once SQ_HEAD has passed it.
+            let before = sq_tail;
+            while !to_post.is_empty() && sq_tail.wrapping_sub(sq_head) < 1 << SQ_LOG2 {
+                let f = to_post.pop_front().expect("a frame to post");
+                let slot = (sq_tail & ((1 << SQ_LOG2) - 1)) as u64;
+                let buf = SQ_FRAMES + slot * SQ_FRAME_BYTES as u64;
+                mem[buf as usize..buf as usize + f.len()].copy_from_slice(&f);
+                let d = specmirror_abi::ring::Descriptor {
+                    dma_addr: specmirror_abi::le::Le64::new(buf),
+                    length: Le32::new(f.len() as u32),
+                    mode: specmirror_abi::ring::Mode::Raw as u8,
+                    ..Default::default()
+                };
+                let at = (SQ + slot * 64) as usize;
+                mem[at..at + 64].copy_from_slice(&d.to_bytes());
+                posted.push_back(f);
+                sq_tail = sq_tail.wrapping_add(1);
+            }
+            if sq_tail != before {
+                bar.push_back((regs::SQ_TAIL_DOORBELL, sq_tail));
+            }
             next_look = o.clocks
                 + if rng.below(p.stall_in) == 0 {
                     p.stall
@@ -550,7 +622,28 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
     o.counters.copy_from_slice(&c[..4]);
     o.drops = read_drops(io);
     o.rx_drops = io.get().rx_drops;
+    o.sq_head = read_reg(io, regs::SQ_HEAD);
+    assert_eq!(o.sq_head, sq_tail, "SQ_HEAD at the end");
     o
+}
+
+/// The host's answer to a frame it was handed: a frame of its own, of up to 256 bytes (the
+/// longest the host's software makes, a HELLO_ACK, is 136), and one time in eight of up to its
+/// slot's 1 KiB.
+fn host_answer(rng: &mut Rng) -> Vec<u8> {
+    let mut h = Header::new(FrameType::HelloAck);
+    h.generation = GENERATION;
+    h.seq = rng.next_u64();
+    let longest = if rng.below(8) == 0 {
+        SQ_FRAME_BYTES
+    } else {
+        256
+    };
+    let n = rng.below((longest - 72) as u64 + 1) as usize;
+    encode(
+        &h,
+        &(0..n).map(|_| rng.next_u64() as u8).collect::<Vec<_>>(),
+    )
 }
 
 /// A frame the target device leaves to the host: a HELLO, FLUSH or HEARTBEAT of any session, or

@@ -228,6 +228,8 @@ fn random_writes_reach_the_host_whole_and_every_outcome_answers_its_write() {
     );
     // Frames for the host came through the ring (the run checks each), none dropped.
     assert!(o.host_frames > 0 && o.rx_drops == 0, "seed {seed}: {o:?}");
+    // The host answered each on the submission ring, and each answer left on the link.
+    assert_eq!(o.host_sent, o.host_frames, "seed {seed}: {o:?}");
     // FRAMES_RX: a LOCK and a DATA per write, an ABORT per failed one, the frames for the host;
     // FRAMES_TX: a grant and an outcome per write.
     assert_eq!(

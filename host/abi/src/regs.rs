@@ -15,7 +15,9 @@ pub const BAR0_LEN: u64 = 2 * 4096;
 /// Start of the doorbell page.
 pub const DOORBELL_PAGE: u32 = 0x1000;
 /// CAPABILITIES bit 3: the device takes the host's own frames on its submission ring
-/// (`ring::Mode::Raw`), in order with the frames it makes, and reports each as sent.
+/// (`ring::Mode::Raw`) and sends them between the frames it makes. The source device keeps them
+/// in order with its writes and reports each by a `Sent` completion; the target device, which
+/// has no completion ring, by SQ_HEAD passing it (frames of up to `ring::TARGET_RAW_MAX` bytes).
 pub const CAP_HOST_FRAMES: u32 = 1 << 3;
 /// CAPABILITIES bit 4: the device hands frames it receives to the host through the receive ring
 /// (RX_* registers), once CONTROL bit 2 is set: each frame whole in a slot's buffer, its entry

@@ -13,6 +13,9 @@ pub const DESCRIPTOR_LEN: usize = 64;
 pub const COMPLETION_LEN: usize = 32;
 /// Alignment of ring memory.
 pub const RING_ALIGN: usize = 4096;
+/// The longest frame a target device sends from a raw descriptor (the host's own frames: its
+/// software's answers are far shorter); the source device takes longer ones.
+pub const TARGET_RAW_MAX: u32 = 4096;
 
 /// How a descriptor is mirrored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

@@ -48,36 +48,48 @@ fn log2_of(entries: u32) -> Result<u32, RingError> {
     Ok(entries.trailing_zeros())
 }
 
-/// Allocates both rings and tells the device where they are.
+/// Allocates both rings, tells the device where they are, and starts it (CONTROL bit 0).
 pub fn setup<D: Device + ?Sized>(
     dev: &D,
     entries: u32,
 ) -> Result<(SubmissionRing, CompletionRing), DeviceError> {
-    let log2 = log2_of(entries).map_err(|e| DeviceError::Dma(std::io::Error::other(e)))?;
-    let sq = dev.alloc_dma(entries as usize * DESCRIPTOR_LEN)?;
+    let sq = setup_submission(dev, entries)?;
     let cq = dev.alloc_dma(entries as usize * COMPLETION_LEN)?;
     let m = dev.mmio();
-    m.write(regs::SQ_BASE_LO, sq.bus_addr() as u32);
-    m.write(regs::SQ_BASE_HI, (sq.bus_addr() >> 32) as u32);
-    m.write(regs::SQ_LOG2_SIZE, log2);
     m.write(regs::CQ_BASE_LO, cq.bus_addr() as u32);
     m.write(regs::CQ_BASE_HI, (cq.bus_addr() >> 32) as u32);
-    m.write(regs::CQ_LOG2_SIZE, log2);
+    m.write(regs::CQ_LOG2_SIZE, sq.log2);
     DmaMemory::release();
     m.write(regs::CONTROL, 1);
+    let log2 = sq.log2;
     Ok((
-        SubmissionRing {
-            mem: sq,
-            log2,
-            tail: 0,
-            head: 0,
-        },
+        sq,
         CompletionRing {
             mem: cq,
             log2,
             head: 0,
         },
     ))
+}
+
+/// Allocates the submission ring alone and tells the device where it is: for a device that
+/// reports its progress by SQ_HEAD only (the target device's raw frames).
+pub fn setup_submission<D: Device + ?Sized>(
+    dev: &D,
+    entries: u32,
+) -> Result<SubmissionRing, DeviceError> {
+    let log2 = log2_of(entries).map_err(|e| DeviceError::Dma(std::io::Error::other(e)))?;
+    let sq = dev.alloc_dma(entries as usize * DESCRIPTOR_LEN)?;
+    let m = dev.mmio();
+    m.write(regs::SQ_BASE_LO, sq.bus_addr() as u32);
+    m.write(regs::SQ_BASE_HI, (sq.bus_addr() >> 32) as u32);
+    m.write(regs::SQ_LOG2_SIZE, log2);
+    Ok(SubmissionRing {
+        mem: sq,
+        log2,
+        tail: 0,
+        head: 0,
+    })
 }
 
 impl SubmissionRing {
@@ -90,13 +102,24 @@ impl SubmissionRing {
         self.tail.wrapping_sub(self.head)
     }
 
-    /// Writes a descriptor into the next slot; the device sees it after the next doorbell.
-    pub fn push(&mut self, mmio: &Mmio, d: &Descriptor) -> Result<(), RingError> {
+    /// Whether the next slot is free, reading SQ_HEAD when it was not as last seen. Once it is,
+    /// whatever the host tied to that slot (a frame's memory) is the host's again.
+    pub fn has_room(&mut self, mmio: &Mmio) -> bool {
         if self.in_flight() == self.entries() {
             self.head = mmio.read(regs::SQ_HEAD);
-            if self.in_flight() == self.entries() {
-                return Err(RingError::Full(self.entries()));
-            }
+        }
+        self.in_flight() < self.entries()
+    }
+
+    /// The slot the next descriptor goes into.
+    pub fn next_slot(&self) -> u32 {
+        self.tail & (self.entries() - 1)
+    }
+
+    /// Writes a descriptor into the next slot; the device sees it after the next doorbell.
+    pub fn push(&mut self, mmio: &Mmio, d: &Descriptor) -> Result<(), RingError> {
+        if !self.has_room(mmio) {
+            return Err(RingError::Full(self.entries()));
         }
         let slot = (self.tail & (self.entries() - 1)) as usize;
         self.mem.write(slot * DESCRIPTOR_LEN, &d.to_bytes());

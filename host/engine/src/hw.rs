@@ -39,9 +39,9 @@ use crate::source::{LinkQueue, LinkReceiver, Msg, SourceOptions};
 /// A device that can carry a hot path: the driver's `Device` seam, and a copy of every frame the
 /// device receives.
 pub trait HwPort: Device + Send {
-    /// Sends a frame beside the device's transmit path. The target device takes the host's frames
-    /// this way (its register map has no ring for them yet); the source device takes them on its
-    /// submission ring (`Mode::Raw`), and the source engine never calls this.
+    /// Sends a frame beside the device's transmit path, for a device without `CAP_HOST_FRAMES`:
+    /// a device with it takes the host's frames on its submission ring (`Mode::Raw`), and the
+    /// engines then never call this.
     fn host_send(&self, frame: Vec<u8>) -> Result<(), String>;
     /// The next frame received from the target (a copy of every frame), by the port's own queue,
     /// waiting up to `timeout`; an error once the link is down. A source device with its receive

@@ -10,18 +10,24 @@
 //! heartbeats, and frames of a session the device does not hold (the software core answers them
 //! as stale, and the source handshakes again). A device with `CAP_HOST_RX` hands them over on the
 //! receive ring, among the writes and in the order they came; another, through the port's host
-//! queue.
+//! queue. The answers leave through the device too: with `CAP_HOST_FRAMES`, each is a raw
+//! descriptor on its submission ring, in memory tied to the descriptor's slot until SQ_HEAD
+//! passes it; otherwise beside it (`host_send`).
 //!
 //! The loop runs on its own thread: the driver's ring code is synchronous, as it is over VFIO.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use specmirror_abi::le::{Le32, Le64};
 use specmirror_abi::regs;
+use specmirror_abi::ring::{Descriptor, Mode, TARGET_RAW_MAX};
 use specmirror_core::target::{Target, TargetAction, TargetConfig, TargetEvent};
 use specmirror_core::Frame;
+use specmirror_driver::mmio::Mmio;
+use specmirror_driver::ring::{self, SubmissionRing};
 use specmirror_driver::rx_ring::{self, ReceiveRings, RxError};
-use specmirror_driver::DeviceError;
+use specmirror_driver::{DeviceError, DmaMemory};
 use tracing::{debug, error, info, warn};
 
 use crate::hw::HwPort;
@@ -29,6 +35,11 @@ use crate::volume::{errno_of, Volume};
 
 /// Receive ring (and done ring) entries: writes handed over and not yet answered.
 const RX_ENTRIES: u32 = 64;
+/// Submission ring entries for the host's own frames.
+const TX_ENTRIES: u32 = 32;
+/// How long a frame waits for a free submission slot before it is dropped (the device sends a
+/// frame in microseconds: only a stopped device keeps its slots).
+const TX_WAIT: Duration = Duration::from_millis(100);
 /// How long the loop waits for the device's interrupt when it has nothing to do.
 const IDLE_WAIT: Duration = Duration::from_micros(200);
 /// CONTROL: bit 0 runs the device, bit 1 (self-clearing) drops the lock table's ordering
@@ -64,6 +75,64 @@ pub struct HwTargetOptions {
     pub pair_id: [u8; 16],
 }
 
+/// The device's submission ring for the host's own frames (`CAP_HOST_FRAMES`): each frame in
+/// the memory tied to its descriptor's slot, free again once SQ_HEAD has passed the slot.
+struct FrameRing {
+    sq: SubmissionRing,
+    bufs: DmaMemory,
+}
+
+impl FrameRing {
+    fn setup(port: &dyn HwPort) -> Result<FrameRing, DeviceError> {
+        let sq = ring::setup_submission(port, TX_ENTRIES)?;
+        let bufs = port.alloc_dma(TX_ENTRIES as usize * TARGET_RAW_MAX as usize)?;
+        Ok(FrameRing { sq, bufs })
+    }
+
+    /// Posts `frame` and rings the doorbell; false if it was dropped (longer than the device
+    /// sends, or no slot came free in time).
+    fn send(&mut self, mmio: &Mmio, frame: &[u8]) -> bool {
+        if frame.len() > TARGET_RAW_MAX as usize || !frame.len().is_multiple_of(8) {
+            warn!(
+                len = frame.len(),
+                "a frame the device cannot send from its ring, dropped"
+            );
+            return false;
+        }
+        let start = Instant::now();
+        while !self.sq.has_room(mmio) {
+            if start.elapsed() >= TX_WAIT {
+                warn!(
+                    "the device took no frame from its submission ring for {TX_WAIT:?}; one \
+                     dropped (the source asks again)"
+                );
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        let at = self.sq.next_slot() as usize * TARGET_RAW_MAX as usize;
+        self.bufs.write(at, frame);
+        let d = Descriptor {
+            dma_addr: Le64::new(self.bufs.bus_addr() + at as u64),
+            length: Le32::new(frame.len() as u32),
+            mode: Mode::Raw as u8,
+            ..Descriptor::default()
+        };
+        if self.sq.push(mmio, &d).is_err() {
+            return false; // has_room said otherwise a moment ago: cannot happen
+        }
+        self.sq.doorbell(mmio);
+        true
+    }
+}
+
+/// How the host's software reaches the device: CONTROL's running value, and the submission
+/// ring for its frames when the device has one.
+struct HostOut {
+    run: u32,
+    frames: Option<FrameRing>,
+}
+
 /// What the loop did, logged once a second while it changes.
 #[derive(Clone, Debug, Default)]
 pub struct HwTargetStats {
@@ -72,6 +141,9 @@ pub struct HwTargetStats {
     pub host_frames: u64,
     /// Of them, those that came on the receive ring.
     pub ring_frames: u64,
+    /// Frames the host's software sent, and of them those that went by the submission ring.
+    pub sent: u64,
+    pub ring_sent: u64,
     pub sessions: u64,
 }
 
@@ -87,6 +159,11 @@ pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTarge
     }
     let rings = rx_ring::setup(&*port, RX_ENTRIES)?;
     let m = port.mmio();
+    let frames = if m.read(regs::CAPABILITIES) & regs::CAP_HOST_FRAMES != 0 {
+        Some(FrameRing::setup(&*port)?)
+    } else {
+        None
+    };
     let (words, entries) = (
         m.read(regs::DATA_BUFFER_WORDS),
         m.read(regs::LOCK_TABLE_ENTRIES),
@@ -108,15 +185,16 @@ pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTarge
         RUN
     };
     info!(
-        ring = run & regs::CONTROL_HOST_RX != 0,
-        "target device: the frames it leaves to the host come on its receive ring (else by the \
-         host queue)"
+        ring_in = run & regs::CONTROL_HOST_RX != 0,
+        ring_out = frames.is_some(),
+        "target device: the host's frames come on its receive ring and leave on its submission \
+         ring (else beside the device)"
     );
     m.write(regs::CONTROL, run);
     std::thread::Builder::new()
         .name("specmirror-hwtarget".into())
         .spawn(move || {
-            if let Err(e) = serve(&*port, rings, &opts, window, run) {
+            if let Err(e) = serve(&*port, rings, frames, &opts, window, run) {
                 error!("the target's device stopped: {e}");
             }
         })
@@ -128,10 +206,12 @@ pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTarge
 fn serve(
     port: &dyn HwPort,
     mut rings: ReceiveRings,
+    frames: Option<FrameRing>,
     opts: &HwTargetOptions,
     window: u32,
     run: u32,
 ) -> Result<(), HwTargetError> {
+    let mut out = HostOut { run, frames };
     let started = Instant::now();
     let now = || started.elapsed().as_nanos() as u64;
     let mut core = Target::new(TargetConfig::hardware(
@@ -153,14 +233,22 @@ fn serve(
         {
             busy = true;
             st.host_frames += 1;
-            host_frame(port, &mut core, &opts.volume, &f, now(), run, &mut st)?;
+            host_frame(port, &mut out, &mut core, &opts.volume, &f, now(), &mut st)?;
         }
         while let Some(w) = rings.poll()? {
             busy = true;
             if w.frame {
                 st.host_frames += 1;
                 st.ring_frames += 1;
-                host_frame(port, &mut core, &opts.volume, &w.data, now(), run, &mut st)?;
+                host_frame(
+                    port,
+                    &mut out,
+                    &mut core,
+                    &opts.volume,
+                    &w.data,
+                    now(),
+                    &mut st,
+                )?;
                 continue;
             }
             let end = w.offset.checked_add(w.data.len() as u64);
@@ -216,6 +304,8 @@ fn serve(
                 write_errors = st.write_errors,
                 host_frames = st.host_frames,
                 ring_frames = st.ring_frames,
+                sent = st.sent,
+                ring_sent = st.ring_sent,
                 sessions = st.sessions,
                 rx_head = rings.head(),
                 rx_tail = m.read(regs::RX_TAIL),
@@ -243,11 +333,11 @@ fn serve(
 /// A frame the device left to the host: the software core answers it.
 fn host_frame(
     port: &dyn HwPort,
+    out: &mut HostOut,
     core: &mut Target,
     volume: &Volume,
     bytes: &[u8],
     now: u64,
-    run: u32,
     st: &mut HwTargetStats,
 ) -> Result<(), HwTargetError> {
     let Ok((frame, _)) = Frame::decode(bytes) else {
@@ -257,15 +347,21 @@ fn host_frame(
     let mut actions: VecDeque<TargetAction> = core.handle(TargetEvent::Frame(frame), now).into();
     while let Some(a) = actions.pop_front() {
         match a {
-            TargetAction::Send(f) => port
-                .host_send(f.encode())
-                .map_err(HwTargetError::HostQueue)?,
+            TargetAction::Send(f) => {
+                st.sent += 1;
+                match out.frames.as_mut() {
+                    Some(r) => st.ring_sent += r.send(port.mmio(), &f.encode()) as u64,
+                    None => port
+                        .host_send(f.encode())
+                        .map_err(HwTargetError::HostQueue)?,
+                }
+            }
             TargetAction::SessionStarted { generation } => {
                 // Before the handshake's answer leaves: the source's next LOCK must find the
                 // device in the new session.
                 let m = port.mmio();
                 m.write(regs::GENERATION, generation);
-                m.write(regs::CONTROL, run | regs::CONTROL_SELF_CLEARING);
+                m.write(regs::CONTROL, out.run | regs::CONTROL_SELF_CLEARING);
                 st.sessions += 1;
                 info!(generation, "target device: new session");
             }

@@ -7,7 +7,8 @@
 //! the host's software (the handshake, flushes, heartbeats, and LOCK and DATA frames of a session
 //! it does not hold: `HostFilter`'s rule) reach the host on its receive ring. Before that, those
 //! go to the host queue instead, and the rest into the device. The host's software answers them
-//! through `host_send`. The device hands each locked write to host memory and answers WRITE_DONE or
+//! with raw descriptors on the device's submission ring, which the device reads by DMA and sends
+//! between its own answers (`host_send`, beside the device, serves a host without that ring). The device hands each locked write to host memory and answers WRITE_DONE or
 //! WRITE_FAILED once the host gave the outcome.
 //!
 //! The link is a connection the target daemon hands over after its handshake check

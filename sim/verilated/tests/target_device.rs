@@ -58,6 +58,10 @@ fn check(o: &Outcome, writes: usize, what: &str) {
     let w = writes as u32;
     assert_eq!(o.rx_drops, 0, "{what}: frames for the host dropped");
     assert_eq!(
+        o.host_sent, o.host_frames,
+        "{what}: the host's answers to them, sent from the submission ring"
+    );
+    assert_eq!(
         o.counters,
         [
             2 * w + o.failed as u32 + o.lock_repeats + o.host_frames,

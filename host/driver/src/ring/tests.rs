@@ -130,3 +130,24 @@ fn bad_ring_sizes_are_refused() {
     assert!(setup(&dev, 6).is_err());
     assert!(setup(&dev, 1).is_err());
 }
+
+#[test]
+fn a_submission_ring_alone_is_set_up_without_starting_the_device_and_follows_sq_head() {
+    let dev = FakeDevice::new();
+    let mut sq = setup_submission(&dev, 4).unwrap();
+    let m = dev.mmio();
+    assert_eq!(m.read(regs::CONTROL), 0, "the device is not started");
+    assert_eq!(m.read(regs::SQ_LOG2_SIZE), 2);
+    let base = (m.read(regs::SQ_BASE_HI) as u64) << 32 | m.read(regs::SQ_BASE_LO) as u64;
+    assert_eq!(base, sq.mem.bus_addr());
+    for seq in 0..4 {
+        assert!(sq.has_room(m));
+        assert_eq!(sq.next_slot(), seq as u32);
+        sq.push(m, &desc(seq)).unwrap();
+    }
+    assert!(!sq.has_room(m), "four in flight");
+    // The device has taken one: its slot (and what the host tied to it) is free again.
+    m.write(regs::SQ_HEAD, 1);
+    assert!(sq.has_room(m));
+    assert_eq!(sq.next_slot(), 0);
+}
