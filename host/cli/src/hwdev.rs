@@ -111,9 +111,8 @@ pub fn sim_target(_: Volume, _: u64, _: [u8; 16]) -> Result<Attach> {
 
 /// `--device vfio:ADDR`: opens the device through VFIO and checks its register block (the errors
 /// say what to run when the kernel's side is not ready, or that the device is not a specmirror
-/// device). The source device's rings carry every frame both ways, but no NIC bitstream carries
-/// the source device and its link yet, and the target device still passes its own frames beside
-/// its rings; so even a specmirror device is refused, after those checks.
+/// device). Both devices' rings carry every frame both ways, but no NIC bitstream carries the
+/// devices and their links yet; so even a specmirror device is refused, after those checks.
 fn vfio(spec: &str) -> Result<bool> {
     use anyhow::Context;
     use specmirror_driver::vfio::{Sysfs, VfioMirror};
@@ -122,8 +121,8 @@ fn vfio(spec: &str) -> Result<bool> {
         VfioMirror::open(&Sysfs::default(), addr).with_context(|| format!("--device {spec}"))?;
     drop(dev);
     bail!(
-        "--device {spec}: a specmirror device, but no NIC bitstream carries the source device's \
-         link yet, and the target device passes its own frames beside its rings; use --device sim"
+        "--device {spec}: a specmirror device, but no NIC bitstream carries the mirror devices \
+         and their links yet; use --device sim"
     )
 }
 
