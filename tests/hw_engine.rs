@@ -90,6 +90,16 @@ fn mirror_through_the_device(mode: &str) {
     let cmds = workload();
     let refs: Vec<&str> = cmds.iter().map(|s| s.as_str()).collect();
     qemu_ok(&port, &refs);
+    // Three more writes larger than a data slot, one after another: their frames reuse the long
+    // frames' memory the first one took.
+    qemu_ok(
+        &port,
+        &[
+            "write -P 0x99 5M 1536k",
+            "write -P 0x9a 7M 1536k",
+            "write -P 0x9b 9M 1536k",
+        ],
+    );
     qemu_ok(&port, &["read -P 0x77 3M 2M", "read -P 0x88 16773120 4096"]);
     volumes_match(d, mode, &[&source]);
     // The device sent the writes; the host's frames are only the rest.
@@ -106,6 +116,14 @@ fn mirror_through_the_device(mode: &str) {
     assert!(
         ring > device_writes,
         "{mode}: only {ring} frames from the receive ring for {device_writes} writes: {last}"
+    );
+    let (large, allocs) = (
+        report_field(&last, "large_frames"),
+        report_field(&last, "large_allocs"),
+    );
+    assert!(
+        large >= 4 && allocs < large,
+        "{mode}: {large} long frames took {allocs} allocations: {last}"
     );
     eprintln!("{mode}: {last}");
 }

@@ -80,10 +80,12 @@ enum Post {
 /// How long a write waits for a data slot before it goes as the host's frames.
 const SLOT_WAIT: Duration = Duration::from_millis(20);
 /// Buffers for the host's frames, in one DMA allocation: every control frame fits, and a write's
-/// frame of up to 8 KiB with its header. A longer frame gets DMA memory of its own until the
-/// device reports it sent.
+/// frame of up to 8 KiB with its header. A longer frame gets DMA memory of its own (a power of
+/// two of bytes) until the device reports it sent, and that memory is kept for the next long
+/// frame, up to `LARGE_POOL_BYTES` in all: over VFIO each allocation is a map and an unmap.
 const FRAME_SLOTS: usize = 64;
 const FRAME_SLOT: usize = 8192 + 128;
+const LARGE_POOL_BYTES: usize = 64 << 20;
 /// Receive ring entries: the target's answers waiting for the host.
 const RX_ENTRIES: u32 = 256;
 
@@ -121,10 +123,8 @@ impl HwStats {
 /// Where a host frame lies until the device reports it sent.
 enum FrameBuf {
     Slot(usize),
-    /// Held until then; dropping it unmaps it.
-    Own {
-        _mem: DmaMemory,
-    },
+    /// A long frame's own memory, back to the pool then.
+    Large(DmaMemory),
 }
 
 /// A write the device has: its data slot, its descriptor's free-running ring index, and when it
@@ -166,6 +166,10 @@ struct Open {
     frames: DmaMemory,
     frame_free: Vec<usize>,
     sending: HashMap<u64, FrameBuf>,
+    /// Long frames' memory kept for reuse; long frames posted, and allocations they needed.
+    large_free: Vec<DmaMemory>,
+    large_frames: u64,
+    large_allocs: u64,
     next_tag: u64,
     /// The receive ring, when the device hands the host its frames there.
     rx: Option<rx_ring::ReceiveRings>,
@@ -204,6 +208,9 @@ impl Open {
             frames,
             frame_free: (0..FRAME_SLOTS).rev().collect(),
             sending: HashMap::new(),
+            large_free: Vec::new(),
+            large_frames: 0,
+            large_allocs: 0,
             next_tag: 1,
             rx,
             generation: None,
@@ -277,13 +284,26 @@ impl Open {
                 self.frames.bus_addr() + (slot * FRAME_SLOT) as u64,
             )
         } else {
-            let mem = self
-                .port
-                .alloc_dma(frame.len())
-                .map_err(|e| format!("no DMA memory for a frame of {} bytes: {e}", frame.len()))?;
+            // The smallest kept memory that holds it, else a new one.
+            let fits = (self.large_free.iter().enumerate())
+                .filter(|(_, m)| m.len() >= frame.len())
+                .min_by_key(|(_, m)| m.len())
+                .map(|(i, _)| i);
+            let mem = match fits {
+                Some(i) => self.large_free.swap_remove(i),
+                None => {
+                    self.large_allocs += 1;
+                    self.port
+                        .alloc_dma(frame.len().next_power_of_two())
+                        .map_err(|e| {
+                            format!("no DMA memory for a frame of {} bytes: {e}", frame.len())
+                        })?
+                }
+            };
+            self.large_frames += 1;
             mem.write(0, frame);
             let bus = mem.bus_addr();
-            (FrameBuf::Own { _mem: mem }, bus)
+            (FrameBuf::Large(mem), bus)
         };
         let tag = self.next_tag;
         let d = Descriptor {
@@ -294,14 +314,26 @@ impl Open {
             ..Descriptor::default()
         };
         if self.sq.push(self.port.mmio(), &d).is_err() {
-            if let FrameBuf::Slot(slot) = buf {
-                self.frame_free.push(slot);
-            }
+            self.give_back(buf);
             return Ok(Post::Busy);
         }
         self.next_tag += 1;
         self.sending.insert(tag, buf);
         Ok(Post::Sent)
+    }
+
+    /// A frame's memory, free again: its slot, or a long frame's memory to the pool (dropped,
+    /// and so unmapped, once the pool holds `LARGE_POOL_BYTES`).
+    fn give_back(&mut self, buf: FrameBuf) {
+        match buf {
+            FrameBuf::Slot(slot) => self.frame_free.push(slot),
+            FrameBuf::Large(mem) => {
+                let kept: usize = self.large_free.iter().map(|m| m.len()).sum();
+                if kept + mem.len() <= LARGE_POOL_BYTES {
+                    self.large_free.push(mem);
+                }
+            }
+        }
     }
 
     /// The write the device has held longest after taking it, and for how long.
@@ -322,8 +354,7 @@ impl Open {
             match ring::status(&c) {
                 Some(CompletionStatus::LockGranted) => {}
                 Some(CompletionStatus::Sent) => match self.sending.remove(&c.seq.get()) {
-                    Some(FrameBuf::Slot(slot)) => self.frame_free.push(slot),
-                    Some(FrameBuf::Own { .. }) => {}
+                    Some(buf) => self.give_back(buf),
                     None => warn!(
                         tag = c.seq.get(),
                         "device reported a frame sent it never had"
@@ -471,6 +502,8 @@ fn serve(
                 host_frames = now.1,
                 copies = now.2,
                 ring_frames = stats.ring_frames.load(Ordering::Relaxed),
+                large_frames = dev.large_frames,
+                large_allocs = dev.large_allocs,
                 sq_tail = dev.sq.tail(),
                 sq_head = m.read(regs::SQ_HEAD),
                 cq_head = dev.cq.head(),
