@@ -257,8 +257,12 @@ impl<const N: usize, const S: usize> Logic for TargetPath<N, S> {
         self.data.ans_ready.next = !self.dec_answer.val() & !self.nearly_full.q.val();
         self.cache.ans_ready.next =
             !self.dec_answer.val() & !self.data.ans_valid.val() & !self.nearly_full.q.val();
-        self.answers.ans_valid.next =
-            self.dec_answer.val() | self.data.ans_valid.val() | self.cache.ans_valid.val();
+        // An answer enters the emitter once, in the clock its source is ready: one that waits
+        // (the FIFO nearly full) must not enter every clock it waits, or its copies would keep
+        // the FIFO full and it would wait for ever.
+        self.answers.ans_valid.next = self.dec_answer.val()
+            | (self.data.ans_valid.val() & self.data.ans_ready.val())
+            | (self.cache.ans_valid.val() & self.cache.ans_ready.val());
         self.answers.ans_seq.next = self.rx.dec_seq.val();
         self.answers.ans_lock_id.next = self.rx.dec_lock_id.val();
         if self.dec_answer.val() {
