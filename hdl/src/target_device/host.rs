@@ -634,12 +634,7 @@ fn host_answer(rng: &mut Rng) -> Vec<u8> {
     let mut h = Header::new(FrameType::HelloAck);
     h.generation = GENERATION;
     h.seq = rng.next_u64();
-    let longest = if rng.below(8) == 0 {
-        SQ_FRAME_BYTES
-    } else {
-        256
-    };
-    let n = rng.below((longest - 72) as u64 + 1) as usize;
+    let n = rng.below((SQ_FRAME_BYTES - 72) as u64 + 1) as usize;
     encode(
         &h,
         &(0..n).map(|_| rng.next_u64() as u8).collect::<Vec<_>>(),
