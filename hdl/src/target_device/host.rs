@@ -627,9 +627,9 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
     o
 }
 
-/// The host's answer to a frame it was handed: a frame of its own, of up to 256 bytes (the
-/// longest the host's software makes, a HELLO_ACK, is 136), and one time in eight of up to its
-/// slot's 1 KiB.
+/// The host's answer to a frame it was handed: a frame of its own, of up to its slot's 1 KiB
+/// (the longest the host's software makes, a HELLO_ACK, is 136 bytes: these hold the link
+/// longer, and keep the answer queue fuller).
 fn host_answer(rng: &mut Rng) -> Vec<u8> {
     let mut h = Header::new(FrameType::HelloAck);
     h.generation = GENERATION;
