@@ -11,6 +11,8 @@
 
 use rust_hdl::prelude::*;
 
+pub use turn::TxTurn;
+
 #[derive(Copy, Clone, PartialEq, Debug, LogicState)]
 pub enum TxOwner {
     /// Between frames.
@@ -19,30 +21,6 @@ pub enum TxOwner {
     A,
     /// Stream B's frame is going out.
     B,
-}
-
-/// The choice, in a block of its own that reads neither stream's data, valid nor last: so
-/// stream A's ready depends on no signal A makes, even to a simulator that orders whole blocks.
-#[derive(LogicBlock, Default)]
-pub struct TxTurn {
-    pub owner: Signal<In, TxOwner>,
-    pub a_turn: Signal<In, Bit>,
-    pub b_valid: Signal<In, Bit>,
-    pub tx_ready: Signal<In, Bit>,
-    pub pick_b: Signal<Out, Bit>,
-    pub a_ready: Signal<Out, Bit>,
-    pub b_ready: Signal<Out, Bit>,
-}
-
-impl Logic for TxTurn {
-    #[hdl_gen]
-    fn update(&mut self) {
-        // Between frames, B's frame when it has one and it is not A's turn.
-        self.pick_b.next = (self.owner.val() == TxOwner::B)
-            | ((self.owner.val() == TxOwner::Free) & self.b_valid.val() & !self.a_turn.val());
-        self.a_ready.next = self.tx_ready.val() & !self.pick_b.val();
-        self.b_ready.next = self.tx_ready.val() & self.pick_b.val();
-    }
 }
 
 #[derive(LogicBlock, Default)]
@@ -119,6 +97,8 @@ pub mod tests_support {
         u
     }
 }
+
+mod turn;
 
 #[cfg(test)]
 mod tests;
