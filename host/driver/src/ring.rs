@@ -121,7 +121,7 @@ impl SubmissionRing {
         if !self.has_room(mmio) {
             return Err(RingError::Full(self.entries()));
         }
-        let slot = (self.tail & (self.entries() - 1)) as usize;
+        let slot = self.next_slot() as usize;
         self.mem.write(slot * DESCRIPTOR_LEN, &d.to_bytes());
         self.tail = self.tail.wrapping_add(1);
         Ok(())
