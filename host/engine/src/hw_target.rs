@@ -159,7 +159,8 @@ pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTarge
     }
     let rings = rx_ring::setup(&*port, RX_ENTRIES)?;
     let m = port.mmio();
-    let frames = if m.read(regs::CAPABILITIES) & regs::CAP_HOST_FRAMES != 0 {
+    let caps = m.read(regs::CAPABILITIES);
+    let frames = if caps & regs::CAP_HOST_FRAMES != 0 {
         Some(FrameRing::setup(&*port)?)
     } else {
         None
@@ -179,7 +180,7 @@ pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTarge
     m.write(regs::VOLUME_BYTES_HI, (size >> 32) as u32);
     // No session yet: every LOCK and DATA goes to the host's software until a handshake.
     m.write(regs::GENERATION, 0);
-    let run = if m.read(regs::CAPABILITIES) & regs::CAP_HOST_RX != 0 {
+    let run = if caps & regs::CAP_HOST_RX != 0 {
         RUN | regs::CONTROL_HOST_RX
     } else {
         RUN
@@ -191,10 +192,11 @@ pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTarge
          ring (else beside the device)"
     );
     m.write(regs::CONTROL, run);
+    let out = HostOut { run, frames };
     std::thread::Builder::new()
         .name("specmirror-hwtarget".into())
         .spawn(move || {
-            if let Err(e) = serve(&*port, rings, frames, &opts, window, run) {
+            if let Err(e) = serve(&*port, rings, out, &opts, window) {
                 error!("the target's device stopped: {e}");
             }
         })
@@ -206,12 +208,10 @@ pub fn start(port: Box<dyn HwPort>, opts: HwTargetOptions) -> Result<(), HwTarge
 fn serve(
     port: &dyn HwPort,
     mut rings: ReceiveRings,
-    frames: Option<FrameRing>,
+    mut out: HostOut,
     opts: &HwTargetOptions,
     window: u32,
-    run: u32,
 ) -> Result<(), HwTargetError> {
-    let mut out = HostOut { run, frames };
     let started = Instant::now();
     let now = || started.elapsed().as_nanos() as u64;
     let mut core = Target::new(TargetConfig::hardware(
