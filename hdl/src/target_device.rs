@@ -127,8 +127,8 @@ pub struct TargetDevice {
     rx_tail_q: DFF<Bits<32>>,
     done_head_q: DFF<Bits<32>>,
     regions_q: DFF<Bits<64>>,
-    /// The low bits of the target path's drop counters (DATA_DROPS to ANSWER_DROPS) a clock
-    /// ago: each counts by one at most per clock, so a changed low bit is one event.
+    /// This clock's events for FRAMES_TX, FRAMES_RX, FRAMES_BAD, LOCKS_GRANTED and
+    /// LOCKS_REJECTED, counted a clock later.
     inc_q: DFF<Bits<5>>,
     inc: Signal<Local, Bits<5>>,
     volume: Signal<Local, Bits<64>>,
