@@ -448,7 +448,8 @@ async fn serve_link(
     opts: &NodeOptions,
     core: &mpsc::Sender<Msg>,
 ) -> bool {
-    let (mut rd, wr) = s.into_split();
+    let (rd, wr) = s.into_split();
+    let mut rd = crate::wire::frame_reader(rd);
     let (tx, rx) = LinkQueue::new(8192);
     if core.send(Msg::LinkUp(tx)).await.is_err() {
         return false;

@@ -28,7 +28,9 @@ use crate::logfile::{LogError, LogFile, PairIdentity};
 use crate::nbd::{self, Export, IoRequest};
 use crate::persist::{Background, Persist, Step};
 use crate::volume::{Volume, VolumeError};
-use crate::wire::{probe_answer, probe_exchange, probe_frame, read_frame, ProbeError};
+use crate::wire::{
+    frame_reader, probe_answer, probe_exchange, probe_frame, read_frames, ProbeError,
+};
 
 /// Where the NBD front end listens.
 #[derive(Clone, Debug)]
@@ -156,6 +158,8 @@ pub(crate) enum Msg {
     LinkUp(LinkQueue),
     LinkDown,
     Frame(Frame),
+    /// Frames that arrived together, in order: handled as one batch.
+    Frames(Vec<Frame>),
     LocalDone(u64, Result<(), i32>),
     LocalSynced(u64, Result<(), i32>),
 }
@@ -445,7 +449,8 @@ async fn link_task(first: Option<TcpStream>, opts: SourceOptions, core: mpsc::Se
             },
         };
         info!(target = %opts.target, "link to target up");
-        let (mut rd, wr) = stream.into_split();
+        let (rd, wr) = stream.into_split();
+        let mut rd = frame_reader(rd);
         let (tx, rx) = LinkQueue::new(8192);
         if core.send(Msg::LinkUp(tx)).await.is_err() {
             return;
@@ -453,12 +458,13 @@ async fn link_task(first: Option<TcpStream>, opts: SourceOptions, core: mpsc::Se
         let writer = tokio::spawn(write_batches(rx, wr));
         let mut buf = Vec::new();
         let cause = loop {
-            match tokio::time::timeout(opts.peer_timeout, read_frame(&mut rd, &mut buf)).await {
+            let read = read_frames(&mut rd, &mut buf, BATCH_FRAMES);
+            match tokio::time::timeout(opts.peer_timeout, read).await {
                 Err(_) => break format!("target silent for {:?}", opts.peer_timeout),
                 Ok(Ok(None)) => break "target closed the connection".to_string(),
                 Ok(Err(e)) => break format!("bad frame from the target: {e}"),
-                Ok(Ok(Some(f))) => {
-                    if core.send(Msg::Frame(f)).await.is_err() {
+                Ok(Ok(Some(fs))) => {
+                    if core.send(Msg::Frames(fs)).await.is_err() {
                         return;
                     }
                 }
@@ -581,6 +587,8 @@ async fn udp_link_task(sock: Arc<UdpSocket>, opts: SourceOptions, core: mpsc::Se
 const LINK_QUEUE_BYTES: u64 = 64 << 20;
 /// A write to the socket gathers queued frames up to about this many bytes.
 const COALESCE_BYTES: usize = 1 << 20;
+/// Most answers handled as one batch (their log records in one write).
+const BATCH_FRAMES: usize = 64;
 
 /// A link's send queue, bounded in frames and in bytes.
 #[derive(Clone, Debug)]
@@ -758,6 +766,21 @@ impl CoreTask {
                     SourceEvent::Disconnected
                 }
                 Msg::Frame(f) => SourceEvent::Frame(f),
+                Msg::Frames(fs) => {
+                    // The records and frames of answers that arrived together: one log write,
+                    // one link write.
+                    let mut frames = Vec::new();
+                    let mut r = Ok(());
+                    for f in fs {
+                        let a = self.core.handle(SourceEvent::Frame(f), self.now());
+                        r = self.run_gathering(a, &mut frames);
+                        if r.is_err() {
+                            break;
+                        }
+                    }
+                    self.finish(frames, r)?;
+                    continue;
+                }
                 Msg::LocalDone(seq, result) => SourceEvent::LocalWriteDone { seq, result },
                 Msg::LocalSynced(flush, result) => SourceEvent::LocalSyncDone { flush, result },
             };
@@ -778,6 +801,11 @@ impl CoreTask {
     fn run(&mut self, actions: Vec<SourceAction>) -> Result<(), SourceError> {
         let mut frames = Vec::new();
         let r = self.run_gathering(actions, &mut frames);
+        self.finish(frames, r)
+    }
+
+    /// The end of a batch: its log records reach the file, then its frames leave in one write.
+    fn finish(&mut self, frames: Vec<u8>, r: Result<(), SourceError>) -> Result<(), SourceError> {
         // The batch's remaining log records (grants, confirmations, removals) in one write.
         self.disk.flush().map_err(SourceError::LogWrite)?;
         if !frames.is_empty() {

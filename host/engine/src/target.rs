@@ -20,7 +20,10 @@ use crate::auth;
 use crate::datagram;
 use crate::source::LinkQueue;
 use crate::volume::{errno_of, Volume};
-use crate::wire::read_frame;
+use crate::wire::{frame_reader, read_frames};
+
+/// Most frames handled as one batch (their answers in one write).
+const BATCH_FRAMES: usize = 64;
 
 #[derive(Clone, Debug)]
 pub struct TargetOptions {
@@ -43,7 +46,8 @@ pub enum TargetError {
 
 enum Msg {
     Attach(u64, LinkQueue),
-    Frame(u64, Frame),
+    /// Frames that arrived together on one connection, in order.
+    Frames(u64, Vec<Frame>),
     Detach(u64),
     WriteDone(u64, Result<(), i32>),
     SyncDone(u64, Result<(), i32>),
@@ -167,7 +171,7 @@ pub async fn serve_udp(sock: tokio::net::UdpSocket, opts: TargetOptions) {
                         id
                     }
                 };
-                if tx.send(Msg::Frame(id, f)).await.is_err() {
+                if tx.send(Msg::Frames(id, vec![f])).await.is_err() {
                     break;
                 }
             }
@@ -214,7 +218,8 @@ async fn connection(
         return;
     }
     info!(%peer, conn = id, "source connected");
-    let (mut rd, wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    let mut rd = frame_reader(rd);
     let (out_tx, out_rx) = LinkQueue::new(4096);
     if core.send(Msg::Attach(id, out_tx)).await.is_err() {
         return;
@@ -228,7 +233,10 @@ async fn connection(
     });
     let mut buf = Vec::new();
     let cause = loop {
-        let read = tokio::time::timeout(opts.peer_timeout, read_frame(&mut rd, &mut buf));
+        let read = tokio::time::timeout(
+            opts.peer_timeout,
+            read_frames(&mut rd, &mut buf, BATCH_FRAMES),
+        );
         let r = tokio::select! {
             r = read => r,
             _ = cut.notified() => break "disconnected after a protocol violation".to_string(),
@@ -237,8 +245,8 @@ async fn connection(
             Err(_) => break format!("silent for {:?}", opts.peer_timeout),
             Ok(Ok(None)) => break "closed the connection".to_string(),
             Ok(Err(e)) => break format!("sent a bad frame: {e}"),
-            Ok(Ok(Some(f))) => {
-                if core.send(Msg::Frame(id, f)).await.is_err() {
+            Ok(Ok(Some(fs))) => {
+                if core.send(Msg::Frames(id, fs)).await.is_err() {
                     break "target shutting down".to_string();
                 }
             }
@@ -293,20 +301,25 @@ async fn core_task(opts: TargetOptions, mut rx: mpsc::Receiver<Msg>, me: mpsc::S
             Msg::Detach(id) => {
                 t.conns.remove(&id);
             }
-            Msg::Frame(id, f) => {
-                if !t.conns.contains_key(&id) {
-                    continue; // disconnected for a violation; its queued frames are void
+            Msg::Frames(id, fs) => {
+                // The answers to frames that arrived together leave together.
+                let mut out = Vec::new();
+                for f in fs {
+                    if !t.conns.contains_key(&id) {
+                        break; // disconnected for a violation; its queued frames are void
+                    }
+                    if f.ty() != specmirror_abi::FrameType::Hello && t.session_conn != Some(id) {
+                        // Only the connection that opened the session speaks in it.
+                        debug!(
+                            conn = id,
+                            "frame from a connection without a session, dropped"
+                        );
+                        continue;
+                    }
+                    let a = t.core.handle(TargetEvent::Frame(f), t.now());
+                    t.run_gathering(a, Some(id), &mut out);
                 }
-                if f.ty() != specmirror_abi::FrameType::Hello && t.session_conn != Some(id) {
-                    // Only the connection that opened the session speaks in it.
-                    debug!(
-                        conn = id,
-                        "frame from a connection without a session, dropped"
-                    );
-                    continue;
-                }
-                let a = t.core.handle(TargetEvent::Frame(f), t.now());
-                t.run(a, Some(id));
+                t.send(out, Some(id));
             }
             Msg::WriteDone(token, result) => {
                 let a = t
@@ -334,6 +347,11 @@ impl CoreTask {
     fn run(&mut self, actions: Vec<TargetAction>, reply_to: Option<u64>) {
         let mut frames = Vec::new();
         self.run_gathering(actions, reply_to, &mut frames);
+        self.send(frames, reply_to);
+    }
+
+    /// Sends gathered frames in one write to `reply_to`, or to the session's connection.
+    fn send(&mut self, frames: Vec<u8>, reply_to: Option<u64>) {
         let to = reply_to.or(self.session_conn);
         if let (false, Some(tx)) = (frames.is_empty(), to.and_then(|c| self.conns.get(&c))) {
             if !tx.offer(frames) {

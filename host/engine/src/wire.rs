@@ -63,6 +63,15 @@ pub async fn probe_exchange<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// How much a link's reader takes from the socket at once: frames that arrive together (a LOCK
+/// and its DATA, a burst of answers) are read in one call instead of two per frame.
+const READ_BUFFER: usize = 256 << 10;
+
+/// A link's receiving half, buffered for [`read_frame`].
+pub fn frame_reader<R: AsyncRead>(r: R) -> tokio::io::BufReader<R> {
+    tokio::io::BufReader::with_capacity(READ_BUFFER, r)
+}
+
 /// Reads the next frame; `Ok(None)` when the peer closed cleanly between frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
@@ -95,6 +104,38 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(frame))
 }
 
+/// Reads the next frame, and with it every further frame already whole in `r`'s buffer (up to
+/// `max` in all): frames that arrived together are handled together, and their answers leave
+/// together. `Ok(None)` when the peer closed cleanly between frames.
+pub async fn read_frames<R: AsyncRead + Unpin>(
+    r: &mut tokio::io::BufReader<R>,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<Option<Vec<Frame>>, WireError> {
+    let Some(first) = read_frame(r, buf).await? else {
+        return Ok(None);
+    };
+    let mut frames = vec![first];
+    while frames.len() < max && whole_frame(r.buffer()) {
+        match read_frame(r, buf).await? {
+            Some(f) => frames.push(f),
+            None => break,
+        }
+    }
+    Ok(Some(frames))
+}
+
+/// Whether `b` begins with a whole frame (a malformed header counts: reading it fails at once).
+fn whole_frame(b: &[u8]) -> bool {
+    if b.len() < HEADER_LEN {
+        return false;
+    }
+    match Header::decode(&b[..HEADER_LEN]) {
+        Ok(h) => frame_len(h.payload_len) <= b.len(),
+        Err(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +154,41 @@ mod tests {
         let b = read_frame(&mut r, &mut buf).await.unwrap().unwrap();
         assert_eq!(b.ty(), FrameType::Heartbeat);
         assert!(read_frame(&mut r, &mut buf).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn frames_that_arrived_together_are_read_together() {
+        let (mut w, r) = tokio::io::duplex(1 << 20);
+        let mut r = frame_reader(r);
+        let mut buf = Vec::new();
+        let mut bytes = Vec::new();
+        for seq in 0..5u64 {
+            let mut h = Header::new(FrameType::Data);
+            h.seq = seq;
+            bytes.extend(Frame::new(h, vec![seq as u8; 100]).encode());
+        }
+        let whole = bytes.len();
+        // Four whole frames and half of the fifth.
+        w.write_all(&bytes[..whole - 60]).await.unwrap();
+        let got = read_frames(&mut r, &mut buf, 3).await.unwrap().unwrap();
+        assert_eq!(
+            got.iter().map(|f| f.header.seq).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        // The fourth is whole in the buffer; the half frame is not waited for.
+        let got = tokio::time::timeout(Duration::from_secs(5), read_frames(&mut r, &mut buf, 64))
+            .await
+            .expect("a whole frame was buffered")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.iter().map(|f| f.header.seq).collect::<Vec<_>>(), [3]);
+        w.write_all(&bytes[whole - 60..]).await.unwrap();
+        drop(w);
+        let got = read_frames(&mut r, &mut buf, 64).await.unwrap().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].header.seq, 4);
+        assert_eq!(got[0].payload, vec![4u8; 100]);
+        assert!(read_frames(&mut r, &mut buf, 64).await.unwrap().is_none());
     }
 
     #[tokio::test]
