@@ -48,10 +48,13 @@ pub struct AnswerEmitter {
     pub tx_ready: Signal<In, Bit>,
     /// Answers dropped because the FIFO was full.
     pub dropped: Signal<Out, Bits<32>>,
-    /// At most one place left in the FIFO. A sender that can wait, and looks at this through a
-    /// register, never has its answer dropped: one clock later there is still room for it.
+    /// At most two places left in the FIFO, as the FIFO counts them. A sender that can wait, and
+    /// looks at this through a register, never has its answer dropped. The FIFO counts its fill
+    /// from a write address one clock old, so the flag seen through the register leaves out the
+    /// answers of the last two clocks; with the sender's own, three may enter, and there is room
+    /// for them.
     pub almost_full: Signal<Out, Bit>,
-    fifo: SynchronousFIFO<Packed, 4, 5, 1>,
+    fifo: SynchronousFIFO<Packed, 4, 5, 2>,
     state: DFF<EmitState>,
     index: DFF<Bits<3>>,
     ty: DFF<Bits<8>>,
