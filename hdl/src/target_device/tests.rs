@@ -217,6 +217,7 @@ fn random_writes_reach_the_host_whole_and_every_outcome_answers_its_write() {
         rx_gap_in: 0,
         whole_buffers: false,
         host_frames_in: 2,
+        slow_link: false,
     };
     let o = run(&mut Hdl::new(), &p);
     assert_eq!(o.done + o.failed, 16, "seed {seed}");

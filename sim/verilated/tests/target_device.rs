@@ -163,6 +163,7 @@ fn rust_hdl_and_verilator_agree_cycle_by_cycle() {
         rx_gap_in: 0,
         whole_buffers: false,
         host_frames_in: 2,
+        slow_link: false,
     };
     let o = run(&mut both, &p);
     check(&o, 10, "lockstep");
@@ -189,6 +190,7 @@ fn a_million_clocks_of_writes_reach_the_host_and_are_answered() {
             rx_gap_in: 0,
             whole_buffers: false,
             host_frames_in: [0, 4][seed as usize % 2],
+            slow_link: false,
         };
         let o = run(&mut VerTargetDevice::new(), &p);
         check(&o, n, &format!("seed {seed}"));
@@ -233,6 +235,7 @@ fn locks_repeated_while_they_wait_behind_overlapping_writes_cost_no_data() {
             rx_gap_in: gaps,
             whole_buffers: whole,
             host_frames_in: if seed % 2 == 0 { 3 } else { 0 },
+            slow_link: false,
         };
         let o = run(&mut VerTargetDevice::new(), &p);
         check(
@@ -249,6 +252,65 @@ fn locks_repeated_while_they_wait_behind_overlapping_writes_cost_no_data() {
             o.clocks, o.lock_repeats
         );
     }
+}
+
+/// A link that takes a word only 2 clocks in 5, under writes that share regions and LOCKs sent
+/// again every 40 clocks while they wait: answers wait, the answer queue fills, and the lock
+/// table's answers, which never wait, are dropped and counted. Every write still reaches host
+/// memory once, whole, and is answered once; a write whose grant never reached the link has its
+/// outcome carry it (the source takes a WRITE_DONE as the grant), and each such grant is among
+/// the ANSWER_DROPS the device counted.
+#[test]
+fn a_slow_link_drops_grants_and_the_outcomes_carry_them() {
+    let (mut carried, mut writes) = (0u32, 0usize);
+    for seed in 91u64..95 {
+        let n = 200;
+        let p = Params {
+            seed,
+            writes: n,
+            window: 3,
+            look: 60,
+            stall_in: 50,
+            stall: 2_000,
+            per_region: 4,
+            repeat_lock_after: 40,
+            rx_gap_in: 0,
+            whole_buffers: false,
+            host_frames_in: if seed % 2 == 0 { 3 } else { 0 },
+            slow_link: true,
+        };
+        let o = run(&mut VerTargetDevice::new(), &p);
+        let what = format!("seed {seed}, slow link");
+        let w = n as u32;
+        assert_eq!(o.done + o.failed, n, "{what}: {o:?}");
+        assert_eq!(o.irqs, (n + o.host_frames as usize) as u64, "{what}");
+        assert_eq!((o.rx_drops, o.host_sent), (0, o.host_frames), "{what}");
+        // Only answers are dropped (the run checks each grant carried is among them).
+        assert_eq!(
+            o.drops[..5],
+            [0; 5],
+            "{what}: DATA_DROPS, DATA_EXPIRED, DATA_REPEATS, LOCK_DROPS, LOCK_AHEAD"
+        );
+        // On the link: a grant and an outcome per write, less the grants dropped, and the
+        // answers to repeated LOCKs that were not dropped.
+        assert_eq!(
+            o.counters,
+            [
+                2 * w + o.failed as u32 + o.lock_repeats + o.host_frames,
+                2 * w + o.answers_again - o.grants_in_outcome,
+                w,
+                0
+            ],
+            "{what}: FRAMES_RX, FRAMES_TX, LOCKS_GRANTED, FRAMES_BAD"
+        );
+        carried += o.grants_in_outcome;
+        writes += n;
+    }
+    assert!(
+        carried > 0,
+        "the slow link dropped no grant: nothing here was tested"
+    );
+    eprintln!("slow link: {writes} writes, {carried} grants carried by their outcome");
 }
 
 /// One uncontended 4 KiB write through the verilated target device, the host answering at once:
