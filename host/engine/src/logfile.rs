@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use specmirror_core::rollback_log::LogRecord;
@@ -86,7 +87,9 @@ pub struct LogFile {
     file: File,
     path: PathBuf,
     identity: PairIdentity,
-    live: BTreeMap<u64, LogRecord>,
+    /// Where each live record lies in the file: the data stays in the file (and in the core's
+    /// own log), not a second time here.
+    live: BTreeMap<u64, Live>,
     generation: u32,
     len: u64,
     /// Records appended but not yet written: they go out together at the next `flush` (the
@@ -175,11 +178,13 @@ impl LogFile {
         file.seek(SeekFrom::Start(HEADER_LEN))
             .map_err(io_err(path))?;
         file.read_to_end(&mut body).map_err(io_err(path))?;
+        let mut records = BTreeMap::new();
         let mut live = BTreeMap::new();
         let mut generation = 0;
         let mut at = 0usize;
         while let Some((rec, used)) = parse_record(&body[at..]) {
-            apply(&mut live, &mut generation, rec);
+            note(&mut live, &rec, HEADER_LEN + at as u64, used as u64);
+            apply(&mut records, &mut generation, rec);
             at += used;
         }
         let good = HEADER_LEN + at as u64;
@@ -190,7 +195,7 @@ impl LogFile {
         }
         file.seek(SeekFrom::Start(good)).map_err(io_err(path))?;
         let replayed = Replayed {
-            records: live.values().cloned().collect(),
+            records: records.into_values().collect(),
             generation,
             truncated,
         };
@@ -223,7 +228,19 @@ impl LogFile {
     }
 
     pub fn put(&mut self, rec: &LogRecord) -> io::Result<()> {
-        self.append(Rec::Put(rec.clone()))
+        let at = self.len;
+        let n = frame_record(&mut self.pending, |out| put_body(rec, out));
+        self.len += n;
+        self.live.insert(
+            rec.seq,
+            Live {
+                at,
+                len: n,
+                lock_pending: rec.lock_pending,
+                data_pending: rec.data_pending,
+            },
+        );
+        Ok(())
     }
 
     pub fn lock_granted(&mut self, seq: u64) -> io::Result<()> {
@@ -259,10 +276,13 @@ impl LogFile {
     }
 
     fn append(&mut self, rec: Rec) -> io::Result<()> {
-        let before = self.pending.len();
-        encode_record(&rec, &mut self.pending);
-        self.len += (self.pending.len() - before) as u64;
-        apply(&mut self.live, &mut self.generation, rec);
+        let at = self.len;
+        let n = encode_record(&rec, &mut self.pending);
+        self.len += n;
+        note(&mut self.live, &rec, at, n);
+        if let Rec::Generation(g) = rec {
+            self.generation = g;
+        }
         Ok(())
     }
 
@@ -276,11 +296,7 @@ impl LogFile {
             self.append(Rec::Generation(self.generation))?;
             return self.file.sync_data();
         }
-        let live_bytes: u64 = self
-            .live
-            .values()
-            .map(|r| r.data.len() as u64 * 2 + 64)
-            .sum();
+        let live_bytes: u64 = self.live.values().map(|l| l.len).sum();
         if self.len > COMPACT_MIN && live_bytes * 4 < self.len {
             self.rewrite()?;
         }
@@ -293,8 +309,23 @@ impl LogFile {
         let mut out = Vec::new();
         out.extend_from_slice(&self.identity.header());
         encode_record(&Rec::Generation(self.generation), &mut out);
-        for r in self.live.values() {
-            encode_record(&Rec::Put(r.clone()), &mut out);
+        let mut live = BTreeMap::new();
+        let mut buf = Vec::new();
+        for (&seq, l) in &self.live {
+            // Each live record read back from where it lies, with what happened to it since.
+            buf.resize(l.len as usize, 0);
+            self.file.read_exact_at(&mut buf, l.at)?;
+            let Some((Rec::Put(mut r), _)) = parse_record(&buf) else {
+                return Err(io::Error::other(format!(
+                    "record {seq} at byte {} of the rollback log no longer reads back",
+                    l.at
+                )));
+            };
+            r.lock_pending = l.lock_pending;
+            r.data_pending = l.data_pending;
+            let at = out.len() as u64;
+            let len = frame_record(&mut out, |o| put_body(&r, o));
+            live.insert(seq, Live { at, len, ..*l });
         }
         let mut f = File::create(&tmp)?;
         f.write_all(&out)?;
@@ -312,6 +343,7 @@ impl LogFile {
         self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
         self.file.seek(SeekFrom::End(0))?;
         self.len = out.len() as u64;
+        self.live = live;
         Ok(())
     }
 }
@@ -329,6 +361,49 @@ enum Rec {
     Generation(u32),
 }
 
+/// Where a live record lies in the file (its first byte and its length, prefix included), and
+/// what the records after it changed.
+#[derive(Clone, Copy, Debug)]
+struct Live {
+    at: u64,
+    len: u64,
+    lock_pending: bool,
+    data_pending: bool,
+}
+
+/// Follows `rec`, found at byte `at` and `len` bytes long, in the index of live records.
+fn note(live: &mut BTreeMap<u64, Live>, rec: &Rec, at: u64, len: u64) {
+    match rec {
+        Rec::Put(r) => {
+            live.insert(
+                r.seq,
+                Live {
+                    at,
+                    len,
+                    lock_pending: r.lock_pending,
+                    data_pending: r.data_pending,
+                },
+            );
+        }
+        Rec::Seq(LOCK_GRANTED, s) => {
+            if let Some(l) = live.get_mut(s) {
+                l.lock_pending = false;
+            }
+        }
+        Rec::Seq(DATA_WRITTEN, s) => {
+            if let Some(l) = live.get_mut(s) {
+                l.lock_pending = false;
+                l.data_pending = false;
+            }
+        }
+        Rec::Seq(_, s) => {
+            live.remove(s);
+        }
+        Rec::Generation(_) => {}
+    }
+}
+
+/// The records replay hands back, with their changes applied.
 fn apply(live: &mut BTreeMap<u64, LogRecord>, generation: &mut u32, rec: Rec) {
     match rec {
         Rec::Put(r) => {
@@ -352,25 +427,10 @@ fn apply(live: &mut BTreeMap<u64, LogRecord>, generation: &mut u32, rec: Rec) {
     }
 }
 
-fn encode_record(rec: &Rec, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; 8]);
-    match rec {
-        Rec::Put(r) => {
-            out.push(PUT);
-            out.extend_from_slice(&r.seq.to_le_bytes());
-            out.extend_from_slice(&r.offset.to_le_bytes());
-            let flags = (r.fua as u8)
-                | (r.before.is_some() as u8) << 1
-                | (r.lock_pending as u8) << 2
-                | (r.data_pending as u8) << 3;
-            out.push(flags);
-            out.extend_from_slice(&(r.data.len() as u32).to_le_bytes());
-            out.extend_from_slice(&r.data);
-            if let Some(b) = &r.before {
-                out.extend_from_slice(b);
-            }
-        }
+/// Appends `rec` to `out`; its length in bytes.
+fn encode_record(rec: &Rec, out: &mut Vec<u8>) -> u64 {
+    frame_record(out, |out| match rec {
+        Rec::Put(r) => put_body(r, out),
         Rec::Seq(kind, seq) => {
             out.push(*kind);
             out.extend_from_slice(&seq.to_le_bytes());
@@ -379,11 +439,37 @@ fn encode_record(rec: &Rec, out: &mut Vec<u8>) {
             out.push(GENERATION);
             out.extend_from_slice(&g.to_le_bytes());
         }
+    })
+}
+
+/// A PUT record's body, from the record where it is.
+fn put_body(r: &LogRecord, out: &mut Vec<u8>) {
+    out.push(PUT);
+    out.extend_from_slice(&r.seq.to_le_bytes());
+    out.extend_from_slice(&r.offset.to_le_bytes());
+    let flags = (r.fua as u8)
+        | (r.before.is_some() as u8) << 1
+        | (r.lock_pending as u8) << 2
+        | (r.data_pending as u8) << 3;
+    out.push(flags);
+    out.extend_from_slice(&(r.data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&r.data);
+    if let Some(b) = &r.before {
+        out.extend_from_slice(b);
     }
+}
+
+/// Appends a record whose body `body` writes, behind its length and CRC32C; its length in
+/// bytes, prefix included.
+fn frame_record(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) -> u64 {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    body(out);
     let body_len = (out.len() - start - 8) as u32;
     let crc = crc32c::crc32c(&out[start + 8..]);
     out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    (out.len() - start) as u64
 }
 
 /// One record from the front of `b`, or None at the end or at a torn or damaged record.
@@ -565,5 +651,58 @@ mod tests {
         let (_, r) = LogFile::open(&p, id()).unwrap();
         assert!(r.records.is_empty());
         assert_eq!(r.generation, 9, "the generation survives the cut");
+    }
+
+    /// A log mostly dead is rewritten with its live records, read back from the file, with what
+    /// happened to them since; twice, so the second rewrite reads from where the first put them.
+    #[test]
+    fn a_mostly_dead_log_is_rewritten_with_its_live_records() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        let (mut log, _) = LogFile::open(&p, id()).unwrap();
+        log.set_generation(5).unwrap();
+        let big = |seq: u64| {
+            let mut r = rec(seq, seq as u8);
+            r.data = vec![seq as u8; 1 << 20];
+            r.before = Some(vec![!(seq as u8); 1 << 20]);
+            r
+        };
+        let mut kept = vec![];
+        let mut rewrites = 0;
+        let mut seq = 0;
+        while rewrites < 2 {
+            seq += 1;
+            log.put(&big(seq)).unwrap();
+            match seq % 16 {
+                // Kept: one granted, one written on the target, one as it was.
+                1 => log.lock_granted(seq).unwrap(),
+                2 => log.data_written(seq).unwrap(),
+                3 => {}
+                _ => {
+                    let before = log.file_len();
+                    log.remove(seq).unwrap();
+                    if log.file_len() < before {
+                        // Rewritten: the file holds the live records and nothing else.
+                        rewrites += 1;
+                        let each = (2 << 20) + 64;
+                        assert!(log.file_len() < HEADER_LEN + 64 + kept.len() as u64 * each);
+                    }
+                    continue;
+                }
+            }
+            kept.push(seq);
+            assert!(seq < 200, "no rewrite after {seq} records");
+        }
+        assert_eq!(log.live_entries(), kept.len());
+        drop(log);
+        let (_, r) = LogFile::open(&p, id()).unwrap();
+        assert_eq!((r.generation, r.truncated), (5, 0));
+        assert_eq!(r.records.iter().map(|x| x.seq).collect::<Vec<_>>(), kept);
+        for x in &r.records {
+            let mut want = big(x.seq);
+            want.lock_pending = x.seq % 16 == 3;
+            want.data_pending = x.seq % 16 != 2;
+            assert!(*x == want, "record {} read back otherwise", x.seq);
+        }
     }
 }
