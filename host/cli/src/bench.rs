@@ -85,7 +85,7 @@ pub struct Row {
     pub r: LoadResult,
     /// For the software engine at QD1: mean microseconds queued, in the source's core task, and
     /// waiting for the target.
-    pub stages: Option<(f64, f64, f64)>,
+    pub stages: Option<(f64, f64, f64, f64)>,
     /// CPU time this process spent per write during the run, µs: the client, the link emulator
     /// and the engine under test, when they all run in it (`None` for QEMU, which runs apart).
     pub cpu_us: Option<f64>,
@@ -298,14 +298,17 @@ fn print_stages(rows: &[Row]) {
     println!(
         "where a QD1 write's time goes (means, µs): client-observed total = front end and client"
     );
-    println!("+ queued for the source's core task + in it (local write, log append, frames out) + waiting");
-    println!("for the target (link both ways, target's tasks and write); the floor is one trip and a pwrite.");
     println!(
-        "{:>8} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "rtt_us", "mode", "total", "front", "queued", "core", "target", "floor"
+        "+ queued for the source's core task + in it (local write, log append, frames out; of it"
+    );
+    println!("the disk's calls: before-image read, log and volume writes) + waiting for the target (link");
+    println!("both ways, target's tasks and write); the floor is one trip and a pwrite.");
+    println!(
+        "{:>8} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "rtt_us", "mode", "total", "front", "queued", "core", "disk", "target", "floor"
     );
     for r in rows.iter().filter(|r| r.stages.is_some()) {
-        let (q, p, m) = r.stages.expect("filtered");
+        let (q, p, d, m) = r.stages.expect("filtered");
         let total = r.r.mean_us();
         let floor = rows
             .iter()
@@ -313,13 +316,14 @@ fn print_stages(rows: &[Row]) {
             .map(|f| f.r.mean_us())
             .unwrap_or(0.0);
         println!(
-            "{:>8.0} {:<14} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            "{:>8.0} {:<14} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
             r.rtt_us,
             r.mode,
             total,
             (total - q - p - m).max(0.0),
             q,
             p,
+            d,
             m,
             floor
         );

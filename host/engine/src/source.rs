@@ -113,13 +113,15 @@ pub struct Running {
 }
 
 /// Where acknowledged writes spent their time, summed (nanoseconds): waiting for the core task,
-/// in the core task (local write, log append, frames handed to the link), and waiting for the
-/// target (the link both ways and the target's work).
+/// in the core task (local write, log append, frames handed to the link), of that in the disk's
+/// calls (the before-image read, the log's and the volume's writes), and waiting for the target
+/// (the link both ways and the target's work).
 #[derive(Debug, Default)]
 pub struct StageStats {
     pub writes: std::sync::atomic::AtomicU64,
     pub queue_ns: std::sync::atomic::AtomicU64,
     pub process_ns: std::sync::atomic::AtomicU64,
+    pub disk_ns: std::sync::atomic::AtomicU64,
     pub mirror_ns: std::sync::atomic::AtomicU64,
 }
 
@@ -130,20 +132,22 @@ impl StageStats {
             &self.writes,
             &self.queue_ns,
             &self.process_ns,
+            &self.disk_ns,
             &self.mirror_ns,
         ] {
             a.store(0, Relaxed);
         }
     }
 
-    /// Mean microseconds per write: (queue, processing, mirror).
-    pub fn means_us(&self) -> (f64, f64, f64) {
+    /// Mean microseconds per write: (queue, processing, of it the disk's calls, mirror).
+    pub fn means_us(&self) -> (f64, f64, f64, f64) {
         use std::sync::atomic::Ordering::Relaxed;
         let n = self.writes.load(Relaxed).max(1) as f64;
         let us = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64 / n / 1e3;
         (
             us(&self.queue_ns),
             us(&self.process_ns),
+            us(&self.disk_ns),
             us(&self.mirror_ns),
         )
     }
@@ -243,6 +247,7 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
         ready: ready_tx,
         stages: Arc::new(StageStats::default()),
         handed: BTreeMap::new(),
+        disk_time: Duration::ZERO,
     };
     let stages = task.stages.clone();
     task.run(recovery)?;
@@ -675,6 +680,8 @@ struct CoreTask {
     stages: Arc<StageStats>,
     /// When each client write left the core task (for the mirror stage).
     handed: BTreeMap<u64, Instant>,
+    /// Time in the disk's calls while the current message is handled (for the disk stage).
+    disk_time: Duration,
 }
 
 impl CoreTask {
@@ -704,6 +711,7 @@ impl CoreTask {
             };
             let Some(msg) = msg else { return Ok(()) };
             let picked = Instant::now();
+            self.disk_time = Duration::ZERO;
             let mut write_handle = None;
             let ev = match msg {
                 Msg::Io(IoRequest::Write {
@@ -722,12 +730,14 @@ impl CoreTask {
                     self.next_handle += 1;
                     let end = offset.saturating_add(data.len() as u64);
                     let mut before = vec![0u8; data.len()];
+                    let read = Instant::now();
                     if end <= self.disk.volume.size()
                         && self.disk.volume.read_at(offset, &mut before).is_err()
                     {
                         reply.send(Err(errno::EIO)).ok();
                         continue;
                     }
+                    self.disk_time += read.elapsed();
                     self.clients.insert(handle, reply);
                     SourceEvent::ClientWrite {
                         handle,
@@ -789,6 +799,7 @@ impl CoreTask {
             if let Some(h) = write_handle {
                 let handed = Instant::now();
                 self.stages.add(&self.stages.process_ns, handed - picked);
+                self.stages.add(&self.stages.disk_ns, self.disk_time);
                 if self.clients.contains_key(&h) {
                     self.handed.insert(h, handed);
                 }
@@ -807,7 +818,9 @@ impl CoreTask {
     /// The end of a batch: its log records reach the file, then its frames leave in one write.
     fn finish(&mut self, frames: Vec<u8>, r: Result<(), SourceError>) -> Result<(), SourceError> {
         // The batch's remaining log records (grants, confirmations, removals) in one write.
+        let t = Instant::now();
         self.disk.flush().map_err(SourceError::LogWrite)?;
+        self.disk_time += t.elapsed();
         if !frames.is_empty() {
             if let Some(tx) = &self.link {
                 if !tx.offer(frames) {
@@ -825,7 +838,10 @@ impl CoreTask {
     ) -> Result<(), SourceError> {
         let mut queue = std::collections::VecDeque::from(actions);
         while let Some(a) = queue.pop_front() {
-            let a = match self.disk.source_action(a).map_err(SourceError::LogWrite)? {
+            let t = Instant::now();
+            let step = self.disk.source_action(a).map_err(SourceError::LogWrite);
+            self.disk_time += t.elapsed();
+            let a = match step? {
                 Step::Done => continue,
                 Step::LocalWriteDone { seq, result } => {
                     let now = self.now();
