@@ -29,7 +29,7 @@ use crate::nbd::{self, Export, IoRequest};
 use crate::persist::{Background, Persist, Step};
 use crate::volume::{Volume, VolumeError};
 use crate::wire::{
-    frame_reader, probe_answer, probe_exchange, probe_frame, read_frames, ProbeError,
+    frame_reader, probe_answer, probe_exchange, probe_frame, read_frames, ProbeError, BATCH_FRAMES,
 };
 
 /// Where the NBD front end listens.
@@ -592,8 +592,6 @@ async fn udp_link_task(sock: Arc<UdpSocket>, opts: SourceOptions, core: mpsc::Se
 const LINK_QUEUE_BYTES: u64 = 64 << 20;
 /// A write to the socket gathers queued frames up to about this many bytes.
 const COALESCE_BYTES: usize = 1 << 20;
-/// Most answers handled as one batch (their log records in one write).
-const BATCH_FRAMES: usize = 64;
 
 /// A link's send queue, bounded in frames and in bytes.
 #[derive(Clone, Debug)]

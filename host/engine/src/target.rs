@@ -20,10 +20,7 @@ use crate::auth;
 use crate::datagram;
 use crate::source::LinkQueue;
 use crate::volume::{errno_of, Volume};
-use crate::wire::{frame_reader, read_frames};
-
-/// Most frames handled as one batch (their answers in one write).
-const BATCH_FRAMES: usize = 64;
+use crate::wire::{frame_reader, read_frames, BATCH_FRAMES};
 
 #[derive(Clone, Debug)]
 pub struct TargetOptions {

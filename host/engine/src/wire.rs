@@ -67,6 +67,9 @@ pub async fn probe_exchange<S: AsyncRead + AsyncWrite + Unpin>(
 /// and its DATA, a burst of answers) are read in one call instead of two per frame.
 const READ_BUFFER: usize = 256 << 10;
 
+/// Most frames [`read_frames`] hands over as one batch.
+pub const BATCH_FRAMES: usize = 64;
+
 /// A link's receiving half, buffered for [`read_frame`].
 pub fn frame_reader<R: AsyncRead>(r: R) -> tokio::io::BufReader<R> {
     tokio::io::BufReader::with_capacity(READ_BUFFER, r)
