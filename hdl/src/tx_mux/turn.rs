@@ -4,8 +4,9 @@ use rust_hdl::prelude::*;
 
 use super::TxOwner;
 
-/// The choice, in a block of its own that reads neither stream's data, valid nor last: so
-/// stream A's ready depends on no signal A makes, even to a simulator that orders whole blocks.
+/// The choice, in a block of its own that reads none of stream A's signals (only B's valid, the
+/// link's ready and the mux's registers): so A's ready depends on no signal A makes, even to a
+/// simulator that orders whole blocks.
 #[derive(LogicBlock, Default)]
 pub struct TxTurn {
     pub owner: Signal<In, TxOwner>,
