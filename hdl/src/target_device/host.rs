@@ -20,8 +20,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use rust_hdl::prelude::*;
-use specmirror_abi::le::Le32;
+use specmirror_abi::le::{Le32, Le64};
 use specmirror_abi::regs;
+use specmirror_abi::ring::{Descriptor, Mode, DESCRIPTOR_LEN};
 use specmirror_abi::rx_ring::{
     DoneEntry, RxEntry, DONE_ENTRY_LEN, RX_BUFFER_BYTES, RX_ENTRY_LEN, RX_FRAME, RX_FUA, RX_PHASE,
 };
@@ -444,7 +445,7 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
             assert!(
                 n > 0
                     && (within(DONE, (DONE_ENTRY_LEN as u64) << LOG2)
-                        || within(SQ, 64 << SQ_LOG2)
+                        || within(SQ, (DESCRIPTOR_LEN as u64) << SQ_LOG2)
                         || within(SQ_FRAMES, (SQ_FRAME_BYTES as u64) << SQ_LOG2)),
                 "DMA read outside the rings: {a:#x}, {n} words"
             );
@@ -606,14 +607,14 @@ pub fn run(io: &mut impl TdIo, p: &Params) -> Outcome {
                 let slot = (sq_tail & ((1 << SQ_LOG2) - 1)) as u64;
                 let buf = SQ_FRAMES + slot * SQ_FRAME_BYTES as u64;
                 mem[buf as usize..buf as usize + f.len()].copy_from_slice(&f);
-                let d = specmirror_abi::ring::Descriptor {
-                    dma_addr: specmirror_abi::le::Le64::new(buf),
+                let d = Descriptor {
+                    dma_addr: Le64::new(buf),
                     length: Le32::new(f.len() as u32),
-                    mode: specmirror_abi::ring::Mode::Raw as u8,
+                    mode: Mode::Raw as u8,
                     ..Default::default()
                 };
-                let at = (SQ + slot * 64) as usize;
-                mem[at..at + 64].copy_from_slice(&d.to_bytes());
+                let at = SQ as usize + slot as usize * DESCRIPTOR_LEN;
+                mem[at..at + DESCRIPTOR_LEN].copy_from_slice(&d.to_bytes());
                 posted.push_back(f);
                 sq_tail = sq_tail.wrapping_add(1);
             }
