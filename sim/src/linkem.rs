@@ -130,9 +130,17 @@ impl Drop for Link {
     }
 }
 
+/// A thread of the link, named so that profiles tell its CPU from the daemons'.
+fn link_thread(f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .name("linkem".into())
+        .spawn(f)
+        .expect("spawning a link thread");
+}
+
 fn pipe(mut r: TcpStream, mut w: TcpStream, cfg: LinkConfig, sh: Arc<Shared>) {
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
-    std::thread::spawn(move || {
+    link_thread(move || {
         while let Ok((due, chunk)) = rx.recv() {
             let now = Instant::now();
             if due > now {
@@ -144,7 +152,7 @@ fn pipe(mut r: TcpStream, mut w: TcpStream, cfg: LinkConfig, sh: Arc<Shared>) {
         }
         let _ = w.shutdown(Shutdown::Write);
     });
-    std::thread::spawn(move || {
+    link_thread(move || {
         let mut seed = (Instant::now().elapsed().as_nanos() as u64) | 1;
         let mut last_due = Instant::now();
         let mut buf = vec![0u8; 256 << 10];

@@ -56,7 +56,7 @@ fn options(dir: &Path, id: u32) -> NodeOptions {
 
 impl Nodes {
     async fn start(dir: &Path, delay: Duration) -> Result<Nodes> {
-        let (rt1, rt2) = (runtime()?, runtime()?);
+        let (rt1, rt2) = (runtime("node-1")?, runtime("node-2")?);
         let (tx, rx) = tokio::sync::oneshot::channel::<String>();
         let two = rt2.spawn(node::start(options(dir, 2), move |a| {
             tx.send(a.to_string()).ok();

@@ -17,9 +17,12 @@ use specmirror_sim::linkem::{Link, LinkConfig};
 use specmirror_sim::udplink::{UdpLink, UdpLinkConfig};
 
 /// A runtime of one worker thread, so that each daemon of a measurement has a core's worth.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+/// Its threads are named `name`, so that `perf report --sort comm` splits the bench's CPU by
+/// daemon.
+pub(crate) fn runtime(name: &str) -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name(name)
         .enable_all()
         .build()?)
 }
@@ -64,7 +67,7 @@ impl Pair {
         delay: Duration,
         how: PairLink,
     ) -> Result<Pair> {
-        let (rt_target, rt_source) = (runtime()?, runtime()?);
+        let (rt_target, rt_source) = (runtime("target")?, runtime("source")?);
         let tvol = Volume::open(&dir.join("target.img"), Some(size))?;
         let pair_id = [7u8; 16];
         let topts = TargetOptions {
@@ -156,7 +159,7 @@ impl Drop for Floor {
 
 impl Floor {
     pub async fn start(dir: &Path, size: u64, delay: Duration) -> Result<Floor> {
-        let rt = runtime()?;
+        let rt = runtime("floor")?;
         let volume = Volume::open(&dir.join("floor.img"), Some(size))?;
         let v = volume.clone();
         let mirror = rt.spawn(async move { nbd::direct_mirror(v) }).await?;
