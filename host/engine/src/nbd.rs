@@ -71,7 +71,7 @@ pub enum IoRequest {
         fua: bool,
         /// When the front end had the whole request (for the stage breakdown).
         received: std::time::Instant,
-        reply: oneshot::Sender<Result<(), i32>>,
+        reply: Answer,
     },
     Flush {
         reply: oneshot::Sender<Result<(), i32>>,
@@ -83,6 +83,77 @@ pub enum IoRequest {
         len: u64,
         reply: oneshot::Sender<Result<Vec<u8>, i32>>,
     },
+}
+
+/// Where a write's outcome goes: straight into its client's reply queue (no task waits for it),
+/// or to whoever waits on a oneshot channel. An answer dropped unsent tells of an I/O error, so
+/// that no client waits forever for a write the mirror let go of.
+#[derive(Debug)]
+pub struct Answer(Option<AnswerTo>);
+
+#[derive(Debug)]
+enum AnswerTo {
+    Waiter(oneshot::Sender<Result<(), i32>>),
+    Client {
+        replies: mpsc::UnboundedSender<Reply>,
+        cookie: u64,
+        /// The write's share of the in-flight budget, given back once it is answered.
+        _share: tokio::sync::OwnedSemaphorePermit,
+    },
+}
+
+impl AnswerTo {
+    fn deliver(self, r: Result<(), i32>) -> Result<(), Result<(), i32>> {
+        match self {
+            AnswerTo::Waiter(tx) => tx.send(r),
+            AnswerTo::Client {
+                replies, cookie, ..
+            } => replies
+                .send(Reply {
+                    cookie,
+                    error: r.err().unwrap_or(0) as u32,
+                    data: Vec::new(),
+                    share: None,
+                })
+                .map_err(|_| r),
+        }
+    }
+}
+
+impl Answer {
+    /// An answer awaited on the returned receiver.
+    pub fn channel() -> (Answer, oneshot::Receiver<Result<(), i32>>) {
+        let (tx, rx) = oneshot::channel();
+        (Answer(Some(AnswerTo::Waiter(tx))), rx)
+    }
+
+    fn client(
+        replies: mpsc::UnboundedSender<Reply>,
+        cookie: u64,
+        share: tokio::sync::OwnedSemaphorePermit,
+    ) -> Answer {
+        Answer(Some(AnswerTo::Client {
+            replies,
+            cookie,
+            _share: share,
+        }))
+    }
+
+    /// Delivers the outcome; gives it back if nobody is there to take it any more.
+    pub fn send(mut self, r: Result<(), i32>) -> Result<(), Result<(), i32>> {
+        match self.0.take() {
+            Some(to) => to.deliver(r),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if let Some(to) = self.0.take() {
+            to.deliver(Err(errno::EIO)).ok();
+        }
+    }
 }
 
 /// One export: the volume it reads from and the mirror it writes through.
@@ -103,19 +174,23 @@ pub struct Export {
 /// budget, so a request larger than the budget runs alone instead of waiting forever.
 #[derive(Debug)]
 pub struct Budget {
-    sem: tokio::sync::Semaphore,
+    sem: Arc<tokio::sync::Semaphore>,
     cap_kib: u32,
 }
 
 impl Budget {
-    pub fn take_share(
+    /// Waits for a share of `bytes` (at least 1 KiB), held until the permit is dropped. The
+    /// budget is never closed; were it, the request would fail as if the mirror were gone.
+    pub async fn take_share(
         &self,
         bytes: u64,
-    ) -> impl std::future::Future<
-        Output = Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError>,
-    > {
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, NbdError> {
         let want = bytes.div_ceil(1024).clamp(1, self.cap_kib as u64) as u32;
-        self.sem.acquire_many(want)
+        self.sem
+            .clone()
+            .acquire_many_owned(want)
+            .await
+            .map_err(|_| NbdError::MirrorGone)
     }
 }
 
@@ -123,7 +198,7 @@ impl Budget {
 pub fn inflight_budget(bytes: u64) -> Arc<Budget> {
     let cap_kib = (bytes / 1024).clamp(1024, u32::MAX as u64 / 2) as u32;
     Arc::new(Budget {
-        sem: tokio::sync::Semaphore::new(cap_kib as usize),
+        sem: Arc::new(tokio::sync::Semaphore::new(cap_kib as usize)),
         cap_kib,
     })
 }
@@ -318,29 +393,46 @@ fn parse_info_request(d: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(name).into_owned())
 }
 
+#[derive(Debug)]
 struct Reply {
     cookie: u64,
     error: u32,
     data: Vec<u8>,
+    /// A read's share of the in-flight budget, held until its data has been written out.
+    share: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 async fn transmission<S>(s: S, export: Arc<Export>) -> Result<(), NbdError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut r, mut w) = tokio::io::split(s);
-    let (tx, mut rx) = mpsc::channel::<Reply>(256);
+    let (r, mut w) = tokio::io::split(s);
+    // Requests are read through a buffer: a pipelining client's headers and small payloads
+    // arrive in a few reads instead of two per request.
+    let mut r = tokio::io::BufReader::with_capacity(256 << 10, r);
+    // Unbounded in count, bounded in bytes: a read's reply holds its share of the budget until
+    // written, and writes answered hold none (they are 16 bytes each).
+    let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
     let writer = tokio::spawn(async move {
+        // The replies ready together leave in one write (up to about a megabyte).
+        let mut b = Vec::new();
+        let mut shares = Vec::new();
         while let Some(rep) = rx.recv().await {
-            let mut b = Vec::with_capacity(16 + rep.data.len());
-            b.extend_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
-            b.extend_from_slice(&rep.error.to_be_bytes());
-            b.extend_from_slice(&rep.cookie.to_be_bytes());
-            b.extend_from_slice(&rep.data);
-            w.write_all(&b).await?;
-            if rx.is_empty() {
-                w.flush().await?;
+            b.clear();
+            let mut next = Some(rep);
+            while let Some(rep) = next.take() {
+                b.extend_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
+                b.extend_from_slice(&rep.error.to_be_bytes());
+                b.extend_from_slice(&rep.cookie.to_be_bytes());
+                b.extend_from_slice(&rep.data);
+                shares.push(rep.share);
+                if b.len() < 1 << 20 {
+                    next = rx.try_recv().ok();
+                }
             }
+            w.write_all(&b).await?;
+            w.flush().await?;
+            shares.clear();
         }
         w.flush().await?;
         Ok::<(), std::io::Error>(())
@@ -365,17 +457,19 @@ where
             let len = u32::from_be_bytes(hdr[24..28].try_into().expect("4"));
             let in_range = offset.checked_add(len as u64).is_some_and(|e| e <= size);
             let fua = flags & CMD_FLAG_FUA != 0;
-            let reply = |error: i32| Reply {
+            let reply = move |error: i32| Reply {
                 cookie,
                 error: error as u32,
                 data: Vec::new(),
+                share: None,
             };
             match ty {
                 CMD_READ => {
                     if len > MAX_REQUEST || !in_range {
-                        tx.send(reply(errno::EINVAL)).await.ok();
+                        tx.send(reply(errno::EINVAL)).ok();
                         continue;
                     }
+                    let share = Some(export.inflight.take_share(len as u64).await?);
                     if export.reads_through_mirror {
                         let mirror = export.mirror.clone();
                         let tx = tx.clone();
@@ -390,19 +484,17 @@ where
                                 Ok(()) => rrx.await.unwrap_or(Err(errno::EIO)),
                                 Err(_) => Err(errno::EIO),
                             };
-                            let rep = match rep {
-                                Ok(data) => Reply {
-                                    cookie,
-                                    error: 0,
-                                    data,
-                                },
-                                Err(e) => Reply {
-                                    cookie,
-                                    error: e as u32,
-                                    data: Vec::new(),
-                                },
+                            let (error, data) = match rep {
+                                Ok(data) => (0, data),
+                                Err(e) => (e as u32, Vec::new()),
                             };
-                            tx.send(rep).await.ok();
+                            tx.send(Reply {
+                                cookie,
+                                error,
+                                data,
+                                share,
+                            })
+                            .ok();
                         });
                         continue;
                     }
@@ -412,28 +504,47 @@ where
                             cookie,
                             error: 0,
                             data,
+                            share,
                         },
                         Err(_) => reply(errno::EIO),
                     };
-                    tx.send(rep).await.ok();
+                    tx.send(rep).ok();
                 }
                 CMD_WRITE => {
                     if len > MAX_REQUEST {
                         // The payload cannot be skipped safely: refuse and hang up.
-                        tx.send(reply(errno::EINVAL)).await.ok();
+                        tx.send(reply(errno::EINVAL)).ok();
                         return Err(NbdError::RequestTooLong(len));
                     }
                     let mut data = vec![0u8; len as usize];
                     r.read_exact(&mut data).await?;
                     if !in_range {
-                        tx.send(reply(errno::ENOSPC)).await.ok();
+                        tx.send(reply(errno::ENOSPC)).ok();
+                        continue;
+                    }
+                    if data.len() <= CHUNK {
+                        // One piece (nearly every write): handed to the mirror here, in the
+                        // order read, and answered straight into the reply queue.
+                        let share = export.inflight.take_share(len as u64).await?;
+                        let req = IoRequest::Write {
+                            offset,
+                            data,
+                            fua,
+                            received: std::time::Instant::now(),
+                            reply: Answer::client(tx.clone(), cookie, share),
+                        };
+                        if let Err(mpsc::error::SendError(IoRequest::Write { reply, .. })) =
+                            export.mirror.send(req).await
+                        {
+                            reply.send(Err(errno::EIO)).ok();
+                        }
                         continue;
                     }
                     spawn_writes(&export, &tx, cookie, offset, Payload::Data(data), fua);
                 }
                 CMD_WRITE_ZEROES => {
                     if !in_range {
-                        tx.send(reply(errno::ENOSPC)).await.ok();
+                        tx.send(reply(errno::ENOSPC)).ok();
                         continue;
                     }
                     spawn_writes(
@@ -447,7 +558,7 @@ where
                 }
                 CMD_TRIM => {
                     let e = if in_range { 0 } else { errno::EINVAL };
-                    tx.send(reply(e)).await.ok();
+                    tx.send(reply(e)).ok();
                 }
                 CMD_FLUSH => {
                     let mirror = export.mirror.clone();
@@ -458,18 +569,12 @@ where
                             Ok(()) => rrx.await.unwrap_or(Err(errno::EIO)).err().unwrap_or(0),
                             Err(_) => errno::EIO,
                         };
-                        tx.send(Reply {
-                            cookie,
-                            error: e as u32,
-                            data: Vec::new(),
-                        })
-                        .await
-                        .ok();
+                        tx.send(reply(e)).ok();
                     });
                 }
                 CMD_DISC => return Ok(()),
                 _ => {
-                    tx.send(reply(errno::EINVAL)).await.ok();
+                    tx.send(reply(errno::EINVAL)).ok();
                 }
             }
         }
@@ -492,7 +597,7 @@ enum Payload {
 /// once every piece is confirmed (or with the first error).
 fn spawn_writes(
     export: &Export,
-    tx: &mpsc::Sender<Reply>,
+    tx: &mpsc::UnboundedSender<Reply>,
     cookie: u64,
     offset: u64,
     mut payload: Payload,
@@ -520,13 +625,13 @@ fn spawn_writes(
                 Payload::Data(d) => d[at as usize..at as usize + n].to_vec(),
                 Payload::Zeroes(_) => vec![0u8; n],
             };
-            let (rtx, rrx) = oneshot::channel();
+            let (answer, rrx) = Answer::channel();
             let req = IoRequest::Write {
                 offset: offset + at,
                 data,
                 fua,
                 received: std::time::Instant::now(),
-                reply: rtx,
+                reply: answer,
             };
             if mirror.send(req).await.is_err() {
                 error = errno::EIO;
@@ -553,8 +658,8 @@ fn spawn_writes(
             cookie,
             error: error as u32,
             data: Vec::new(),
+            share: None,
         })
-        .await
         .ok();
     });
 }
@@ -668,6 +773,71 @@ mod tests {
         );
         e.volume.read_at((1 << 20) - 8, &mut b[..8]).unwrap();
         assert_eq!(&b[..8], &[0; 8], "refused write changed nothing");
+    }
+
+    /// The fixed-newstyle handshake up to transmission, on the default export.
+    async fn go<S: AsyncRead + AsyncWrite + Unpin>(c: &mut S) {
+        assert_eq!(c.read_u64().await.unwrap(), NBDMAGIC);
+        assert_eq!(c.read_u64().await.unwrap(), IHAVEOPT);
+        c.read_u16().await.unwrap();
+        c.write_u32(CLIENT_FIXED_NEWSTYLE | CLIENT_NO_ZEROES)
+            .await
+            .unwrap();
+        opt(c, OPT_GO, &[0u8; 6]).await;
+        while read_reply(c).await.1 != REP_ACK {}
+    }
+
+    /// Writes pipelined by a client are answered whatever order the mirror confirms them in,
+    /// and a write the mirror lets go of unanswered is answered with an I/O error.
+    #[tokio::test]
+    async fn pipelined_writes_are_answered_and_a_dropped_one_fails() {
+        let d = tempfile::tempdir().unwrap();
+        let volume = Volume::open(&d.path().join("v"), Some(1 << 20)).unwrap();
+        let (mirror, mut rx) = mpsc::channel::<IoRequest>(64);
+        let e = Arc::new(Export {
+            name: String::new(),
+            mirror,
+            volume,
+            inflight: inflight_budget(64 << 20),
+            reads_through_mirror: false,
+        });
+        // The mirror holds 8 writes, then confirms them last to first, dropping the one at 0.
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(r) = rx.recv().await {
+                if let IoRequest::Write { offset, reply, .. } = r {
+                    held.push((offset, reply));
+                }
+                if held.len() == 8 {
+                    while let Some((offset, reply)) = held.pop() {
+                        if offset != 0 {
+                            reply.send(Ok(())).unwrap();
+                        }
+                    }
+                }
+            }
+        });
+        let (mut c, s) = tokio::io::duplex(1 << 20);
+        let server = tokio::spawn(serve(s, e));
+        go(&mut c).await;
+        for k in 0..8u64 {
+            request(&mut c, CMD_WRITE, 100 + k, k * 512, 512).await;
+            c.write_all(&[k as u8; 512]).await.unwrap();
+        }
+        let mut got = std::collections::BTreeMap::new();
+        for _ in 0..8 {
+            let (error, cookie) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), simple(&mut c))
+                    .await
+                    .expect("every write is answered");
+            assert!(got.insert(cookie, error).is_none(), "one answer per write");
+        }
+        let want: std::collections::BTreeMap<u64, u32> = (0..8u64)
+            .map(|k| (100 + k, if k == 0 { errno::EIO as u32 } else { 0 }))
+            .collect();
+        assert_eq!(got, want);
+        request(&mut c, CMD_DISC, 9, 0, 0).await;
+        server.await.unwrap().unwrap();
     }
 
     #[tokio::test]

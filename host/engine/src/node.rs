@@ -26,7 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::auth::{self, AuthError};
 use crate::logfile::{LogError, LogFile, PairIdentity};
-use crate::nbd::{self, Export, IoRequest};
+use crate::nbd::{self, Answer, Export, IoRequest};
 use crate::persist::{Background, Persist, Step};
 use crate::source::{listen_nbd, write_batches, LinkQueue, NbdListen};
 use crate::volume::{errno_of, Volume, VolumeError};
@@ -483,7 +483,7 @@ struct CoreTask {
     core: Node,
     disk: Persist,
     link: Option<LinkQueue>,
-    writes: BTreeMap<u64, oneshot::Sender<Result<(), i32>>>,
+    writes: BTreeMap<u64, Answer>,
     reads: BTreeMap<u64, oneshot::Sender<Result<Vec<u8>, i32>>>,
     flushes: BTreeMap<u64, oneshot::Sender<Result<(), i32>>>,
     next_handle: u64,

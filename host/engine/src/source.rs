@@ -25,7 +25,7 @@ use crate::auth::{self, AuthError};
 use crate::datagram::{self, Transport};
 use crate::hw::{self, HwDevice, HwPort, HwStats};
 use crate::logfile::{LogError, LogFile, PairIdentity};
-use crate::nbd::{self, Export, IoRequest};
+use crate::nbd::{self, Answer, Export, IoRequest};
 use crate::persist::{Background, Persist, Step};
 use crate::volume::{Volume, VolumeError};
 use crate::wire::{
@@ -670,7 +670,7 @@ struct CoreTask {
     core: Source,
     disk: Persist,
     link: Option<LinkQueue>,
-    clients: BTreeMap<u64, oneshot::Sender<Result<(), i32>>>,
+    clients: BTreeMap<u64, Answer>,
     flushes: BTreeMap<u64, oneshot::Sender<Result<(), i32>>>,
     next_handle: u64,
     start: Instant,
