@@ -16,7 +16,8 @@ use specmirror_core::rollback_log::LogRecord;
 
 const MAGIC: &[u8; 8] = b"SMLOG001";
 const HEADER_LEN: u64 = 64;
-/// Rewrite the file when it is larger than this and mostly dead.
+/// The file is cut back only once larger than this: started over when nothing in it is live,
+/// rewritten with its live records when they are under a quarter of it.
 const COMPACT_MIN: u64 = 64 << 20;
 
 const PUT: u8 = 1;
@@ -286,10 +287,15 @@ impl LogFile {
         Ok(())
     }
 
+    /// Cuts the file back once it has grown past COMPACT_MIN and most of it is dead. The records
+    /// appended are written with the batch they belong to, not here, unless the file is cut.
     fn maybe_compact(&mut self) -> io::Result<()> {
-        self.flush()?;
-        if self.live.is_empty() && self.len > HEADER_LEN + (1 << 20) {
+        if self.len <= COMPACT_MIN {
+            return Ok(());
+        }
+        if self.live.is_empty() {
             // Nothing unconfirmed: start the file over, keeping only the generation.
+            self.flush()?;
             self.file.set_len(HEADER_LEN)?;
             self.file.seek(SeekFrom::Start(HEADER_LEN))?;
             self.len = HEADER_LEN;
@@ -297,7 +303,8 @@ impl LogFile {
             return self.file.sync_data();
         }
         let live_bytes: u64 = self.live.values().map(|l| l.len).sum();
-        if self.len > COMPACT_MIN && live_bytes * 4 < self.len {
+        if live_bytes * 4 < self.len {
+            self.flush()?;
             self.rewrite()?;
         }
         Ok(())
@@ -639,14 +646,16 @@ mod tests {
         let p = d.path().join("log");
         let (mut log, _) = LogFile::open(&p, id()).unwrap();
         log.set_generation(9).unwrap();
-        for i in 1..=400u64 {
+        // 70 MiB of records, each removed once put: the file is started over past COMPACT_MIN.
+        for i in 1..=70u64 {
             let mut r = rec(i, 1);
-            r.data = vec![1; 4096];
-            r.before = Some(vec![0; 4096]);
+            r.data = vec![1; 512 << 10];
+            r.before = Some(vec![0; 512 << 10]);
             log.put(&r).unwrap();
             log.remove(i).unwrap();
+            log.flush().unwrap();
         }
-        assert!(log.file_len() < (1 << 20) + 16384, "{}", log.file_len());
+        assert!(log.file_len() < 8 << 20, "{}", log.file_len());
         drop(log);
         let (_, r) = LogFile::open(&p, id()).unwrap();
         assert!(r.records.is_empty());
