@@ -241,6 +241,7 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
         disk: Persist::new(volume.clone(), log, opts.log_sync, notify),
         link: None,
         clients: BTreeMap::new(),
+        answers: Vec::new(),
         flushes: BTreeMap::new(),
         next_handle: 1,
         start: Instant::now(),
@@ -666,11 +667,42 @@ pub(crate) async fn write_batches<W: tokio::io::AsyncWrite + Unpin>(mut q: LinkR
     }
 }
 
+/// Client writes the core task takes at once, at most, and the bytes after which it takes no
+/// more: a batch's frames leave only once all its before-images are read and its records written,
+/// so a longer batch holds its first write back longer.
+const BATCH_WRITES: usize = 8;
+const BATCH_BYTES: usize = 256 << 10;
+
+/// A client write as the core task takes it off the front end's channel.
+struct ClientWrite {
+    offset: u64,
+    data: Vec<u8>,
+    fua: bool,
+    received: Instant,
+    reply: Answer,
+}
+
+/// Copies into `buf` (the volume's bytes from `offset`) the part of `data`, to be written at
+/// `at`, that falls within it.
+fn overlay(buf: &mut [u8], offset: u64, data: &[u8], at: u64) {
+    let lo = offset.max(at);
+    let hi = offset
+        .saturating_add(buf.len() as u64)
+        .min(at.saturating_add(data.len() as u64));
+    if lo < hi {
+        let (b, d) = ((lo - offset) as usize, (lo - at) as usize);
+        let n = (hi - lo) as usize;
+        buf[b..b + n].copy_from_slice(&data[d..d + n]);
+    }
+}
+
 struct CoreTask {
     core: Source,
     disk: Persist,
     link: Option<LinkQueue>,
     clients: BTreeMap<u64, Answer>,
+    /// Client writes answered in the current batch, told once its log records are written.
+    answers: Vec<(Answer, Result<(), i32>)>,
     flushes: BTreeMap<u64, oneshot::Sender<Result<(), i32>>>,
     next_handle: u64,
     start: Instant,
@@ -692,25 +724,27 @@ impl CoreTask {
         mut rx: mpsc::Receiver<Msg>,
         mut io_rx: mpsc::Receiver<IoRequest>,
     ) -> Result<(), SourceError> {
+        // A request taken off the front end's channel while gathering writes, not a write.
+        let mut held: Option<IoRequest> = None;
         loop {
             let wait = self
                 .core
                 .poll_timeout()
                 .map(|d| Duration::from_nanos(d.saturating_sub(self.now())))
                 .unwrap_or(Duration::from_secs(3600));
-            let msg = tokio::select! {
-                m = rx.recv() => m,
-                Some(r) = io_rx.recv() => Some(Msg::Io(r)),
-                _ = tokio::time::sleep(wait) => {
-                    let a = self.core.handle_timeout(self.now());
-                    self.run(a)?;
-                    continue;
-                }
+            let msg = match held.take() {
+                Some(r) => Some(Msg::Io(r)),
+                None => tokio::select! {
+                    m = rx.recv() => m,
+                    Some(r) = io_rx.recv() => Some(Msg::Io(r)),
+                    _ = tokio::time::sleep(wait) => {
+                        let a = self.core.handle_timeout(self.now());
+                        self.run(a)?;
+                        continue;
+                    }
+                },
             };
             let Some(msg) = msg else { return Ok(()) };
-            let picked = Instant::now();
-            self.disk_time = Duration::ZERO;
-            let mut write_handle = None;
             let ev = match msg {
                 Msg::Io(IoRequest::Write {
                     offset,
@@ -719,31 +753,42 @@ impl CoreTask {
                     received,
                     reply,
                 }) => {
-                    self.stages.add(
-                        &self.stages.queue_ns,
-                        picked.saturating_duration_since(received),
-                    );
-                    let handle = self.next_handle;
-                    write_handle = Some(handle);
-                    self.next_handle += 1;
-                    let end = offset.saturating_add(data.len() as u64);
-                    let mut before = vec![0u8; data.len()];
-                    let read = Instant::now();
-                    if end <= self.disk.volume.size()
-                        && self.disk.volume.read_at(offset, &mut before).is_err()
-                    {
-                        reply.send(Err(errno::EIO)).ok();
-                        continue;
-                    }
-                    self.disk_time += read.elapsed();
-                    self.clients.insert(handle, reply);
-                    SourceEvent::ClientWrite {
-                        handle,
+                    // The writes already waiting behind this one go with it.
+                    let mut batch = vec![ClientWrite {
                         offset,
                         data,
-                        before,
                         fua,
+                        received,
+                        reply,
+                    }];
+                    let mut bytes = batch[0].data.len();
+                    while batch.len() < BATCH_WRITES && bytes < BATCH_BYTES {
+                        match io_rx.try_recv() {
+                            Ok(IoRequest::Write {
+                                offset,
+                                data,
+                                fua,
+                                received,
+                                reply,
+                            }) => {
+                                bytes += data.len();
+                                batch.push(ClientWrite {
+                                    offset,
+                                    data,
+                                    fua,
+                                    received,
+                                    reply,
+                                });
+                            }
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
                     }
+                    self.client_writes(batch)?;
+                    continue;
                 }
                 Msg::Io(IoRequest::Read { offset, len, reply }) => {
                     // A one-way source's export reads the volume itself; answer anyway.
@@ -794,15 +839,73 @@ impl CoreTask {
             };
             let a = self.core.handle(ev, self.now());
             self.run(a)?;
-            if let Some(h) = write_handle {
-                let handed = Instant::now();
-                self.stages.add(&self.stages.process_ns, handed - picked);
-                self.stages.add(&self.stages.disk_ns, self.disk_time);
-                if self.clients.contains_key(&h) {
-                    self.handed.insert(h, handed);
+        }
+    }
+
+    /// Client writes that were waiting together. Each one's before-image is read as the volume
+    /// will stand once the batch's earlier writes are on it; then the batch's log records reach
+    /// the file in one write, before any of its volume writes, and its frames leave in one write.
+    fn client_writes(&mut self, batch: Vec<ClientWrite>) -> Result<(), SourceError> {
+        let picked = Instant::now();
+        self.disk_time = Duration::ZERO;
+        let mut actions = Vec::new();
+        let mut handles = Vec::with_capacity(batch.len());
+        for w in batch {
+            self.stages.add(
+                &self.stages.queue_ns,
+                picked.saturating_duration_since(w.received),
+            );
+            let end = w.offset.saturating_add(w.data.len() as u64);
+            let mut before = vec![0u8; w.data.len()];
+            let read = Instant::now();
+            if end <= self.disk.volume.size()
+                && self.disk.volume.read_at(w.offset, &mut before).is_err()
+            {
+                w.reply.send(Err(errno::EIO)).ok();
+                continue;
+            }
+            self.disk_time += read.elapsed();
+            // The local writes gathered so far are carried out after this read.
+            for a in &actions {
+                if let SourceAction::WriteLocal { offset, data, .. } = a {
+                    overlay(&mut before, w.offset, data, *offset);
                 }
             }
+            let handle = self.next_handle;
+            self.next_handle += 1;
+            self.clients.insert(handle, w.reply);
+            handles.push(handle);
+            let ev = SourceEvent::ClientWrite {
+                handle,
+                offset: w.offset,
+                data: w.data,
+                before,
+                fua: w.fua,
+            };
+            actions.extend(self.core.handle(ev, self.now()));
         }
+        // The records reach the file in one write; then the frames leave, in one write, without
+        // waiting for the volume writes, which come last.
+        let (mut first, rest): (Vec<_>, Vec<_>) = actions
+            .into_iter()
+            .partition(|a| matches!(a, SourceAction::LogAppend(_) | SourceAction::Send(_)));
+        first.sort_by_key(|a| !matches!(a, SourceAction::LogAppend(_)));
+        let mut frames = Vec::new();
+        let r = self.run_gathering(first, &mut frames);
+        let t = Instant::now();
+        self.disk.barrier().map_err(SourceError::LogWrite)?;
+        self.disk_time += t.elapsed();
+        self.finish(frames, r)?;
+        self.run(rest)?;
+        let handed = Instant::now();
+        for h in handles {
+            self.stages.add(&self.stages.process_ns, handed - picked);
+            self.stages.add(&self.stages.disk_ns, self.disk_time);
+            if self.clients.contains_key(&h) {
+                self.handed.insert(h, handed);
+            }
+        }
+        Ok(())
     }
 
     /// Carries out actions in order; immediate completions are fed straight back. Frames are
@@ -813,12 +916,17 @@ impl CoreTask {
         self.finish(frames, r)
     }
 
-    /// The end of a batch: its log records reach the file, then its frames leave in one write.
+    /// The end of a batch: its log records reach the file, then its clients are answered and
+    /// its frames leave in one write.
     fn finish(&mut self, frames: Vec<u8>, r: Result<(), SourceError>) -> Result<(), SourceError> {
         // The batch's remaining log records (grants, confirmations, removals) in one write.
         let t = Instant::now();
         self.disk.flush().map_err(SourceError::LogWrite)?;
         self.disk_time += t.elapsed();
+        // A client hears of its write only once the log says what became of it.
+        for (answer, result) in self.answers.drain(..) {
+            answer.send(result).ok();
+        }
         if !frames.is_empty() {
             if let Some(tx) = &self.link {
                 if !tx.offer(frames) {
@@ -863,7 +971,7 @@ impl CoreTask {
                         }
                     }
                     if let Some(r) = self.clients.remove(&handle) {
-                        r.send(result).ok();
+                        self.answers.push((r, result));
                     }
                 }
                 SourceAction::AckFlush { handle, result } => {
@@ -938,5 +1046,109 @@ mod tests {
         assert_eq!(tail, [1, 2, 3]);
         drop(q);
         writer.await.unwrap();
+    }
+
+    #[test]
+    fn overlay_copies_only_the_overlap() {
+        let mut b = vec![0u8; 8];
+        overlay(&mut b, 100, &[1, 2, 3, 4], 98);
+        assert_eq!(b, [3, 4, 0, 0, 0, 0, 0, 0]);
+        overlay(&mut b, 100, &[9; 4], 106);
+        assert_eq!(b, [3, 4, 0, 0, 0, 0, 9, 9]);
+        overlay(&mut b, 100, &[7; 4], 108);
+        assert_eq!(b, [3, 4, 0, 0, 0, 0, 9, 9], "no overlap, no change");
+    }
+
+    /// Writes to one block that reach the core task together are taken as one batch; each one's
+    /// before-image in the rollback log is what the write before it left there.
+    #[tokio::test]
+    async fn writes_taken_together_log_the_before_images_of_the_writes_before_them() {
+        use crate::target::{self, TargetOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let pair_id = [3u8; 16];
+        // The target runs on a runtime of its own, shut down once the session is open: the
+        // writes then stay in the rollback log, waiting for it.
+        let trt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = trt
+            .spawn(target::bind("127.0.0.1:0"))
+            .await
+            .unwrap()
+            .unwrap();
+        let taddr = listener.local_addr().unwrap().to_string();
+        let topts = TargetOptions {
+            volume: Volume::open(&dir.path().join("t.img"), Some(1 << 20)).unwrap(),
+            region_size: 64 << 10,
+            pair_id,
+            secret: None,
+            peer_timeout: Duration::from_secs(10),
+        };
+        trt.spawn(target::serve(listener, topts));
+        let opts = SourceOptions {
+            volume: dir.path().join("s.img"),
+            size: Some(1 << 20),
+            target: taddr,
+            nbd: NbdListen::Tcp("127.0.0.1:0".into()),
+            log: dir.path().join("s.log"),
+            mode: Mode::Speculative,
+            region_size: 64 << 10,
+            pair_id,
+            secret: None,
+            link_timeout: Duration::from_secs(60),
+            log_sync: false,
+            peer_timeout: Duration::from_secs(10),
+            export_name: "x".into(),
+            max_inflight: 64 << 20,
+            transport: Transport::Tcp,
+            device: None,
+        };
+        let running = start(opts).await.unwrap();
+        trt.shutdown_background();
+        let client = crate::nbd_client::NbdClient::connect(&running.nbd_addr)
+            .await
+            .unwrap();
+        // Eight writes of 8 KiB, each over half of the one before: on this one-thread runtime
+        // they are all sent before the source reads any.
+        const N: u64 = 8;
+        let writes: Vec<_> = (1..=N)
+            .map(|k| {
+                let c = client.clone();
+                tokio::spawn(async move { c.write(k * 4096, &[k as u8; 8192], false).await })
+            })
+            .collect();
+        let copy = dir.path().join("copy.log");
+        let identity = PairIdentity {
+            pair_id,
+            volume_size: 1 << 20,
+            region_size: 64 << 10,
+        };
+        let mut records = Vec::new();
+        for _ in 0..500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            std::fs::copy(dir.path().join("s.log"), &copy).unwrap();
+            records = LogFile::open(&copy, identity).unwrap().1.records;
+            if records.len() as u64 == N {
+                break;
+            }
+        }
+        assert_eq!(records.len() as u64, N, "every write waits in the log");
+        records.sort_by_key(|r| r.offset);
+        let mut volume = vec![0u8; (N as usize + 2) * 4096];
+        for r in &records {
+            let at = r.offset as usize..r.offset as usize + r.data.len();
+            assert_eq!(
+                r.before.as_deref(),
+                Some(&volume[at.clone()]),
+                "before-image of the write at {}",
+                r.offset
+            );
+            volume[at].copy_from_slice(&r.data);
+        }
+        for w in writes {
+            w.abort();
+        }
     }
 }
