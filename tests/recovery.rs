@@ -38,6 +38,21 @@ fn verify_acknowledged(port: &str, acked: &[u64], salt: u64) {
     }
 }
 
+/// Waits (up to 20 s) until `bytes` of the image at `path` have been written: the load is under
+/// way, whatever the machine's speed. The images start sparse.
+fn wait_allocated(path: &std::path::Path, bytes: u64) {
+    use std::os::unix::fs::MetadataExt;
+    let started = std::time::Instant::now();
+    while std::fs::metadata(path).map_or(0, |m| m.blocks() * 512) < bytes {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no writes reached {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn background_writes(port: String, n: u64, salt: u64) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let cmds = chunk_writes(n, salt);
@@ -52,7 +67,7 @@ fn target_killed_under_load_and_restarted() {
     let port = p.nbd_port();
     let taddr = p.target.field("listen");
     let load = background_writes(port.clone(), 128, 3);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_allocated(&p.tgt_img(), 8 * CHUNK);
     p.target.kill9();
     std::thread::sleep(Duration::from_millis(1000));
     p.target = restart_target_at(p.dir.path(), &taddr, &[]);
@@ -79,7 +94,8 @@ fn source_killed_under_load_and_restarted_with_its_log() {
     let mut source = start_source(dir.path(), &taddr, "speculative", "64MiB", &[]);
     let port = port_of(&source.field("nbd"));
     let load = background_writes(port, 200, 5);
-    std::thread::sleep(Duration::from_millis(400));
+    // Killed once a few chunks have reached the target, well before the 200th.
+    wait_allocated(&dir.path().join("target.img"), 8 * CHUNK);
     source.kill9();
     let out = load.join().unwrap();
     let acked = acknowledged(&out);
@@ -110,7 +126,7 @@ fn link_cut_and_healed_under_load() {
     let source = start_source(dir.path(), &proxy.addr, "speculative", "64MiB", &[]);
     let port = port_of(&source.field("nbd"));
     let load = background_writes(port.clone(), 128, 9);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_allocated(&dir.path().join("target.img"), 8 * CHUNK);
     proxy.cut();
     std::thread::sleep(Duration::from_millis(1500));
     proxy.heal();
