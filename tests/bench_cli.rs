@@ -44,24 +44,40 @@ fn quick_bench_runs_and_its_output_parses() {
         assert!(lines.iter().any(|l| field(l, "mode") == m), "no {m} rows");
     }
     assert!(out.contains("spec/cons p50"), "ratios printed:\n{out}");
-    // The stage table: a row per mode, the disk's calls a part of the core task's time.
-    let stages = out
-        .split("where a QD1 write's time goes")
-        .nth(1)
-        .and_then(|t| t.split("CPU per QD32 write").next())
-        .unwrap_or_else(|| panic!("no stage table:\n{out}"));
-    for m in ["speculative", "implicit", "conservative"] {
-        let row: Vec<f64> = stages
-            .lines()
-            .find(|l| l.split_whitespace().nth(1) == Some(m))
-            .unwrap_or_else(|| panic!("no {m} row in the stage table:\n{stages}"))
-            .split_whitespace()
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        // rtt, total, front, queued, core, disk, target, floor
-        assert_eq!(row.len(), 8, "{m}: {row:?}");
-        let (core, disk) = (row[4], row[5]);
-        assert!(disk > 0.0 && disk <= core, "{m}: core {core}, disk {disk}");
+    // The stage tables: at QD1 a row per mode, at QD32 one per mode and block size; the disk's
+    // calls a part of the core task's time.
+    let between = |from: &str, to: &str| -> String {
+        out.split(from)
+            .nth(1)
+            .and_then(|t| t.split(to).next())
+            .unwrap_or_else(|| panic!("no table after {from:?}:\n{out}"))
+            .to_string()
+    };
+    let qd1 = between(
+        "where a QD1 write's time goes",
+        "where a QD32 write's time goes",
+    );
+    let qd32 = between("where a QD32 write's time goes", "CPU per QD32 write");
+    for (table, sizes) in [(&qd1, &[4096.0][..]), (&qd32, &[4096.0, 65536.0][..])] {
+        for m in ["speculative", "implicit", "conservative"] {
+            let rows: Vec<Vec<f64>> = table
+                .lines()
+                .filter(|l| l.split_whitespace().nth(1) == Some(m))
+                .map(|l| {
+                    l.split_whitespace()
+                        .filter_map(|v| v.parse().ok())
+                        .collect()
+                })
+                .collect();
+            let got: Vec<f64> = rows.iter().map(|r| r[1]).collect();
+            assert_eq!(got, sizes, "{m}'s rows by block size:\n{table}");
+            for row in rows {
+                // rtt, bs, total, front, queued, core, disk, target, floor
+                assert_eq!(row.len(), 9, "{m}: {row:?}");
+                let (core, disk) = (row[5], row[6]);
+                assert!(disk > 0.0 && disk <= core, "{m}: core {core}, disk {disk}");
+            }
+        }
     }
     // The CPU table: a row for the floor and each mode.
     let cpu_table = out

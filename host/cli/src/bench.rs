@@ -156,7 +156,7 @@ pub(crate) async fn measure(
             qd,
             bs,
             r,
-            stages: stages.filter(|_| qd == 1).map(|s| s.means_us()),
+            stages: stages.map(|s| s.means_us()),
             cpu_us: Some(cpu * 1e6 / writes),
         });
     }
@@ -292,7 +292,8 @@ fn print_cpu(rows: &[Row]) {
     }
 }
 
-/// Where a QD1 write's time goes in the software engine, next to the floor at the same RTT.
+/// Where a write's time goes in the software engine, next to the floor at the same RTT: at QD1,
+/// then at QD32 (where a write also waits behind the others of its burst).
 fn print_stages(rows: &[Row]) {
     println!();
     println!(
@@ -303,22 +304,43 @@ fn print_stages(rows: &[Row]) {
     );
     println!("the disk's calls: before-image read, log and volume writes) + waiting for the target (link");
     println!("both ways, target's tasks and write); the floor is one trip and a pwrite.");
+    print_stage_rows(rows, 1);
+    println!();
     println!(
-        "{:>8} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "rtt_us", "mode", "total", "front", "queued", "core", "disk", "target", "floor"
+        "where a QD32 write's time goes (means, µs; the same columns): 32 writes in flight move"
     );
-    for r in rows.iter().filter(|r| r.stages.is_some()) {
+    println!(
+        "as a burst, so every stage's time includes waiting behind the burst's other writes, and"
+    );
+    println!(
+        "the target column above the RTT is the target's and the link's work for the whole burst."
+    );
+    print_stage_rows(rows, 32);
+}
+
+fn print_stage_rows(rows: &[Row], qd: u64) {
+    println!(
+        "{:>8} {:<14} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "rtt_us", "mode", "bs", "total", "front", "queued", "core", "disk", "target", "floor"
+    );
+    for r in rows.iter().filter(|r| r.stages.is_some() && r.qd == qd) {
         let (q, p, d, m) = r.stages.expect("filtered");
         let total = r.r.mean_us();
         let floor = rows
             .iter()
-            .find(|f| f.engine == "floor" && f.qd == 1 && (f.rtt_us - r.rtt_us).abs() < 0.5)
+            .find(|f| {
+                f.engine == "floor"
+                    && f.qd == qd
+                    && f.bs == r.bs
+                    && (f.rtt_us - r.rtt_us).abs() < 0.5
+            })
             .map(|f| f.r.mean_us())
             .unwrap_or(0.0);
         println!(
-            "{:>8.0} {:<14} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            "{:>8.0} {:<14} {:>6} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
             r.rtt_us,
             r.mode,
+            r.bs,
             total,
             (total - q - p - m).max(0.0),
             q,
