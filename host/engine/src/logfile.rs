@@ -5,6 +5,13 @@
 //! that depends on it is carried out. A crash can leave a torn last record: replay stops at the
 //! first record that does not check out, says so, and cuts the file there. When the log empties,
 //! the file is cut back to its header; when it is mostly dead records, it is rewritten.
+//!
+//! A client write's record holds its before-image, not its data: the data goes to the volume right
+//! after the record reaches the file, and replay reads it back from there
+//! ([`Replayed::read_data`]). Whatever the volume holds over a logged write after a crash (its
+//! data, a later write's, or what lay there before, if the crash came first) is what the target
+//! is sent again, so the two copies agree; none of it was acknowledged until the target confirmed
+//! it. A compensation record (content restored by a rollback) keeps its data.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -38,6 +45,12 @@ pub enum LogError {
     OtherPair { path: PathBuf, what: String },
     #[error("rollback log {0} is a directory")]
     IsDirectory(PathBuf),
+    #[error("reading logged write {seq} back from the volume at byte {offset}: {source}")]
+    DataRead {
+        seq: u64,
+        offset: u64,
+        source: io::Error,
+    },
 }
 
 /// What identifies the volume pair a log belongs to.
@@ -77,10 +90,31 @@ impl PairIdentity {
 /// What replay found.
 #[derive(Debug, Default)]
 pub struct Replayed {
+    /// The live records; a client write's data is empty until [`Replayed::read_data`].
     pub records: Vec<LogRecord>,
     pub generation: u32,
     /// Bytes cut from a torn or damaged tail.
     pub truncated: u64,
+}
+
+impl Replayed {
+    /// Fills in each client write's data from the volume it was written to.
+    pub fn read_data(&mut self, volume: &crate::volume::Volume) -> Result<(), LogError> {
+        for r in &mut self.records {
+            if let Some(b) = r.before.as_ref().filter(|b| r.data.len() != b.len()) {
+                let mut data = vec![0u8; b.len()];
+                volume
+                    .read_at(r.offset, &mut data)
+                    .map_err(|source| LogError::DataRead {
+                        seq: r.seq,
+                        offset: r.offset,
+                        source,
+                    })?;
+                r.data = data;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -449,20 +483,28 @@ fn encode_record(rec: &Rec, out: &mut Vec<u8>) -> u64 {
     })
 }
 
-/// A PUT record's body, from the record where it is.
+/// A PUT record's body, from the record where it is: a client write's before-image without its
+/// data (which is on the volume), a compensation's data.
 fn put_body(r: &LogRecord, out: &mut Vec<u8>) {
     out.push(PUT);
     out.extend_from_slice(&r.seq.to_le_bytes());
     out.extend_from_slice(&r.offset.to_le_bytes());
+    let on_volume = r.before.is_some();
     let flags = (r.fua as u8)
         | (r.before.is_some() as u8) << 1
         | (r.lock_pending as u8) << 2
-        | (r.data_pending as u8) << 3;
+        | (r.data_pending as u8) << 3
+        | (on_volume as u8) << 4;
     out.push(flags);
-    out.extend_from_slice(&(r.data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&r.data);
-    if let Some(b) = &r.before {
-        out.extend_from_slice(b);
+    match &r.before {
+        Some(b) => {
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        None => {
+            out.extend_from_slice(&(r.data.len() as u32).to_le_bytes());
+            out.extend_from_slice(&r.data);
+        }
     }
 }
 
@@ -496,15 +538,24 @@ fn parse_record(b: &[u8]) -> Option<(Rec, usize)> {
             let offset = u64_at(9)?;
             let flags = *body.get(17)?;
             let n = u32::from_le_bytes(body.get(18..22)?.try_into().ok()?) as usize;
-            let data = body.get(22..22 + n)?.to_vec();
             let has_before = flags & 2 != 0;
+            let on_volume = flags & 16 != 0;
+            if on_volume && !has_before {
+                return None;
+            }
+            // Written before the data left the record: both, data first.
+            let data = if on_volume {
+                Vec::new()
+            } else {
+                body.get(22..22 + n)?.to_vec()
+            };
+            let at = if on_volume { 22 } else { 22 + n };
             let before = if has_before {
-                Some(body.get(22 + n..22 + 2 * n)?.to_vec())
+                Some(body.get(at..at + n)?.to_vec())
             } else {
                 None
             };
-            let expect = 22 + n * if has_before { 2 } else { 1 };
-            if body.len() != expect {
+            if body.len() != at + if has_before { n } else { 0 } {
                 return None;
             }
             Rec::Put(LogRecord {
@@ -575,6 +626,22 @@ mod tests {
         assert!(!r.records[0].lock_pending && r.records[0].data_pending);
         assert!(!r.records[1].data_pending);
         assert_eq!(r.records[2].before, None);
+        // The client writes' data is not in the file; the compensation's is.
+        assert!(r.records[0].data.is_empty() && r.records[1].data.is_empty());
+        assert_eq!(r.records[2].data, rec(4, 4).data);
+        // It is read back from the volume, where each write went after its record.
+        let volume = crate::volume::Volume::open(&d.path().join("vol"), Some(4096)).unwrap();
+        for x in [rec(1, 1), rec(2, 2)] {
+            volume.write_at(x.offset, &x.data).unwrap();
+        }
+        let mut r = r;
+        r.read_data(&volume).unwrap();
+        assert_eq!(r.records[0].data, rec(1, 1).data);
+        assert_eq!(
+            r.records[2].data,
+            rec(4, 4).data,
+            "a compensation is not read back"
+        );
         assert_eq!(r.records[1], {
             let mut x = rec(2, 2);
             x.lock_pending = false;
@@ -649,8 +716,8 @@ mod tests {
         // 70 MiB of records, each removed once put: the file is started over past COMPACT_MIN.
         for i in 1..=70u64 {
             let mut r = rec(i, 1);
-            r.data = vec![1; 512 << 10];
-            r.before = Some(vec![0; 512 << 10]);
+            r.data = vec![1; 1 << 20];
+            r.before = Some(vec![0; 1 << 20]);
             log.put(&r).unwrap();
             log.remove(i).unwrap();
             log.flush().unwrap();
@@ -670,10 +737,11 @@ mod tests {
         let p = d.path().join("log");
         let (mut log, _) = LogFile::open(&p, id()).unwrap();
         log.set_generation(5).unwrap();
+        // Records of 2 MiB each (a client write's record holds its before-image).
         let big = |seq: u64| {
             let mut r = rec(seq, seq as u8);
-            r.data = vec![seq as u8; 1 << 20];
-            r.before = Some(vec![!(seq as u8); 1 << 20]);
+            r.data = vec![seq as u8; 2 << 20];
+            r.before = Some(vec![!(seq as u8); 2 << 20]);
             r
         };
         let mut kept = vec![];
@@ -709,6 +777,7 @@ mod tests {
         assert_eq!(r.records.iter().map(|x| x.seq).collect::<Vec<_>>(), kept);
         for x in &r.records {
             let mut want = big(x.seq);
+            want.data = Vec::new(); // on the volume
             want.lock_pending = x.seq % 16 == 3;
             want.data_pending = x.seq % 16 != 2;
             assert!(*x == want, "record {} read back otherwise", x.seq);

@@ -165,7 +165,9 @@ pub async fn start(
         None => None,
     };
     let volume = Volume::open(&opts.volume, opts.size)?;
-    let (log, replayed) = LogFile::open(&opts.log, identity)?;
+    let (log, mut replayed) = LogFile::open(&opts.log, identity)?;
+    // A client write's data is where it was written, on the volume.
+    replayed.read_data(&volume)?;
     if replayed.truncated > 0 {
         warn!(
             bytes = replayed.truncated,

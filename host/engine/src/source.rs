@@ -206,7 +206,9 @@ pub async fn start(opts: SourceOptions) -> Result<Running, SourceError> {
     };
     // Every check passed: from here on the disk may change.
     let volume = Volume::open(&opts.volume, opts.size)?;
-    let (log, replayed) = LogFile::open(&opts.log, identity)?;
+    let (log, mut replayed) = LogFile::open(&opts.log, identity)?;
+    // A client write's data is where it was written, on the volume.
+    replayed.read_data(&volume)?;
     if replayed.truncated > 0 {
         warn!(
             bytes = replayed.truncated,
@@ -1138,14 +1140,14 @@ mod tests {
         records.sort_by_key(|r| r.offset);
         let mut volume = vec![0u8; (N as usize + 2) * 4096];
         for r in &records {
-            let at = r.offset as usize..r.offset as usize + r.data.len();
+            let k = r.offset / 4096;
+            let at = r.offset as usize..r.offset as usize + 8192;
             assert_eq!(
                 r.before.as_deref(),
                 Some(&volume[at.clone()]),
-                "before-image of the write at {}",
-                r.offset
+                "before-image of write {k}"
             );
-            volume[at].copy_from_slice(&r.data);
+            volume[at].fill(k as u8);
         }
         for w in writes {
             w.abort();
