@@ -684,6 +684,28 @@ struct ClientWrite {
     reply: Answer,
 }
 
+impl ClientWrite {
+    /// The write `r` asks for, or `r` itself when it is not a write.
+    fn from_request(r: IoRequest) -> Result<ClientWrite, IoRequest> {
+        match r {
+            IoRequest::Write {
+                offset,
+                data,
+                fua,
+                received,
+                reply,
+            } => Ok(ClientWrite {
+                offset,
+                data,
+                fua,
+                received,
+                reply,
+            }),
+            other => Err(other),
+        }
+    }
+}
+
 /// Copies into `buf` (the volume's bytes from `offset`) the part of `data`, to be written at
 /// `at`, that falls within it.
 fn overlay(buf: &mut [u8], offset: u64, data: &[u8], at: u64) {
@@ -765,28 +787,16 @@ impl CoreTask {
                     }];
                     let mut bytes = batch[0].data.len();
                     while batch.len() < BATCH_WRITES && bytes < BATCH_BYTES {
-                        match io_rx.try_recv() {
-                            Ok(IoRequest::Write {
-                                offset,
-                                data,
-                                fua,
-                                received,
-                                reply,
-                            }) => {
-                                bytes += data.len();
-                                batch.push(ClientWrite {
-                                    offset,
-                                    data,
-                                    fua,
-                                    received,
-                                    reply,
-                                });
+                        let Ok(r) = io_rx.try_recv() else { break };
+                        match ClientWrite::from_request(r) {
+                            Ok(w) => {
+                                bytes += w.data.len();
+                                batch.push(w);
                             }
-                            Ok(other) => {
+                            Err(other) => {
                                 held = Some(other);
                                 break;
                             }
-                            Err(_) => break,
                         }
                     }
                     self.client_writes(batch)?;
