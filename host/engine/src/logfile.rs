@@ -266,15 +266,7 @@ impl LogFile {
         let at = self.len;
         let n = frame_record(&mut self.pending, |out| put_body(rec, out));
         self.len += n;
-        self.live.insert(
-            rec.seq,
-            Live {
-                at,
-                len: n,
-                lock_pending: rec.lock_pending,
-                data_pending: rec.data_pending,
-            },
-        );
+        note_put(&mut self.live, rec, at, n);
         Ok(())
     }
 
@@ -412,20 +404,23 @@ struct Live {
     data_pending: bool,
 }
 
+/// Enters the PUT of `r`, found at byte `at` and `len` bytes long, in the index of live records.
+fn note_put(live: &mut BTreeMap<u64, Live>, r: &LogRecord, at: u64, len: u64) {
+    live.insert(
+        r.seq,
+        Live {
+            at,
+            len,
+            lock_pending: r.lock_pending,
+            data_pending: r.data_pending,
+        },
+    );
+}
+
 /// Follows `rec`, found at byte `at` and `len` bytes long, in the index of live records.
 fn note(live: &mut BTreeMap<u64, Live>, rec: &Rec, at: u64, len: u64) {
     match rec {
-        Rec::Put(r) => {
-            live.insert(
-                r.seq,
-                Live {
-                    at,
-                    len,
-                    lock_pending: r.lock_pending,
-                    data_pending: r.data_pending,
-                },
-            );
-        }
+        Rec::Put(r) => note_put(live, r, at, len),
         Rec::Seq(LOCK_GRANTED, s) => {
             if let Some(l) = live.get_mut(s) {
                 l.lock_pending = false;
