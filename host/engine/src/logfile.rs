@@ -373,8 +373,15 @@ impl LogFile {
                 let _ = d.sync_all();
             }
         }
-        self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
-        self.file.seek(SeekFrom::End(0))?;
+        let mut file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        file.seek(SeekFrom::End(0))?;
+        let old = std::mem::replace(&mut self.file, file);
+        // The old file's last close frees its pages, megabytes of them: not on the caller's
+        // thread, which is the mirror's.
+        std::thread::Builder::new()
+            .name("log-retire".into())
+            .spawn(move || drop(old))
+            .ok();
         self.len = out.len() as u64;
         self.live = live;
         Ok(())
