@@ -607,7 +607,7 @@ impl CoreTask {
                     len,
                 } => {
                     let mut before = vec![0u8; len as usize];
-                    if let Err(e) = self.disk.volume.read_at(offset, &mut before) {
+                    if let Err(e) = self.disk.volume.read_before(offset, &mut before) {
                         // Without the before-image the write cannot be undone: refuse it. Its
                         // admission hold goes with an empty write's answer.
                         warn!("reading the before-image at {offset} failed: {e}");

@@ -871,7 +871,7 @@ impl CoreTask {
             let mut before = vec![0u8; w.data.len()];
             let read = Instant::now();
             if end <= self.disk.volume.size()
-                && self.disk.volume.read_at(w.offset, &mut before).is_err()
+                && self.disk.volume.read_before(w.offset, &mut before).is_err()
             {
                 w.reply.send(Err(errno::EIO)).ok();
                 continue;
