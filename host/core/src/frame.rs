@@ -1,23 +1,26 @@
 //! An owned frame, as the state machines produce and consume it. Encoding and validation live in
 //! the ABI crate; drivers decode bytes into a [`Frame`] and encode a [`Frame`] into bytes.
 
+use bytes::Bytes;
 use specmirror_abi::{FrameError, FrameType, Header};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
     pub header: Header,
-    pub payload: Vec<u8>,
+    /// Shared, not copied, with the rollback log's record it was sent from.
+    pub payload: Bytes,
 }
 
 impl Frame {
-    pub fn new(header: Header, payload: Vec<u8>) -> Frame {
+    pub fn new(header: Header, payload: impl Into<Bytes>) -> Frame {
+        let payload = payload.into();
         let mut header = header;
         header.payload_len = payload.len() as u32;
         Frame { header, payload }
     }
 
     pub fn control(header: Header) -> Frame {
-        Frame::new(header, Vec::new())
+        Frame::new(header, Bytes::new())
     }
 
     pub fn ty(&self) -> FrameType {
@@ -38,7 +41,7 @@ impl Frame {
         Ok((
             Frame {
                 header,
-                payload: payload.to_vec(),
+                payload: Bytes::copy_from_slice(payload),
             },
             used,
         ))

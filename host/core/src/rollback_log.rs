@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
 use crate::region::bytes_overlap;
 
 /// What is persisted for one entry. A compensation entry (`before == None`) is not a client write:
@@ -17,8 +19,8 @@ use crate::region::bytes_overlap;
 pub struct LogRecord {
     pub seq: u64,
     pub offset: u64,
-    pub data: Vec<u8>,
-    pub before: Option<Vec<u8>>,
+    pub data: Bytes,
+    pub before: Option<Bytes>,
     pub fua: bool,
     /// The lock command is still in the log (not yet granted).
     pub lock_pending: bool,
@@ -226,17 +228,19 @@ impl RollbackLog {
             let lo = offset.max(e.rec.offset);
             let hi = (offset + len).min(e.rec.offset + e.rec.len());
             let mut changed = false;
+            let mut before = e.rec.before.take().map(Vec::from);
             for b in lo..hi {
                 let i = (b - offset) as usize;
                 if covered[i] {
                     continue;
                 }
                 covered[i] = true;
-                if let Some(before) = e.rec.before.as_mut() {
+                if let Some(before) = before.as_mut() {
                     before[(b - e.rec.offset) as usize] = data[i];
                     changed = true;
                 }
             }
+            e.rec.before = before.map(Bytes::from);
             if changed {
                 patched.push(*s);
             }
@@ -272,7 +276,7 @@ impl RollbackLog {
             .clone()
             .expect("compensation entries are never rolled back");
         let (off, len) = (e.rec.offset, e.rec.len());
-        let mut state = before;
+        let mut state = Vec::from(before);
         let mut patched = Vec::new();
         for (s, later) in self.entries.range_mut(seq..) {
             if !later.rec.overlaps(off, len) {
@@ -284,9 +288,13 @@ impl RollbackLog {
             let in_later = (lo - later.rec.offset) as usize..(hi - later.rec.offset) as usize;
             match later.rec.before.as_mut() {
                 // A client write: what lay under it is now the undone state.
-                Some(b) => b[in_later.clone()].copy_from_slice(&state[in_state.clone()]),
+                Some(b) => patch(b, in_later.start, &state[in_state.clone()]),
                 // A compensation: its content is the state itself.
-                None => later.rec.data[in_later.clone()].copy_from_slice(&state[in_state.clone()]),
+                None => patch(
+                    &mut later.rec.data,
+                    in_later.start,
+                    &state[in_state.clone()],
+                ),
             }
             state[in_state].copy_from_slice(&later.rec.data[in_later]);
             patched.push(*s);
@@ -299,6 +307,14 @@ impl RollbackLog {
     }
 }
 
+/// Overwrites `b` from byte `at` with `src`, copying `b` first only if it is shared (with an
+/// action or a frame that still holds the old bytes).
+fn patch(b: &mut Bytes, at: usize, src: &[u8]) {
+    let mut v = Vec::from(std::mem::take(b));
+    v[at..at + src.len()].copy_from_slice(src);
+    *b = v.into();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,8 +323,8 @@ mod tests {
         LogRecord {
             seq,
             offset,
-            data: data.to_vec(),
-            before: Some(before.to_vec()),
+            data: Bytes::copy_from_slice(data),
+            before: Some(Bytes::copy_from_slice(before)),
             fua: false,
             lock_pending: true,
             data_pending: true,
@@ -414,6 +430,32 @@ mod tests {
     }
 
     #[test]
+    fn records_shared_with_actions_are_copied_before_they_change() {
+        let mut log = RollbackLog::new();
+        let (one, two) = (
+            rec(1, 0, &[1; 4], &[0; 4]),
+            rec(2, 2, &[2; 4], &[1, 1, 0, 0]),
+        );
+        // The records as their LogAppend actions carry them, sharing the entries' bytes.
+        let (sent_one, sent_two) = (one.clone(), two.clone());
+        log.insert(one, None, true);
+        log.insert(two, None, true);
+        log.absorb(4, &[9; 4]);
+        log.rollback(1).unwrap();
+        assert_eq!(
+            log.get(2).unwrap().rec.before,
+            Some(vec![0, 0, 9, 9].into())
+        );
+        assert_eq!(
+            sent_two.before,
+            Some(vec![1, 1, 0, 0].into()),
+            "the action's copy changed"
+        );
+        assert_eq!(sent_one.before, Some(vec![0; 4].into()));
+        assert_eq!(&sent_one.data[..], &[1; 4]);
+    }
+
+    #[test]
     fn absorb_masks_logged_bytes_and_feeds_the_earliest_before_image() {
         let mut log = RollbackLog::new();
         // Volume bytes 0..16 were 0; entry 1 wrote 4..8 with 1s, entry 2 wrote 6..10 with 2s.
@@ -423,9 +465,12 @@ mod tests {
         let (pieces, patched) = log.absorb(2, &[9; 10]);
         assert_eq!(pieces, vec![(2, 2), (10, 2)]);
         assert_eq!(patched, vec![1, 2]);
-        assert_eq!(log.get(1).unwrap().rec.before, Some(vec![9; 4]));
+        assert_eq!(log.get(1).unwrap().rec.before, Some(vec![9; 4].into()));
         // Bytes 6..8 belong to entry 1's before-image; entry 2 takes only 8..10.
-        assert_eq!(log.get(2).unwrap().rec.before, Some(vec![1, 1, 9, 9]));
+        assert_eq!(
+            log.get(2).unwrap().rec.before,
+            Some(vec![1, 1, 9, 9].into())
+        );
         // Undoing both now leaves the peer's write, as if they had come after it.
         let rb2 = log.rollback(2).unwrap();
         assert_eq!(rb2.restore, vec![1, 1, 9, 9]);
@@ -457,7 +502,7 @@ mod tests {
             LogRecord {
                 seq: c,
                 offset: 0,
-                data: rb.restore.clone(),
+                data: rb.restore.clone().into(),
                 before: None,
                 fua: false,
                 lock_pending: true,

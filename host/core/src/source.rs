@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bytes::Bytes;
+
 use specmirror_abi::ring::Mode;
 use specmirror_abi::{Flags, FrameType, Header, Hello, HelloStatus, RejectReason, MAX_PAYLOAD};
 
@@ -119,7 +121,7 @@ pub enum SourceAction {
     WriteLocal {
         seq: Option<u64>,
         offset: u64,
-        data: Vec<u8>,
+        data: Bytes,
         fua: bool,
     },
     SyncLocal {
@@ -447,7 +449,7 @@ impl Source {
                 data,
                 before,
                 fua,
-            } => self.on_client_write(handle, offset, data, before, fua, now),
+            } => self.on_client_write(handle, offset, data.into(), before.into(), fua, now),
             SourceEvent::ClientFlush { handle } => self.on_client_flush(handle, now),
             SourceEvent::LocalWriteDone { seq, result } => {
                 match result {
@@ -670,8 +672,8 @@ impl Source {
         &mut self,
         handle: u64,
         offset: u64,
-        data: Vec<u8>,
-        before: Vec<u8>,
+        data: Bytes,
+        before: Bytes,
         fua: bool,
         now: Nanos,
     ) {
@@ -715,9 +717,10 @@ impl Source {
                     err: None,
                 },
             );
-            for (k, (d, b)) in data.chunks(size).zip(before.chunks(size)).enumerate() {
-                let at = offset + (k * size) as u64;
-                self.on_client_write(handle, at, d.to_vec(), b.to_vec(), fua, now);
+            for k in 0..n {
+                let (at, end) = (k * size, ((k + 1) * size).min(data.len()));
+                let (d, b) = (data.slice(at..end), before.slice(at..end));
+                self.on_client_write(handle, offset + at as u64, d, b, fua, now);
                 self.log.get_mut(first + k as u64).expect("the part").held = true;
             }
             return;
@@ -827,7 +830,7 @@ impl Source {
         h
     }
 
-    fn send(&mut self, h: Header, payload: Vec<u8>, now: Nanos) {
+    fn send(&mut self, h: Header, payload: impl Into<Bytes>, now: Nanos) {
         self.last_tx = now;
         self.out.push(SourceAction::Send(Frame::new(h, payload)));
     }
@@ -1144,16 +1147,13 @@ impl Source {
             // Pieces under the one lock: `arg` holds the piece's place in the write and the
             // write's length, so the target can put the write together whatever the order.
             let total = e.data.len() as u64;
-            let pieces: Vec<(Header, Vec<u8>)> = e
-                .data
-                .chunks(max)
-                .enumerate()
-                .map(|(k, c)| {
-                    let at = (k * max) as u64;
+            let pieces: Vec<(Header, Bytes)> = (0..e.data.len())
+                .step_by(max)
+                .map(|at| {
                     let mut p = h;
-                    p.offset = e.offset + at;
-                    p.arg = specmirror_abi::data_piece_arg(at, total);
-                    (p, c.to_vec())
+                    p.offset = e.offset + at as u64;
+                    p.arg = specmirror_abi::data_piece_arg(at as u64, total);
+                    (p, e.data.slice(at..(at + max).min(e.data.len())))
                 })
                 .collect();
             for (p, c) in pieces {
@@ -1304,7 +1304,7 @@ impl Source {
                 let c = LogRecord {
                     seq: self.next_seq,
                     offset: rb.removed.offset + (k * size) as u64,
-                    data: d.to_vec(),
+                    data: Bytes::copy_from_slice(d),
                     before: None,
                     fua: false,
                     lock_pending: true,
@@ -1328,7 +1328,7 @@ impl Source {
         self.out.push(SourceAction::WriteLocal {
             seq: None,
             offset: rb.removed.offset,
-            data: rb.restore,
+            data: rb.restore.into(),
             fua: false,
         });
         self.out.push(SourceAction::RolledBack {

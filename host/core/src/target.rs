@@ -571,9 +571,9 @@ impl Target {
         match h.ty {
             FrameType::Lock => self.on_lock_command(h, Vec::new(), now),
             FrameType::Data if h.flags.contains(Flags::IMPLICIT_LOCK) => {
-                self.on_lock_command(h, f.payload, now)
+                self.on_lock_command(h, f.payload.into(), now)
             }
-            FrameType::Data => self.on_data(h, f.payload, now),
+            FrameType::Data => self.on_data(h, f.payload.into(), now),
             FrameType::Abort => self.on_abort(h, now),
             FrameType::Flush => self.out.push(TargetAction::SyncVolume { token: h.seq }),
             FrameType::Heartbeat => {

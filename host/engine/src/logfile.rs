@@ -19,6 +19,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use specmirror_core::rollback_log::LogRecord;
 
 const MAGIC: &[u8; 8] = b"SMLOG001";
@@ -110,7 +111,7 @@ impl Replayed {
                         offset: r.offset,
                         source,
                     })?;
-                r.data = data;
+                r.data = data.into();
             }
         }
         Ok(())
@@ -547,13 +548,13 @@ fn parse_record(b: &[u8]) -> Option<(Rec, usize)> {
             }
             // Written before the data left the record: both, data first.
             let data = if on_volume {
-                Vec::new()
+                Bytes::new()
             } else {
-                body.get(22..22 + n)?.to_vec()
+                Bytes::copy_from_slice(body.get(22..22 + n)?)
             };
             let at = if on_volume { 22 } else { 22 + n };
             let before = if has_before {
-                Some(body.get(at..at + n)?.to_vec())
+                Some(Bytes::copy_from_slice(body.get(at..at + n)?))
             } else {
                 None
             };
@@ -595,8 +596,8 @@ mod tests {
         LogRecord {
             seq,
             offset: seq * 100,
-            data: vec![fill; 10],
-            before: Some(vec![0; 10]),
+            data: vec![fill; 10].into(),
+            before: Some(vec![0; 10].into()),
             fua: seq.is_multiple_of(2),
             lock_pending: true,
             data_pending: true,
@@ -718,8 +719,8 @@ mod tests {
         // 70 MiB of records, each removed once put: the file is started over past COMPACT_MIN.
         for i in 1..=70u64 {
             let mut r = rec(i, 1);
-            r.data = vec![1; 1 << 20];
-            r.before = Some(vec![0; 1 << 20]);
+            r.data = vec![1; 1 << 20].into();
+            r.before = Some(vec![0; 1 << 20].into());
             log.put(&r).unwrap();
             log.remove(i).unwrap();
             log.flush().unwrap();
@@ -742,8 +743,8 @@ mod tests {
         // Records of 2 MiB each (a client write's record holds its before-image).
         let big = |seq: u64| {
             let mut r = rec(seq, seq as u8);
-            r.data = vec![seq as u8; 2 << 20];
-            r.before = Some(vec![!(seq as u8); 2 << 20]);
+            r.data = vec![seq as u8; 2 << 20].into();
+            r.before = Some(vec![!(seq as u8); 2 << 20].into());
             r
         };
         let mut kept = vec![];
@@ -779,7 +780,7 @@ mod tests {
         assert_eq!(r.records.iter().map(|x| x.seq).collect::<Vec<_>>(), kept);
         for x in &r.records {
             let mut want = big(x.seq);
-            want.data = Vec::new(); // on the volume
+            want.data = Bytes::new(); // on the volume
             want.lock_pending = x.seq % 16 == 3;
             want.data_pending = x.seq % 16 != 2;
             assert!(*x == want, "record {} read back otherwise", x.seq);

@@ -153,7 +153,7 @@ mod tests {
         let mut r = &bytes[..];
         let mut buf = Vec::new();
         let a = read_frame(&mut r, &mut buf).await.unwrap().unwrap();
-        assert_eq!(a.payload, b"hello");
+        assert_eq!(&a.payload[..], b"hello");
         let b = read_frame(&mut r, &mut buf).await.unwrap().unwrap();
         assert_eq!(b.ty(), FrameType::Heartbeat);
         assert!(read_frame(&mut r, &mut buf).await.unwrap().is_none());
