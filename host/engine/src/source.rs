@@ -799,7 +799,7 @@ impl CoreTask {
                             }
                         }
                     }
-                    self.client_writes(batch)?;
+                    self.client_writes(batch).await?;
                     continue;
                 }
                 Msg::Io(IoRequest::Read { offset, len, reply }) => {
@@ -857,7 +857,7 @@ impl CoreTask {
     /// Client writes that were waiting together. Each one's before-image is read as the volume
     /// will stand once the batch's earlier writes are on it; then the batch's log records reach
     /// the file in one write, before any of its volume writes, and its frames leave in one write.
-    fn client_writes(&mut self, batch: Vec<ClientWrite>) -> Result<(), SourceError> {
+    async fn client_writes(&mut self, batch: Vec<ClientWrite>) -> Result<(), SourceError> {
         let picked = Instant::now();
         self.disk_time = Duration::ZERO;
         let mut actions = Vec::new();
@@ -908,6 +908,8 @@ impl CoreTask {
         self.disk.barrier().map_err(SourceError::LogWrite)?;
         self.disk_time += t.elapsed();
         self.finish(frames, r)?;
+        // The link's writer puts the frames on the wire before the volume writes are made.
+        tokio::task::yield_now().await;
         self.run(rest)?;
         let handed = Instant::now();
         for h in handles {
