@@ -300,10 +300,14 @@ fn print_stages(rows: &[Row]) {
         "where a QD1 write's time goes (means, µs): client-observed total = front end and client"
     );
     println!(
-        "+ queued for the source's core task + in it (local write, log append, frames out; of it"
+        "+ queued for the source's core task + in it until the frames are out (before-image read,"
     );
-    println!("the disk's calls: before-image read, log and volume writes) + waiting for the target (link");
-    println!("both ways, target's tasks and write); the floor is one trip and a pwrite.");
+    println!(
+        "log append; of it the disk's calls) + waiting for the target (link both ways, target's"
+    );
+    println!(
+        "tasks and write; the local write is made meanwhile); the floor is one trip and a pwrite."
+    );
     print_stage_rows(rows, 1);
     println!();
     println!(

@@ -113,9 +113,9 @@ pub struct Running {
 }
 
 /// Where acknowledged writes spent their time, summed (nanoseconds): waiting for the core task,
-/// in the core task (local write, log append, frames handed to the link), of that in the disk's
-/// calls (the before-image read, the log's and the volume's writes), and waiting for the target
-/// (the link both ways and the target's work).
+/// in the core task until the write's frames are handed to the link (before-image read, log
+/// append), of that in the disk's calls (the before-image read and the log's write), and waiting
+/// for the target (the link both ways and the target's work; the local write is made meanwhile).
 #[derive(Debug, Default)]
 pub struct StageStats {
     pub writes: std::sync::atomic::AtomicU64,
@@ -908,13 +908,14 @@ impl CoreTask {
         self.disk.barrier().map_err(SourceError::LogWrite)?;
         self.disk_time += t.elapsed();
         self.finish(frames, r)?;
+        // The writes have left the core task; their local writes overlap the wait for the target.
+        let (handed, disk_time) = (Instant::now(), self.disk_time);
         // The link's writer puts the frames on the wire before the volume writes are made.
         tokio::task::yield_now().await;
         self.run(rest)?;
-        let handed = Instant::now();
         for h in handles {
             self.stages.add(&self.stages.process_ns, handed - picked);
-            self.stages.add(&self.stages.disk_ns, self.disk_time);
+            self.stages.add(&self.stages.disk_ns, disk_time);
             if self.clients.contains_key(&h) {
                 self.handed.insert(h, handed);
             }
