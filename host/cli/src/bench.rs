@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -11,7 +12,7 @@ use clap::Args;
 use specmirror_abi::ring::Mode;
 use specmirror_engine::nbd_client::NbdClient;
 
-use crate::load::{random_writes, LoadResult};
+use crate::load::{random_writes_at, LoadResult};
 use crate::pair::{Floor, Pair};
 use crate::simulate::ModeArg;
 use crate::units::parse_duration;
@@ -31,7 +32,8 @@ pub struct BenchArgs {
         default_value = "speculative,implicit,conservative"
     )]
     modes: Vec<ModeArg>,
-    /// QD1 4 KiB writes timed per engine (p50, p99).
+    /// QD1 4 KiB writes timed per engine (p50, p99). The engines of one RTT are all up and
+    /// take turns, ten turns each, so that the machine's slow moments weigh on them alike.
     #[arg(long, default_value_t = 2000)]
     qd1_ops: u64,
     /// Writes per QD32 run (4 KiB for IOPS, 64 KiB for MB/s).
@@ -131,11 +133,7 @@ pub(crate) async fn measure(
     (qd1_ops, qd32_ops): (u64, u64),
     stages: Option<&specmirror_engine::source::StageStats>,
 ) -> Result<Vec<Row>> {
-    // `host:port#export` names an export; otherwise the default one.
-    let (host, export) = addr.split_once('#').unwrap_or((addr, ""));
-    let client = NbdClient::connect_export(host, export)
-        .await
-        .with_context(|| format!("connecting to {engine} at {addr}"))?;
+    let client = connect(addr, engine).await?;
     let mut rows = Vec::new();
     for (qd, bs, ops) in [
         (1, 4096, qd1_ops),
@@ -145,10 +143,7 @@ pub(crate) async fn measure(
         if let Some(s) = stages {
             s.reset();
         }
-        let cpu_before = crate::scale::usage(std::process::id())?.0;
-        let r = random_writes(&client, qd, bs, ops.max(qd), SIZE).await?;
-        let cpu = crate::scale::usage(std::process::id())?.0 - cpu_before;
-        let writes = ops.max(qd) as f64;
+        let (r, cpu) = timed_writes(&client, qd, bs, ops.max(qd), 0, SIZE).await?;
         rows.push(Row {
             engine,
             mode: mode.to_string(),
@@ -157,10 +152,137 @@ pub(crate) async fn measure(
             bs,
             r,
             stages: stages.map(|s| s.means_us()),
-            cpu_us: Some(cpu * 1e6 / writes),
+            cpu_us: Some(cpu),
         });
     }
     Ok(rows)
+}
+
+/// A client of the engine at `addr` (`host:port#export` names an export; otherwise the default).
+async fn connect(addr: &str, engine: &str) -> Result<Arc<NbdClient>> {
+    let (host, export) = addr.split_once('#').unwrap_or((addr, ""));
+    NbdClient::connect_export(host, export)
+        .await
+        .with_context(|| format!("connecting to {engine} at {addr}"))
+}
+
+/// `ops` random writes over `span` bytes from `base`; with the CPU time this process spent per
+/// write meanwhile, µs.
+async fn timed_writes(
+    client: &Arc<NbdClient>,
+    qd: u64,
+    bs: u64,
+    ops: u64,
+    base: u64,
+    span: u64,
+) -> Result<(LoadResult, f64)> {
+    let cpu_before = crate::scale::usage(std::process::id())?.0;
+    let r = random_writes_at(client, qd, bs, ops, base, span).await?;
+    let cpu = crate::scale::usage(std::process::id())?.0 - cpu_before;
+    Ok((r, cpu * 1e6 / ops as f64))
+}
+
+/// QD1 runs are cut in this many turns, the engines of one RTT taking turns, so that a slow
+/// moment of the machine falls on all of them alike.
+const QD1_TURNS: u64 = 10;
+
+/// How many QD1 writes each turn makes: `ops` (at least one) over at most QD1_TURNS turns.
+fn turn_shares(ops: u64) -> Vec<u64> {
+    let ops = ops.max(1);
+    let turns = QD1_TURNS.min(ops);
+    (0..turns)
+        .map(|k| ops / turns + u64::from(k < ops % turns))
+        .collect()
+}
+
+/// An engine started for one RTT, with its client.
+struct Subject {
+    engine: &'static str,
+    mode: String,
+    client: Arc<NbdClient>,
+    stages: Option<Arc<specmirror_engine::source::StageStats>>,
+    /// The running engine (floor, pair or QEMU); dropped before its files.
+    _running: Box<dyn std::any::Any + Send>,
+    _dir: tempfile::TempDir,
+}
+
+impl Subject {
+    async fn start(engine: &'static str, mode: &str, delay: Duration) -> Result<Subject> {
+        let dir = tempfile::tempdir()?;
+        let (addr, stages, running): (String, _, Box<dyn std::any::Any + Send>) = match engine {
+            "floor" => {
+                let f = Floor::start(dir.path(), SIZE, delay).await?;
+                (f.nbd_addr.clone(), None, Box::new(f))
+            }
+            "qemu" => {
+                let q = crate::qemu_mirror::QemuMirror::start(dir.path(), SIZE, delay).await?;
+                (q.nbd_addr.clone(), None, Box::new(q))
+            }
+            _ => {
+                let m = match mode {
+                    "implicit" => Mode::Implicit,
+                    "conservative" => Mode::Conservative,
+                    _ => Mode::Speculative,
+                };
+                let p = Pair::start(dir.path(), m, SIZE, delay).await?;
+                (p.nbd_addr.clone(), Some(p.stages.clone()), Box::new(p))
+            }
+        };
+        Ok(Subject {
+            engine,
+            mode: mode.to_string(),
+            client: connect(&addr, engine).await?,
+            stages,
+            _running: running,
+            _dir: dir,
+        })
+    }
+
+    fn row(&self, rtt: Duration, qd: u64, bs: u64, r: LoadResult, cpu_us: f64) -> Row {
+        Row {
+            engine: self.engine,
+            mode: self.mode.clone(),
+            rtt_us: rtt.as_secs_f64() * 1e6,
+            qd,
+            bs,
+            r,
+            stages: self.stages.as_ref().map(|s| s.means_us()),
+            // QEMU's work is in its own processes, not in this one's CPU time.
+            cpu_us: (self.engine != "qemu").then_some(cpu_us),
+        }
+    }
+}
+
+/// `ops` QD1 4 KiB writes on each subject, in turns: each turn writes its share on every subject
+/// in a fresh part of the volume.
+async fn qd1_in_turns(subjects: &[Subject], rtt: Duration, ops: u64) -> Result<Vec<Row>> {
+    for s in subjects {
+        if let Some(st) = &s.stages {
+            st.reset();
+        }
+    }
+    let shares = turn_shares(ops);
+    let span = SIZE / shares.len() as u64;
+    let mut runs: Vec<(Option<LoadResult>, f64)> = subjects.iter().map(|_| (None, 0.0)).collect();
+    for (k, &share) in (0u64..).zip(&shares) {
+        for (s, (run, cpu)) in subjects.iter().zip(runs.iter_mut()) {
+            let (r, c) = timed_writes(&s.client, 1, 4096, share, k * span, span).await?;
+            *cpu += c * share as f64;
+            *run = Some(match run.take() {
+                Some(before) => before.merged(r),
+                None => r,
+            });
+        }
+    }
+    Ok(subjects
+        .iter()
+        .zip(runs)
+        .map(|(s, (r, cpu))| {
+            let r = r.expect("at least one turn");
+            let cpu = cpu / r.ops as f64;
+            s.row(rtt, 1, 4096, r, cpu)
+        })
+        .collect())
 }
 
 pub async fn bench(mut a: BenchArgs) -> Result<bool> {
@@ -198,7 +320,6 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
         }
         None => None,
     };
-    let ops = (a.qd1_ops, a.qd32_ops);
     for &rtt in &a.rtt {
         let delay = rtt / 2;
         let mut engines: Vec<(&'static str, String)> = vec![("floor", "floor".into())];
@@ -210,37 +331,40 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
         if qemu {
             engines.push(("qemu", "write-blocking".into()));
         }
+        // Every engine of this RTT is up at once: their QD1 runs take turns.
+        let mut subjects = Vec::new();
         for (engine, mode) in engines {
             eprint!(
-                "measuring {engine:<8} {mode:<14} at {:>6.0} us RTT ... ",
+                "starting {engine:<8} {mode:<14} at {:>6.0} us RTT ... ",
                 rtt.as_secs_f64() * 1e6
             );
             let _ = std::io::stderr().flush();
-            let dir = tempfile::tempdir()?;
-            let got = match engine {
-                "floor" => {
-                    let f = Floor::start(dir.path(), SIZE, delay).await?;
-                    measure(&f.nbd_addr, engine, &mode, rtt, ops, None).await?
+            subjects.push(Subject::start(engine, &mode, delay).await?);
+            eprintln!("up");
+        }
+        eprint!(
+            "measuring QD1 at {:>6.0} us RTT, the engines taking turns ... ",
+            rtt.as_secs_f64() * 1e6
+        );
+        let _ = std::io::stderr().flush();
+        let qd1 = qd1_in_turns(&subjects, rtt, a.qd1_ops).await?;
+        eprintln!("done");
+        for (s, first) in subjects.into_iter().zip(qd1) {
+            eprint!(
+                "measuring {:<8} {:<14} at {:>6.0} us RTT, QD32 ... ",
+                s.engine,
+                s.mode,
+                rtt.as_secs_f64() * 1e6
+            );
+            let _ = std::io::stderr().flush();
+            let mut got = vec![first];
+            for (bs, ops) in [(4096, a.qd32_ops), (65536, a.qd32_ops / 4)] {
+                if let Some(st) = &s.stages {
+                    st.reset();
                 }
-                "qemu" => {
-                    let q = crate::qemu_mirror::QemuMirror::start(dir.path(), SIZE, delay).await?;
-                    let mut rows = measure(&q.nbd_addr, engine, &mode, rtt, ops, None).await?;
-                    // QEMU's work is in its own processes, not in this one's CPU time.
-                    for r in &mut rows {
-                        r.cpu_us = None;
-                    }
-                    rows
-                }
-                _ => {
-                    let m = match mode.as_str() {
-                        "implicit" => Mode::Implicit,
-                        "conservative" => Mode::Conservative,
-                        _ => Mode::Speculative,
-                    };
-                    let p = Pair::start(dir.path(), m, SIZE, delay).await?;
-                    measure(&p.nbd_addr, engine, &mode, rtt, ops, Some(&p.stages)).await?
-                }
-            };
+                let (r, cpu) = timed_writes(&s.client, 32, bs, ops.max(32), 0, SIZE).await?;
+                got.push(s.row(rtt, 32, bs, r, cpu));
+            }
             eprintln!("done");
             for r in &got {
                 println!("{}", r.json());
@@ -411,5 +535,21 @@ fn print_ratios(rows: &[Row], rtts: &[Duration]) {
             parts.push(format!("spec/qemu QD32 IOPS {:.2}", s / q));
         }
         println!("  rtt {us:>6.0} us: {}", parts.join(", "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qd1_turns_share_out_every_write() {
+        for ops in [0u64, 1, 7, 10, 2000, 2003] {
+            let shares = turn_shares(ops);
+            assert_eq!(shares.iter().sum::<u64>(), ops.max(1), "{ops}");
+            assert!(shares.len() as u64 <= QD1_TURNS && shares.iter().all(|&s| s > 0));
+            let (lo, hi) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{ops}: {shares:?}");
+        }
     }
 }

@@ -37,6 +37,17 @@ impl LoadResult {
     pub fn mb_s(&self) -> f64 {
         self.bytes as f64 / self.elapsed.as_secs_f64() / 1e6
     }
+
+    /// This run and `other` as one: their writes, their time and their latencies together.
+    pub fn merged(mut self, other: LoadResult) -> LoadResult {
+        self.ops += other.ops;
+        self.elapsed += other.elapsed;
+        self.bytes += other.bytes;
+        self.lat_us.extend(other.lat_us);
+        self.lat_us
+            .sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+        self
+    }
 }
 
 /// `ops` random `bs`-byte writes (aligned to `bs`) over `span` bytes, `qd` at a time.
@@ -95,4 +106,28 @@ pub async fn random_writes_at(
         lat_us,
         bytes: ops * bs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(ops: u64, ms: u64, lat: &[f64]) -> LoadResult {
+        LoadResult {
+            ops,
+            elapsed: Duration::from_millis(ms),
+            lat_us: lat.to_vec(),
+            bytes: ops * 4096,
+        }
+    }
+
+    #[test]
+    fn merged_runs_count_as_one() {
+        let m = run(2, 10, &[5.0, 9.0]).merged(run(3, 30, &[1.0, 7.0, 8.0]));
+        assert_eq!((m.ops, m.bytes), (5, 5 * 4096));
+        assert_eq!(m.elapsed, Duration::from_millis(40));
+        assert_eq!(m.lat_us, vec![1.0, 5.0, 7.0, 8.0, 9.0]);
+        assert_eq!(m.percentile(0.5), 7.0);
+        assert_eq!(m.iops(), 125.0);
+    }
 }
