@@ -73,8 +73,10 @@ impl Volume {
             .read(true)
             .open(path)
             .map_err(io_err(path))?;
-        rustix::fs::fadvise(&scattered, 0, None, rustix::fs::Advice::Random)
-            .map_err(|e| io_err(path)(e.into()))?;
+        // Advice only: where it is not taken, the reads are the same, with read-ahead.
+        if let Err(e) = rustix::fs::fadvise(&scattered, 0, None, rustix::fs::Advice::Random) {
+            tracing::debug!(path = %path.display(), "read-ahead stays on for before-images: {e}");
+        }
         Ok(Volume {
             file: Arc::new(file),
             scattered: Arc::new(scattered),
