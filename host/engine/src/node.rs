@@ -606,16 +606,18 @@ impl CoreTask {
                     offset,
                     len,
                 } => {
-                    let mut before = vec![0u8; len as usize];
-                    if let Err(e) = self.disk.volume.read_before(offset, &mut before) {
-                        // Without the before-image the write cannot be undone: refuse it. Its
-                        // admission hold goes with an empty write's answer.
-                        warn!("reading the before-image at {offset} failed: {e}");
-                        if let Some(r) = self.writes.remove(&handle) {
-                            r.send(Err(errno_of(&e))).ok();
+                    let before = match self.disk.volume.read_before(offset, len as usize) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            // Without the before-image the write cannot be undone: refuse it.
+                            // Its admission hold goes with an empty write's answer.
+                            warn!("reading the before-image at {offset} failed: {e}");
+                            if let Some(r) = self.writes.remove(&handle) {
+                                r.send(Err(errno_of(&e))).ok();
+                            }
+                            Vec::new()
                         }
-                        before = Vec::new();
-                    }
+                    };
                     self.feed(NodeEvent::Before { handle, before }, queue);
                 }
                 NodeAction::ReadLocal {

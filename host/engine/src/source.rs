@@ -868,14 +868,19 @@ impl CoreTask {
                 picked.saturating_duration_since(w.received),
             );
             let end = w.offset.saturating_add(w.data.len() as u64);
-            let mut before = vec![0u8; w.data.len()];
             let read = Instant::now();
-            if end <= self.disk.volume.size()
-                && self.disk.volume.read_before(w.offset, &mut before).is_err()
-            {
-                w.reply.send(Err(errno::EIO)).ok();
-                continue;
-            }
+            let mut before = if end <= self.disk.volume.size() {
+                match self.disk.volume.read_before(w.offset, w.data.len()) {
+                    Ok(b) => b,
+                    Err(_) => {
+                        w.reply.send(Err(errno::EIO)).ok();
+                        continue;
+                    }
+                }
+            } else {
+                // Past the end: the core refuses the write.
+                vec![0u8; w.data.len()]
+            };
             self.disk_time += read.elapsed();
             // The local writes gathered so far are carried out after this read.
             for a in &actions {

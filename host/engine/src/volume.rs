@@ -162,10 +162,25 @@ impl Volume {
         self.file.read_exact_at(buf, offset)
     }
 
-    /// Reads like `read_at`, without read-ahead: for the before-image of a write, whose
-    /// neighbours nobody is about to read.
-    pub fn read_before(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.scattered.read_exact_at(buf, offset)
+    /// The `len` bytes at `offset`, read without read-ahead (for the before-image of a write,
+    /// whose neighbours nobody is about to read) into memory that is not zeroed first.
+    pub fn read_before(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(len);
+        while buf.len() < len {
+            let at = offset + buf.len() as u64;
+            match rustix::io::pread(
+                &*self.scattered,
+                rustix::buffer::spare_capacity(&mut buf),
+                at,
+            ) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        buf.truncate(len);
+        Ok(buf)
     }
 
     pub fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
@@ -223,19 +238,20 @@ mod tests {
     fn before_image_reads_see_every_write() {
         let d = tempfile::tempdir().unwrap();
         let v = Volume::open(&d.path().join("v"), Some(1 << 20)).unwrap();
-        let mut b = [9u8; 4096];
-        v.read_before(64 << 10, &mut b).unwrap();
-        assert_eq!(b, [0u8; 4096], "a hole reads as zeros");
+        let hole = v.read_before(64 << 10, 4096).unwrap();
+        assert_eq!(hole, [0u8; 4096], "a hole reads as zeros");
         v.write_at(64 << 10, &[7u8; 4096]).unwrap();
-        v.read_before(64 << 10, &mut b).unwrap();
+        v.write_at((64 << 10) + 4096, &[8u8; 10]).unwrap();
+        let b = v.read_before(64 << 10, 4100).unwrap();
+        assert_eq!(b.len(), 4100);
         assert_eq!(
-            b, [7u8; 4096],
+            b[..4096],
+            [7u8; 4096],
             "the write made through the other handle is seen"
         );
-        assert!(
-            v.read_before((1 << 20) - 10, &mut b).is_err(),
-            "past the end"
-        );
+        assert_eq!(b[4096..], [8u8; 4]);
+        assert!(v.read_before((1 << 20) - 10, 4096).is_err(), "past the end");
+        assert!(v.read_before(0, 0).unwrap().is_empty());
     }
 
     #[test]
