@@ -195,6 +195,12 @@ fn turn_shares(ops: u64) -> Vec<u64> {
         .collect()
 }
 
+/// The part of the volume each of `turns` turns writes in: whole 4 KiB blocks, so that every
+/// write stays aligned.
+fn turn_span(turns: u64) -> u64 {
+    SIZE / turns.max(1) / 4096 * 4096
+}
+
 /// An engine started for one RTT, with its client.
 struct Subject {
     engine: &'static str,
@@ -262,7 +268,7 @@ async fn qd1_in_turns(subjects: &[Subject], rtt: Duration, ops: u64) -> Result<V
         }
     }
     let shares = turn_shares(ops);
-    let span = SIZE / shares.len() as u64;
+    let span = turn_span(shares.len() as u64);
     let mut runs: Vec<(Option<LoadResult>, f64)> = subjects.iter().map(|_| (None, 0.0)).collect();
     for (k, &share) in (0u64..).zip(&shares) {
         for (s, (run, cpu)) in subjects.iter().zip(runs.iter_mut()) {
@@ -550,6 +556,11 @@ mod tests {
             assert!(shares.len() as u64 <= QD1_TURNS && shares.iter().all(|&s| s > 0));
             let (lo, hi) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
             assert!(hi - lo <= 1, "{ops}: {shares:?}");
+        }
+        for turns in 1..=QD1_TURNS {
+            let span = turn_span(turns);
+            assert_eq!(span % 4096, 0, "{turns} turns");
+            assert!(span * turns <= SIZE && span * (turns + 1) > SIZE - 4096 * turns);
         }
     }
 }

@@ -70,6 +70,10 @@ pub async fn random_writes_at(
     base: u64,
     span: u64,
 ) -> Result<LoadResult> {
+    anyhow::ensure!(
+        bs > 0 && base.is_multiple_of(bs) && span >= bs,
+        "writes of {bs} bytes over {span} bytes from {base} would not stay aligned"
+    );
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..qd)
