@@ -131,30 +131,10 @@ pub(crate) async fn measure(
     mode: &str,
     rtt: Duration,
     (qd1_ops, qd32_ops): (u64, u64),
-    stages: Option<&specmirror_engine::source::StageStats>,
 ) -> Result<Vec<Row>> {
-    let client = connect(addr, engine).await?;
-    let mut rows = Vec::new();
-    for (qd, bs, ops) in [
-        (1, 4096, qd1_ops),
-        (32, 4096, qd32_ops),
-        (32, 65536, qd32_ops / 4),
-    ] {
-        if let Some(s) = stages {
-            s.reset();
-        }
-        let (r, cpu) = timed_writes(&client, qd, bs, ops.max(qd), 0, SIZE).await?;
-        rows.push(Row {
-            engine,
-            mode: mode.to_string(),
-            rtt_us: rtt.as_secs_f64() * 1e6,
-            qd,
-            bs,
-            r,
-            stages: stages.map(|s| s.means_us()),
-            cpu_us: Some(cpu),
-        });
-    }
+    let p = Probe::connect(addr, engine, mode, None).await?;
+    let mut rows = vec![p.run(rtt, 1, 4096, qd1_ops).await?];
+    rows.extend(p.qd32(rtt, qd32_ops).await?);
     Ok(rows)
 }
 
@@ -201,12 +181,64 @@ fn turn_span(turns: u64) -> u64 {
     SIZE / turns.max(1) / 4096 * 4096
 }
 
-/// An engine started for one RTT, with its client.
-struct Subject {
+/// A client of one engine, and the software engine's stage figures when there are some.
+struct Probe {
     engine: &'static str,
     mode: String,
     client: Arc<NbdClient>,
     stages: Option<Arc<specmirror_engine::source::StageStats>>,
+}
+
+impl Probe {
+    async fn connect(
+        addr: &str,
+        engine: &'static str,
+        mode: &str,
+        stages: Option<Arc<specmirror_engine::source::StageStats>>,
+    ) -> Result<Probe> {
+        Ok(Probe {
+            engine,
+            mode: mode.to_string(),
+            client: connect(addr, engine).await?,
+            stages,
+        })
+    }
+
+    fn row(&self, rtt: Duration, qd: u64, bs: u64, r: LoadResult, cpu_us: f64) -> Row {
+        Row {
+            engine: self.engine,
+            mode: self.mode.clone(),
+            rtt_us: rtt.as_secs_f64() * 1e6,
+            qd,
+            bs,
+            r,
+            stages: self.stages.as_ref().map(|s| s.means_us()),
+            // QEMU's work is in its own processes, not in this one's CPU time.
+            cpu_us: (self.engine != "qemu").then_some(cpu_us),
+        }
+    }
+
+    /// `ops` (at least `qd`) random writes of `bs` bytes at queue depth `qd` over the volume.
+    async fn run(&self, rtt: Duration, qd: u64, bs: u64, ops: u64) -> Result<Row> {
+        if let Some(s) = &self.stages {
+            s.reset();
+        }
+        let (r, cpu) = timed_writes(&self.client, qd, bs, ops.max(qd), 0, SIZE).await?;
+        Ok(self.row(rtt, qd, bs, r, cpu))
+    }
+
+    /// The QD32 runs: `qd32_ops` writes of 4 KiB, then a quarter of that of 64 KiB.
+    async fn qd32(&self, rtt: Duration, qd32_ops: u64) -> Result<Vec<Row>> {
+        Ok(vec![
+            self.run(rtt, 32, 4096, qd32_ops).await?,
+            self.run(rtt, 32, 65536, qd32_ops / 4).await?,
+        ])
+    }
+}
+
+/// An engine started for one RTT, with its client.
+struct Subject {
+    probe: Probe,
     /// The running engine (floor, pair or QEMU); dropped before its files.
     _running: Box<dyn std::any::Any + Send>,
     _dir: tempfile::TempDir,
@@ -235,27 +267,10 @@ impl Subject {
             }
         };
         Ok(Subject {
-            engine,
-            mode: mode.to_string(),
-            client: connect(&addr, engine).await?,
-            stages,
+            probe: Probe::connect(&addr, engine, mode, stages).await?,
             _running: running,
             _dir: dir,
         })
-    }
-
-    fn row(&self, rtt: Duration, qd: u64, bs: u64, r: LoadResult, cpu_us: f64) -> Row {
-        Row {
-            engine: self.engine,
-            mode: self.mode.clone(),
-            rtt_us: rtt.as_secs_f64() * 1e6,
-            qd,
-            bs,
-            r,
-            stages: self.stages.as_ref().map(|s| s.means_us()),
-            // QEMU's work is in its own processes, not in this one's CPU time.
-            cpu_us: (self.engine != "qemu").then_some(cpu_us),
-        }
     }
 }
 
@@ -263,7 +278,7 @@ impl Subject {
 /// in a fresh part of the volume.
 async fn qd1_in_turns(subjects: &[Subject], rtt: Duration, ops: u64) -> Result<Vec<Row>> {
     for s in subjects {
-        if let Some(st) = &s.stages {
+        if let Some(st) = &s.probe.stages {
             st.reset();
         }
     }
@@ -272,7 +287,7 @@ async fn qd1_in_turns(subjects: &[Subject], rtt: Duration, ops: u64) -> Result<V
     let mut runs: Vec<(Option<LoadResult>, f64)> = subjects.iter().map(|_| (None, 0.0)).collect();
     for (k, &share) in (0u64..).zip(&shares) {
         for (s, (run, cpu)) in subjects.iter().zip(runs.iter_mut()) {
-            let (r, c) = timed_writes(&s.client, 1, 4096, share, k * span, span).await?;
+            let (r, c) = timed_writes(&s.probe.client, 1, 4096, share, k * span, span).await?;
             *cpu += c * share as f64;
             *run = Some(match run.take() {
                 Some(before) => before.merged(r),
@@ -286,7 +301,7 @@ async fn qd1_in_turns(subjects: &[Subject], rtt: Duration, ops: u64) -> Result<V
         .map(|(s, (r, cpu))| {
             let r = r.expect("at least one turn");
             let cpu = cpu / r.ops as f64;
-            s.row(rtt, 1, 4096, r, cpu)
+            s.probe.row(rtt, 1, 4096, r, cpu)
         })
         .collect())
 }
@@ -358,19 +373,13 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
         for (s, first) in subjects.into_iter().zip(qd1) {
             eprint!(
                 "measuring {:<8} {:<14} at {:>6.0} us RTT, QD32 ... ",
-                s.engine,
-                s.mode,
+                s.probe.engine,
+                s.probe.mode,
                 rtt.as_secs_f64() * 1e6
             );
             let _ = std::io::stderr().flush();
             let mut got = vec![first];
-            for (bs, ops) in [(4096, a.qd32_ops), (65536, a.qd32_ops / 4)] {
-                if let Some(st) = &s.stages {
-                    st.reset();
-                }
-                let (r, cpu) = timed_writes(&s.client, 32, bs, ops.max(32), 0, SIZE).await?;
-                got.push(s.row(rtt, 32, bs, r, cpu));
-            }
+            got.extend(s.probe.qd32(rtt, a.qd32_ops).await?);
             eprintln!("done");
             for r in &got {
                 println!("{}", r.json());

@@ -57,7 +57,7 @@ pub async fn transports(p: Plan<'_>) -> Result<bool> {
                 None => {
                     let f = Floor::start(dir.path(), SIZE, delay).await?;
                     (
-                        measure(&f.nbd_addr, "floor", "floor", rtt, ops, None).await?,
+                        measure(&f.nbd_addr, "floor", "floor", rtt, ops).await?,
                         "tcp",
                     )
                 }
@@ -65,7 +65,7 @@ pub async fn transports(p: Plan<'_>) -> Result<bool> {
                     let pair =
                         Pair::start_over(dir.path(), Mode::Speculative, SIZE, delay, how).await?;
                     let addr = format!("{}#specmirror", pair.nbd_addr);
-                    let rows = measure(&addr, "software", "speculative", rtt, ops, None).await?;
+                    let rows = measure(&addr, "software", "speculative", rtt, ops).await?;
                     (rows, transport)
                 }
             };
