@@ -79,10 +79,11 @@ fn target_killed_under_load_and_restarted() {
         "every write completes once the target is back:\n{out}"
     );
     verify_acknowledged(&port, &acked, 3);
-    assert!(
-        wait_identical(&p.src_img(), &p.tgt_img(), Duration::from_secs(10)),
-        "copies differ at {:?}",
-        first_difference(&p.src_img(), &p.tgt_img())
+    assert_converge(
+        &p.src_img(),
+        &p.tgt_img(),
+        Duration::from_secs(10),
+        String::new,
     );
 }
 
@@ -109,12 +110,7 @@ fn source_killed_under_load_and_restarted_with_its_log() {
     let port = port_of(&source.field("nbd"));
     verify_acknowledged(&port, &acked, 5);
     let (s, t) = (dir.path().join("source.img"), dir.path().join("target.img"));
-    assert!(
-        wait_identical(&s, &t, Duration::from_secs(10)),
-        "copies differ at {:?}\n{}",
-        first_difference(&s, &t),
-        source.log_text()
-    );
+    assert_converge(&s, &t, Duration::from_secs(10), || source.log_text());
     drop(target);
 }
 
@@ -147,12 +143,7 @@ fn writes_logged_while_the_target_is_away_reach_it_after_a_source_restart() {
     let _target = restart_target_at(dir.path(), &taddr, &[]);
     let source = start_source(dir.path(), &taddr, "speculative", "16MiB", &extra);
     let (s, t) = (dir.path().join("source.img"), dir.path().join("target.img"));
-    assert!(
-        wait_identical(&s, &t, Duration::from_secs(10)),
-        "copies differ at {:?}\n{}",
-        first_difference(&s, &t),
-        source.log_text()
-    );
+    assert_converge(&s, &t, Duration::from_secs(10), || source.log_text());
     let img = std::fs::read(&t).unwrap();
     assert!(img[..1 << 20].iter().all(|&b| b == 0x5a));
     assert!(img[4 << 20..5 << 20].iter().all(|&b| b == 0x5b));

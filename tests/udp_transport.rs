@@ -81,12 +81,9 @@ fn mirror_through_loss(mode: &str, seed: &str) {
         ],
     );
     let (src, tgt) = (d.join("source.img"), d.join("target.img"));
-    assert!(
-        wait_identical(&src, &tgt, Duration::from_secs(10)),
-        "{mode}: copies differ at byte {:?}\nsource log:\n{}",
-        first_difference(&src, &tgt),
-        source.log_text()
-    );
+    assert_converge(&src, &tgt, Duration::from_secs(10), || {
+        format!("{mode}; source log:\n{}", source.log_text())
+    });
     let log = stop(link);
     let lost = figure(&log, "stopping", "lost");
     let dup = figure(&log, "stopping", "duplicated");
@@ -244,12 +241,9 @@ fn a_log_written_over_tcp_is_replayed_over_udp_in_pieces() {
         &["--transport", "udp"],
     );
     let (src, tgt) = (d.join("source.img"), d.join("target.img"));
-    assert!(
-        wait_identical(&src, &tgt, Duration::from_secs(20)),
-        "copies differ at byte {:?}\nsource log:\n{}",
-        first_difference(&src, &tgt),
-        source.log_text()
-    );
+    assert_converge(&src, &tgt, Duration::from_secs(20), || {
+        format!("source log:\n{}", source.log_text())
+    });
     let t = std::fs::read(&tgt).unwrap();
     assert!(
         t[1 << 20..2 << 20].iter().all(|b| *b == 0x3c),

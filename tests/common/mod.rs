@@ -226,6 +226,17 @@ pub fn first_difference(a: &Path, b: &Path) -> Option<usize> {
     x.iter().zip(&y).position(|(p, q)| p != q)
 }
 
+/// Waits until the two copies are identical; if they are not within `within`, fails with the
+/// first byte where they differ and what `context` says then (a daemon's log, say).
+pub fn assert_converge(a: &Path, b: &Path, within: Duration, context: impl FnOnce() -> String) {
+    assert!(
+        wait_identical(a, b, within),
+        "copies differ at byte {:?}\n{}",
+        first_difference(a, b),
+        context()
+    );
+}
+
 /// A target and a source on loopback with temp files.
 pub struct Pair {
     pub dir: tempfile::TempDir,
