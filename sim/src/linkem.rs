@@ -3,8 +3,11 @@
 //! jitter that never reorders, and link cuts that close every connection for a while.
 //!
 //! Each direction of each connection is a pair of OS threads (a reader that stamps arrivals, a
-//! writer that sleeps until they are due): the sleep is a nanosleep, so delays of a few hundred
-//! microseconds stay precise, which an async runtime's millisecond timer wheel cannot promise.
+//! writer that sleeps until they are due): the sleep is a nanosleep with the writer's timer slack
+//! cut to a nanosecond, so delays of a few hundred microseconds stay precise, which an async
+//! runtime's millisecond timer wheel (or the kernel's default 50 µs slack) cannot promise. With
+//! no delay and no jitter one thread per direction forwards the bytes as they come: a hand-off
+//! between threads would cost a wake-up per chunk, the emulator's own delay.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -139,8 +142,13 @@ fn link_thread(f: impl FnOnce() + Send + 'static) {
 }
 
 fn pipe(mut r: TcpStream, mut w: TcpStream, cfg: LinkConfig, sh: Arc<Shared>) {
+    if cfg.delay.is_zero() && cfg.jitter.is_zero() {
+        link_thread(move || forward(r, w, &sh));
+        return;
+    }
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
     link_thread(move || {
+        precise_sleeps();
         while let Ok((due, chunk)) = rx.recv() {
             let now = Instant::now();
             if due > now {
@@ -170,6 +178,29 @@ fn pipe(mut r: TcpStream, mut w: TcpStream, cfg: LinkConfig, sh: Arc<Shared>) {
             }
         }
     });
+}
+
+/// Forwards what `r` reads to `w` as it comes, until either side closes.
+fn forward(mut r: TcpStream, mut w: TcpStream, sh: &Shared) {
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        sh.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if w.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = w.shutdown(Shutdown::Write);
+}
+
+/// Cuts the calling thread's timer slack to a nanosecond, so that its sleeps end when asked
+/// rather than up to 50 µs later (the kernel's default). Where that is refused the sleeps are
+/// only coarser.
+pub(crate) fn precise_sleeps() {
+    let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
 }
 
 /// Jitter from a small xorshift generator: it only shapes timing.
@@ -256,6 +287,42 @@ mod tests {
         c.write_all(b"x").unwrap();
         c.read_exact(&mut b).unwrap();
         assert_eq!(&b, b"x");
+    }
+
+    /// Without delay the bytes go straight through, in order, both ways; a cut still closes
+    /// every connection and refuses new ones until healed.
+    #[test]
+    fn without_delay_forwards_at_once_and_cuts() {
+        let link = Link::start("127.0.0.1:0", &echo_server(), LinkConfig::default()).unwrap();
+        let mut c = TcpStream::connect(&link.addr).unwrap();
+        c.set_nodelay(true).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let msg: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+        let mut w = c.try_clone().unwrap();
+        let sent = msg.clone();
+        let writer = std::thread::spawn(move || w.write_all(&sent).unwrap());
+        let mut back = vec![0u8; msg.len()];
+        c.read_exact(&mut back).unwrap();
+        writer.join().unwrap();
+        assert!(back == msg, "order kept");
+        assert_eq!(link.bytes(), 2 << 20);
+        link.cut();
+        let mut b = [0u8; 1];
+        assert_eq!(c.read(&mut b).unwrap_or(0), 0, "a cut closes connections");
+        link.heal();
+        let mut c = TcpStream::connect(&link.addr).unwrap();
+        c.write_all(b"y").unwrap();
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"y");
+    }
+
+    #[test]
+    fn a_delaying_thread_sleeps_to_the_nanosecond() {
+        let slack = std::thread::spawn(|| {
+            precise_sleeps();
+            rustix::thread::current_timer_slack().unwrap()
+        });
+        assert_eq!(slack.join().unwrap(), 1);
     }
 
     #[test]

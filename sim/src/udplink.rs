@@ -194,7 +194,14 @@ fn direction(
 /// The writer of one direction: sends each datagram when it is due, to the server (the socket is
 /// connected) or to the client (`to_client`).
 fn writer(q: Arc<Due>, sock: UdpSocket, sh: Arc<Shared>, to_client: bool) {
-    std::thread::spawn(move || loop {
+    std::thread::spawn(move || {
+        crate::linkem::precise_sleeps();
+        writer_loop(q, sock, sh, to_client)
+    });
+}
+
+fn writer_loop(q: Arc<Due>, sock: UdpSocket, sh: Arc<Shared>, to_client: bool) {
+    loop {
         let item = {
             let mut heap = q.heap.lock().expect("lock");
             loop {
@@ -239,7 +246,7 @@ fn writer(q: Arc<Due>, sock: UdpSocket, sh: Arc<Shared>, to_client: bool) {
         if r.is_ok() {
             sh.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         }
-    });
+    }
 }
 
 #[cfg(test)]
