@@ -25,8 +25,8 @@ fn quick_bench_runs_and_its_output_parses() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}\n{}", stderr(&o));
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with('{')).collect();
-    // floor + three modes, three measurements each.
-    assert_eq!(lines.len(), 12, "{out}");
+    // floor, floor without the link emulator, three modes; three measurements each.
+    assert_eq!(lines.len(), 15, "{out}");
     for l in &lines {
         for k in [
             "engine", "mode", "rtt_us", "qd", "bs", "p50_us", "p99_us", "iops", "mb_s",
@@ -40,10 +40,22 @@ fn quick_bench_runs_and_its_output_parses() {
         let cpu: f64 = field(l, "cpu_us_per_write").parse().unwrap();
         assert!(cpu >= 0.0, "{l}");
     }
-    for m in ["floor", "speculative", "implicit", "conservative"] {
+    for m in ["floor", "direct", "speculative", "implicit", "conservative"] {
         assert!(lines.iter().any(|l| field(l, "mode") == m), "no {m} rows");
     }
     assert!(out.contains("spec/cons p50"), "ratios printed:\n{out}");
+    // The emulator's own cost at zero delay: the floor through it against the server directly.
+    let cost = out
+        .lines()
+        .find(|l| l.contains("the link emulator's own cost"))
+        .unwrap_or_else(|| panic!("no emulator cost:\n{out}"));
+    let plus: f64 = cost
+        .split("QD1 p50 +")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{cost}"));
+    assert!(plus.is_finite(), "{cost}");
     // The stage tables: at QD1 a row per mode, at QD32 one per mode and block size; the disk's
     // calls a part of the core task's time.
     let between = |from: &str, to: &str| -> String {

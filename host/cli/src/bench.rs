@@ -162,6 +162,9 @@ async fn timed_writes(
     Ok((r, cpu * 1e6 / ops as f64))
 }
 
+/// The floor's mode when its client reaches the server without the link emulator.
+const DIRECT: &str = "direct";
+
 /// QD1 runs are cut in this many turns, the engines of one RTT taking turns, so that a slow
 /// moment of the machine falls on all of them alike.
 const QD1_TURNS: u64 = 10;
@@ -250,7 +253,11 @@ impl Subject {
         let (addr, stages, running): (String, _, Box<dyn std::any::Any + Send>) = match engine {
             "floor" => {
                 let f = Floor::start(dir.path(), SIZE, delay).await?;
-                (f.nbd_addr.clone(), None, Box::new(f))
+                let addr = match mode {
+                    DIRECT => f.direct_addr.clone(),
+                    _ => f.nbd_addr.clone(),
+                };
+                (addr, None, Box::new(f))
             }
             "qemu" => {
                 let q = crate::qemu_mirror::QemuMirror::start(dir.path(), SIZE, delay).await?;
@@ -344,6 +351,10 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
     for &rtt in &a.rtt {
         let delay = rtt / 2;
         let mut engines: Vec<(&'static str, String)> = vec![("floor", "floor".into())];
+        if rtt.is_zero() {
+            // The link emulator's own cost: the floor's server without it.
+            engines.push(("floor", DIRECT.into()));
+        }
         engines.extend(
             a.modes
                 .iter()
@@ -472,10 +483,7 @@ fn print_stage_rows(rows: &[Row], qd: u64) {
         let floor = rows
             .iter()
             .find(|f| {
-                f.engine == "floor"
-                    && f.qd == qd
-                    && f.bs == r.bs
-                    && (f.rtt_us - r.rtt_us).abs() < 0.5
+                f.mode == "floor" && f.qd == qd && f.bs == r.bs && (f.rtt_us - r.rtt_us).abs() < 0.5
             })
             .map(|f| f.r.mean_us())
             .unwrap_or(0.0);
@@ -550,6 +558,30 @@ fn print_ratios(rows: &[Row], rtts: &[Duration]) {
             parts.push(format!("spec/qemu QD32 IOPS {:.2}", s / q));
         }
         println!("  rtt {us:>6.0} us: {}", parts.join(", "));
+        let direct = find(rows, Duration::ZERO, DIRECT, 1, 4096).map(|r| r.r.percentile(0.5));
+        match (p50("floor"), direct) {
+            (Some(f), Some(d)) if rtt.is_zero() => {
+                let ratio = |a: Option<f64>, b: Option<f64>| {
+                    a.zip(b)
+                        .map_or("-".to_string(), |(a, b)| format!("{:.2}", a / b))
+                };
+                println!(
+                    "  rtt {us:>6.0} us: the link emulator's own cost (the floor through it \
+                     against the same server reached directly): QD1 p50 +{:.1} us ({:.2}), \
+                     QD32 IOPS {}, 64k MB/s {}",
+                    f - d,
+                    f / d,
+                    ratio(iops("floor"), iops(DIRECT)),
+                    ratio(mbs("floor"), mbs(DIRECT)),
+                );
+            }
+            (Some(f), Some(d)) => println!(
+                "  rtt {us:>6.0} us: the link emulator's own cost: the floor's QD1 p50 is \
+                 {:.1} us over the RTT and the server reached directly at zero delay",
+                f - us - d
+            ),
+            _ => {}
+        }
     }
 }
 

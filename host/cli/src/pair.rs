@@ -144,7 +144,10 @@ impl Pair {
 /// The physical floor: the client's writes cross the same link to a server that pwrite()s them
 /// and answers. One round trip and one remote write, nothing else.
 pub struct Floor {
+    /// The server, through the link emulator.
     pub nbd_addr: String,
+    /// The same server reached directly, without the emulator.
+    pub direct_addr: String,
     _link: Link,
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -190,6 +193,7 @@ impl Floor {
         )?;
         Ok(Floor {
             nbd_addr: link.addr.clone(),
+            direct_addr: addr,
             _link: link,
             rt: Some(rt),
         })
