@@ -365,17 +365,40 @@ pub fn decode(b: &[u8]) -> Result<(Header, &[u8], usize), FrameError> {
             have: b.len(),
         });
     }
-    let body_end = total - TRAILER_LEN;
-    let stored = get_u32(b, body_end);
-    let computed = crc32c::crc32c(&b[..body_end]);
+    let payload_end = HEADER_LEN + h.payload_len as usize;
+    let payload = &b[HEADER_LEN..payload_end];
+    decode_parts(&b[..HEADER_LEN], payload, &b[payload_end..total])?;
+    Ok((h, payload, total))
+}
+
+/// Validates a frame read in three parts, so that a reader can take the payload into a buffer
+/// of its own: the header's `HEADER_LEN` bytes, the payload, and the rest (padding and trailer,
+/// [`tail_len`] bytes). Returns the header.
+pub fn decode_parts(header: &[u8], payload: &[u8], tail: &[u8]) -> Result<Header, FrameError> {
+    let h = Header::decode(header)?;
+    let need = frame_len(h.payload_len);
+    let have = HEADER_LEN + payload.len() + tail.len();
+    if payload.len() != h.payload_len as usize || tail.len() != tail_len(h.payload_len) {
+        return Err(FrameError::Truncated { need, have });
+    }
+    let pad = tail.len() - TRAILER_LEN;
+    let stored = get_u32(tail, pad);
+    let mut computed = crc32c::crc32c(&header[..HEADER_LEN]);
+    computed = crc32c::crc32c_append(computed, payload);
+    computed = crc32c::crc32c_append(computed, &tail[..pad]);
     if stored != computed {
         return Err(FrameError::BadCrc { stored, computed });
     }
-    let payload_end = HEADER_LEN + h.payload_len as usize;
-    if b[payload_end..body_end].iter().any(|&x| x != 0) || get_u32(b, body_end + 4) != 0 {
+    if tail[..pad].iter().any(|&x| x != 0) || get_u32(tail, pad + 4) != 0 {
         return Err(FrameError::BadPadding);
     }
-    Ok((h, &b[HEADER_LEN..payload_end], total))
+    Ok(h)
+}
+
+/// The bytes that follow a payload of `payload_len` bytes in its frame: padding to 8 bytes and
+/// the trailer.
+pub const fn tail_len(payload_len: u32) -> usize {
+    frame_len(payload_len) - HEADER_LEN - payload_len as usize
 }
 
 #[cfg(test)]
@@ -435,6 +458,47 @@ mod tests {
             assert_eq!(d, h);
             assert_eq!(p, &payload[..]);
             assert_eq!(used, bytes.len());
+        }
+    }
+
+    /// A frame checked in three parts is checked as a whole one is: the same header, and every
+    /// damaged byte or short part refused.
+    #[test]
+    fn parts_decode_as_the_whole_frame() {
+        for len in (0..=17u32).chain([4096, 4099]) {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let b = encode(&sample(), &payload);
+            let end = HEADER_LEN + len as usize;
+            let (head, body, tail) = (&b[..HEADER_LEN], &b[HEADER_LEN..end], &b[end..]);
+            assert_eq!(tail.len(), tail_len(len), "{len}");
+            assert_eq!(
+                decode_parts(head, body, tail).unwrap(),
+                decode(&b).unwrap().0
+            );
+            for at in [
+                HEADER_LEN,
+                end.saturating_sub(1).max(HEADER_LEN),
+                end,
+                b.len() - 1,
+            ] {
+                let mut bad = b.clone();
+                bad[at] ^= 0x10;
+                let (h, p, t) = (&bad[..HEADER_LEN], &bad[HEADER_LEN..end], &bad[end..]);
+                assert!(
+                    decode_parts(h, p, t).is_err() && decode(&bad).is_err(),
+                    "{len}: byte {at} damaged"
+                );
+            }
+            assert!(matches!(
+                decode_parts(head, body, &tail[1..]),
+                Err(FrameError::Truncated { .. })
+            ));
+            if len > 0 {
+                assert!(matches!(
+                    decode_parts(head, &body[1..], tail),
+                    Err(FrameError::Truncated { .. })
+                ));
+            }
         }
     }
 

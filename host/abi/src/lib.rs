@@ -12,8 +12,9 @@ pub mod ring;
 pub mod rx_ring;
 
 pub use frame::{
-    data_piece, data_piece_arg, decode, encode, encode_into, frame_len, Flags, FrameError,
-    FrameType, Header, RejectReason, HEADER_LEN, MAGIC, MAX_PAYLOAD, TRAILER_LEN, VERSION,
+    data_piece, data_piece_arg, decode, decode_parts, encode, encode_into, frame_len, tail_len,
+    Flags, FrameError, FrameType, Header, RejectReason, HEADER_LEN, MAGIC, MAX_PAYLOAD,
+    TRAILER_LEN, VERSION,
 };
 pub use hello::{
     Hello, HelloError, HelloStatus, CAP_BIDIRECTIONAL, CAP_NO_IMPLICIT_LOCK, CAP_WINDOW_SHIFT,

@@ -35,6 +35,16 @@ impl Frame {
         specmirror_abi::encode_into(&self.header, &self.payload, out)
     }
 
+    /// A frame read in three parts (see [`specmirror_abi::decode_parts`]), validated; the payload
+    /// is kept as it is, not copied.
+    pub fn from_parts(header: &[u8], payload: Vec<u8>, tail: &[u8]) -> Result<Frame, FrameError> {
+        let header = specmirror_abi::decode_parts(header, &payload, tail)?;
+        Ok(Frame {
+            header,
+            payload: payload.into(),
+        })
+    }
+
     /// Decodes one whole frame; returns it and the bytes it used.
     pub fn decode(bytes: &[u8]) -> Result<(Frame, usize), FrameError> {
         let (header, payload, used) = specmirror_abi::decode(bytes)?;

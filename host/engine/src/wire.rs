@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use specmirror_abi::{frame_len, FrameError, FrameType, Header, Hello, HelloError, HEADER_LEN};
+use bytes::BufMut;
+use specmirror_abi::{
+    frame_len, tail_len, FrameError, FrameType, Header, Hello, HelloError, HEADER_LEN,
+};
 use specmirror_core::Frame;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -95,16 +98,22 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         got += n;
     }
     let h = Header::decode(buf)?;
-    let total = frame_len(h.payload_len);
-    buf.resize(total, 0);
-    r.read_exact(&mut buf[HEADER_LEN..])
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => WireError::Truncated,
-            _ => WireError::Io(e),
-        })?;
-    let (frame, _) = Frame::decode(buf)?;
-    Ok(Some(frame))
+    // The payload goes straight into the buffer the frame keeps, unzeroed and not copied again.
+    let len = h.payload_len as usize;
+    let mut payload = Vec::with_capacity(len);
+    while payload.len() < len {
+        let want = len - payload.len();
+        if r.read_buf(&mut (&mut payload).limit(want)).await? == 0 {
+            return Err(WireError::Truncated);
+        }
+    }
+    let mut tail = [0u8; 16];
+    let tail = &mut tail[..tail_len(h.payload_len)];
+    r.read_exact(tail).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => WireError::Truncated,
+        _ => WireError::Io(e),
+    })?;
+    Ok(Some(Frame::from_parts(buf, payload, tail)?))
 }
 
 /// Reads the next frame, and with it every further frame already whole in `r`'s buffer (up to
@@ -194,6 +203,25 @@ mod tests {
         assert!(read_frames(&mut r, &mut buf, 64).await.unwrap().is_none());
     }
 
+    /// A payload that trickles in, a byte at a time, is read whole into the frame's own buffer.
+    #[tokio::test]
+    async fn a_payload_in_pieces_is_read_whole() {
+        let (mut w, r) = tokio::io::duplex(64);
+        let mut r = frame_reader(r);
+        let payload: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let bytes = Frame::new(Header::new(FrameType::Data), payload.clone()).encode();
+        let writer = tokio::spawn(async move {
+            for b in bytes.chunks(1) {
+                w.write_all(b).await.unwrap();
+            }
+        });
+        let mut buf = Vec::new();
+        let f = read_frame(&mut r, &mut buf).await.unwrap().unwrap();
+        writer.await.unwrap();
+        assert!(f.payload == payload);
+        assert!(read_frame(&mut r, &mut buf).await.unwrap().is_none());
+    }
+
     #[tokio::test]
     async fn refuses_garbage_oversize_and_truncation() {
         let mut buf = Vec::new();
@@ -218,5 +246,17 @@ mod tests {
         bad[70] ^= 1;
         let e = read_frame(&mut &bad[..], &mut buf).await.unwrap_err();
         assert!(matches!(e, WireError::Frame(FrameError::BadCrc { .. })));
+        // Cut in the trailer; the padding not zero (its CRC made good).
+        let e = read_frame(&mut &whole[..whole.len() - 3], &mut buf)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, WireError::Truncated), "{e}");
+        let mut padded = whole.clone();
+        let pad_at = HEADER_LEN + 100;
+        padded[pad_at] = 1;
+        let crc = crc32c::crc32c(&padded[..whole.len() - 8]);
+        padded[whole.len() - 8..whole.len() - 4].copy_from_slice(&crc.to_le_bytes());
+        let e = read_frame(&mut &padded[..], &mut buf).await.unwrap_err();
+        assert!(matches!(e, WireError::Frame(FrameError::BadPadding)), "{e}");
     }
 }
