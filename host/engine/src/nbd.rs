@@ -516,8 +516,7 @@ where
                         tx.send(reply(errno::EINVAL)).ok();
                         return Err(NbdError::RequestTooLong(len));
                     }
-                    let mut data = vec![0u8; len as usize];
-                    r.read_exact(&mut data).await?;
+                    let data = crate::wire::read_owned(&mut r, len as usize).await?;
                     if !in_range {
                         tx.send(reply(errno::ENOSPC)).ok();
                         continue;
@@ -789,6 +788,40 @@ mod tests {
 
     /// Writes pipelined by a client are answered whatever order the mirror confirms them in,
     /// and a write the mirror lets go of unanswered is answered with an I/O error.
+    /// A write's payload reaches the mirror as sent; one cut short by the client's hang-up
+    /// reaches nothing, and the connection ends with an error.
+    #[tokio::test]
+    async fn a_payload_reaches_the_mirror_whole_or_not_at_all() {
+        let d = tempfile::tempdir().unwrap();
+        let volume = Volume::open(&d.path().join("v"), Some(1 << 20)).unwrap();
+        let (mirror, mut rx) = mpsc::channel::<IoRequest>(64);
+        let e = Arc::new(Export {
+            name: String::new(),
+            mirror,
+            volume,
+            inflight: inflight_budget(64 << 20),
+            reads_through_mirror: false,
+        });
+        let (mut c, s) = tokio::io::duplex(1 << 20);
+        let server = tokio::spawn(serve(s, e));
+        go(&mut c).await;
+        let sent: Vec<u8> = (0..65536u32).map(|i| (i % 253) as u8).collect();
+        request(&mut c, CMD_WRITE, 1, 8192, sent.len() as u32).await;
+        c.write_all(&sent).await.unwrap();
+        match rx.recv().await {
+            Some(IoRequest::Write { offset, data, .. }) => {
+                assert_eq!(offset, 8192);
+                assert!(data == sent, "the payload as sent");
+            }
+            _ => panic!("no write reached the mirror"),
+        }
+        request(&mut c, CMD_WRITE, 2, 0, 4096).await;
+        c.write_all(&[7; 100]).await.unwrap();
+        drop(c);
+        assert!(server.await.unwrap().is_err(), "a cut payload is an error");
+        assert!(rx.try_recv().is_err(), "and reaches nothing");
+    }
+
     #[tokio::test]
     async fn pipelined_writes_are_answered_and_a_dropped_one_fails() {
         let d = tempfile::tempdir().unwrap();

@@ -98,22 +98,33 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         got += n;
     }
     let h = Header::decode(buf)?;
-    // The payload goes straight into the buffer the frame keeps, unzeroed and not copied again.
-    let len = h.payload_len as usize;
-    let mut payload = Vec::with_capacity(len);
-    while payload.len() < len {
-        let want = len - payload.len();
-        if r.read_buf(&mut (&mut payload).limit(want)).await? == 0 {
-            return Err(WireError::Truncated);
-        }
-    }
-    let mut tail = [0u8; 16];
-    let tail = &mut tail[..tail_len(h.payload_len)];
-    r.read_exact(tail).await.map_err(|e| match e.kind() {
+    let truncated = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => WireError::Truncated,
         _ => WireError::Io(e),
-    })?;
+    };
+    // The payload goes straight into the buffer the frame keeps, unzeroed and not copied again.
+    let payload = read_owned(r, h.payload_len as usize)
+        .await
+        .map_err(truncated)?;
+    let mut tail = [0u8; 16];
+    let tail = &mut tail[..tail_len(h.payload_len)];
+    r.read_exact(tail).await.map_err(truncated)?;
     Ok(Some(Frame::from_parts(buf, payload, tail)?))
+}
+
+/// Reads exactly `len` bytes into a buffer of their own, without zeroing it first.
+pub(crate) async fn read_owned<R: AsyncRead + Unpin>(
+    r: &mut R,
+    len: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        let want = len - data.len();
+        if r.read_buf(&mut (&mut data).limit(want)).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(data)
 }
 
 /// Reads the next frame, and with it every further frame already whole in `r`'s buffer (up to
