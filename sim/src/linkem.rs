@@ -141,7 +141,7 @@ fn link_thread(f: impl FnOnce() + Send + 'static) {
         .expect("spawning a link thread");
 }
 
-fn pipe(mut r: TcpStream, mut w: TcpStream, cfg: LinkConfig, sh: Arc<Shared>) {
+fn pipe(r: TcpStream, mut w: TcpStream, cfg: LinkConfig, sh: Arc<Shared>) {
     if cfg.delay.is_zero() && cfg.jitter.is_zero() {
         link_thread(move || forward(r, w, &sh));
         return;
@@ -163,25 +163,24 @@ fn pipe(mut r: TcpStream, mut w: TcpStream, cfg: LinkConfig, sh: Arc<Shared>) {
     link_thread(move || {
         let mut seed = (Instant::now().elapsed().as_nanos() as u64) | 1;
         let mut last_due = Instant::now();
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            let n = match r.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            sh.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        each_chunk(r, &sh, |chunk| {
             // Never earlier than the bytes before it: jitter does not reorder.
             let due = (Instant::now() + cfg.delay + jitter(cfg.jitter, &mut seed)).max(last_due);
             last_due = due;
-            if tx.send((due, buf[..n].to_vec())).is_err() {
-                break;
-            }
-        }
+            tx.send((due, chunk.to_vec())).is_ok()
+        });
     });
 }
 
 /// Forwards what `r` reads to `w` as it comes, until either side closes.
-fn forward(mut r: TcpStream, mut w: TcpStream, sh: &Shared) {
+fn forward(r: TcpStream, mut w: TcpStream, sh: &Shared) {
+    each_chunk(r, sh, |chunk| w.write_all(chunk).is_ok());
+    let _ = w.shutdown(Shutdown::Write);
+}
+
+/// Hands `f` each chunk `r` reads, counted in the link's bytes, until `r` closes or `f` says
+/// to stop.
+fn each_chunk(mut r: TcpStream, sh: &Shared, mut f: impl FnMut(&[u8]) -> bool) {
     let mut buf = vec![0u8; 256 << 10];
     loop {
         let n = match r.read(&mut buf) {
@@ -189,11 +188,10 @@ fn forward(mut r: TcpStream, mut w: TcpStream, sh: &Shared) {
             Ok(n) => n,
         };
         sh.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        if w.write_all(&buf[..n]).is_err() {
+        if !f(&buf[..n]) {
             break;
         }
     }
-    let _ = w.shutdown(Shutdown::Write);
 }
 
 /// Cuts the calling thread's timer slack to a nanosecond, so that its sleeps end when asked
@@ -269,6 +267,11 @@ mod tests {
         );
         assert_eq!(back, msg, "order kept");
         assert!(link.bytes() >= 400);
+        cuts_and_heals(&link, c);
+    }
+
+    /// A cut closes `c` and refuses new connections; once healed, a new one goes through.
+    fn cuts_and_heals(link: &Link, mut c: TcpStream) {
         link.cut();
         let mut b = [0u8; 1];
         assert_eq!(c.read(&mut b).unwrap_or(0), 0, "a cut closes connections");
@@ -284,6 +287,7 @@ mod tests {
         );
         link.heal();
         let mut c = TcpStream::connect(&link.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         c.write_all(b"x").unwrap();
         c.read_exact(&mut b).unwrap();
         assert_eq!(&b, b"x");
@@ -306,14 +310,7 @@ mod tests {
         writer.join().unwrap();
         assert!(back == msg, "order kept");
         assert_eq!(link.bytes(), 2 << 20);
-        link.cut();
-        let mut b = [0u8; 1];
-        assert_eq!(c.read(&mut b).unwrap_or(0), 0, "a cut closes connections");
-        link.heal();
-        let mut c = TcpStream::connect(&link.addr).unwrap();
-        c.write_all(b"y").unwrap();
-        c.read_exact(&mut b).unwrap();
-        assert_eq!(&b, b"y");
+        cuts_and_heals(&link, c);
     }
 
     #[test]

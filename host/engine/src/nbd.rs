@@ -786,15 +786,10 @@ mod tests {
         while read_reply(c).await.1 != REP_ACK {}
     }
 
-    /// Writes pipelined by a client are answered whatever order the mirror confirms them in,
-    /// and a write the mirror lets go of unanswered is answered with an I/O error.
-    /// A write's payload reaches the mirror as sent; one cut short by the client's hang-up
-    /// reaches nothing, and the connection ends with an error.
-    #[tokio::test]
-    async fn a_payload_reaches_the_mirror_whole_or_not_at_all() {
-        let d = tempfile::tempdir().unwrap();
-        let volume = Volume::open(&d.path().join("v"), Some(1 << 20)).unwrap();
-        let (mirror, mut rx) = mpsc::channel::<IoRequest>(64);
+    /// An export whose mirror is the returned channel, for a test to play the mirror.
+    fn export_to_channel(dir: &std::path::Path) -> (Arc<Export>, mpsc::Receiver<IoRequest>) {
+        let volume = Volume::open(&dir.join("v"), Some(1 << 20)).unwrap();
+        let (mirror, rx) = mpsc::channel::<IoRequest>(64);
         let e = Arc::new(Export {
             name: String::new(),
             mirror,
@@ -802,6 +797,15 @@ mod tests {
             inflight: inflight_budget(64 << 20),
             reads_through_mirror: false,
         });
+        (e, rx)
+    }
+
+    /// A write's payload reaches the mirror as sent; one cut short by the client's hang-up
+    /// reaches nothing, and the connection ends with an error.
+    #[tokio::test]
+    async fn a_payload_reaches_the_mirror_whole_or_not_at_all() {
+        let d = tempfile::tempdir().unwrap();
+        let (e, mut rx) = export_to_channel(d.path());
         let (mut c, s) = tokio::io::duplex(1 << 20);
         let server = tokio::spawn(serve(s, e));
         go(&mut c).await;
@@ -822,18 +826,12 @@ mod tests {
         assert!(rx.try_recv().is_err(), "and reaches nothing");
     }
 
+    /// Writes pipelined by a client are answered whatever order the mirror confirms them in,
+    /// and a write the mirror lets go of unanswered is answered with an I/O error.
     #[tokio::test]
     async fn pipelined_writes_are_answered_and_a_dropped_one_fails() {
         let d = tempfile::tempdir().unwrap();
-        let volume = Volume::open(&d.path().join("v"), Some(1 << 20)).unwrap();
-        let (mirror, mut rx) = mpsc::channel::<IoRequest>(64);
-        let e = Arc::new(Export {
-            name: String::new(),
-            mirror,
-            volume,
-            inflight: inflight_budget(64 << 20),
-            reads_through_mirror: false,
-        });
+        let (e, mut rx) = export_to_channel(d.path());
         // The mirror holds 8 writes, then confirms them last to first, dropping the one at 0.
         tokio::spawn(async move {
             let mut held = Vec::new();
