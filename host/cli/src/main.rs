@@ -46,7 +46,8 @@ enum Command {
     /// the volume and mirror every write to each other; conflicting writes take one order on both.
     Node(daemons::NodeArgs),
     /// Measure latency and throughput of every mode against the physical floor (and QEMU's
-    /// synchronous mirror when installed) over the link emulator, in one run.
+    /// synchronous mirror when installed) over the link emulator, in one run; at zero delay the
+    /// floor's server is also reached without the emulator, which shows the emulator's own cost.
     Bench(bench::BenchArgs),
     /// Forward TCP connections with a one-way delay in each direction, and cut the link on demand;
     /// with --udp, forward datagrams and lose, duplicate or reorder some of them.
