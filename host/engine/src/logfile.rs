@@ -271,16 +271,8 @@ impl LogFile {
     pub fn put(&mut self, rec: &LogRecord) -> io::Result<()> {
         let at = self.len;
         let image = put_image(rec);
-        let start = self.pending.len();
-        self.pending.extend_from_slice(&[0; 8]);
-        put_head(rec, &mut self.pending);
-        let head = &self.pending[start + 8..];
-        let body_len = (head.len() + image.len()) as u32;
-        let crc = crc32c::crc32c_append(crc32c::crc32c(head), image);
-        self.pending[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
-        self.pending[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        let n = frame_record(&mut self.pending, |out| put_head(rec, out), image);
         self.images.push((self.pending.len(), image.clone()));
-        let n = 8 + body_len as u64;
         self.len += n;
         note_put(&mut self.live, rec, at, n);
         Ok(())
@@ -391,7 +383,7 @@ impl LogFile {
             r.lock_pending = l.lock_pending;
             r.data_pending = l.data_pending;
             let at = out.len() as u64;
-            let len = frame_record(&mut out, |o| put_body(&r, o));
+            let len = frame_record(&mut out, |o| put_body(&r, o), &[]);
             live.insert(seq, Live { at, len, ..*l });
         }
         let mut f = File::create(&tmp)?;
@@ -506,17 +498,21 @@ fn apply(live: &mut BTreeMap<u64, LogRecord>, generation: &mut u32, rec: Rec) {
 
 /// Appends `rec` to `out`; its length in bytes.
 fn encode_record(rec: &Rec, out: &mut Vec<u8>) -> u64 {
-    frame_record(out, |out| match rec {
-        Rec::Put(r) => put_body(r, out),
-        Rec::Seq(kind, seq) => {
-            out.push(*kind);
-            out.extend_from_slice(&seq.to_le_bytes());
-        }
-        Rec::Generation(g) => {
-            out.push(GENERATION);
-            out.extend_from_slice(&g.to_le_bytes());
-        }
-    })
+    frame_record(
+        out,
+        |out| match rec {
+            Rec::Put(r) => put_body(r, out),
+            Rec::Seq(kind, seq) => {
+                out.push(*kind);
+                out.extend_from_slice(&seq.to_le_bytes());
+            }
+            Rec::Generation(g) => {
+                out.push(GENERATION);
+                out.extend_from_slice(&g.to_le_bytes());
+            }
+        },
+        &[],
+    )
 }
 
 /// A PUT record's body, from the record where it is: a client write's before-image without its
@@ -547,16 +543,19 @@ fn put_head(r: &LogRecord, out: &mut Vec<u8>) {
 }
 
 /// Appends a record whose body `body` writes, behind its length and CRC32C; its length in
-/// bytes, prefix included.
-fn frame_record(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) -> u64 {
+/// bytes, prefix included. `image`, the end of the body, is counted in the length and the CRC
+/// but not appended: the caller writes it from where it lies (or passes it empty and lets
+/// `body` write the whole body).
+fn frame_record(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>), image: &[u8]) -> u64 {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
     body(out);
-    let body_len = (out.len() - start - 8) as u32;
-    let crc = crc32c::crc32c(&out[start + 8..]);
+    let head = &out[start + 8..];
+    let body_len = (head.len() + image.len()) as u32;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(head), image);
     out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    (out.len() - start) as u64
+    8 + body_len as u64
 }
 
 /// One record from the front of `b`, or None at the end or at a torn or damaged record.
@@ -700,7 +699,7 @@ mod tests {
         compensation.before = None;
         for (k, r) in [rec(1, 1), rec(2, 2), compensation].iter().enumerate() {
             log.put(r).unwrap();
-            frame_record(&mut want, |o| put_body(r, o));
+            frame_record(&mut want, |o| put_body(r, o), &[]);
             log.lock_granted(k as u64).unwrap();
             encode_record(&Rec::Seq(LOCK_GRANTED, k as u64), &mut want);
         }
