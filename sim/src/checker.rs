@@ -132,6 +132,9 @@ impl Checker {
             // differs: only they can explain a byte that is not this write's.
             let mut later: Option<Vec<&WriteOp>> = None;
             for (name, vol) in [("source", src), ("target", tgt)] {
+                if vol[w.offset as usize..end as usize] == w.data[..] {
+                    continue;
+                }
                 for b in w.offset..end {
                     let v = vol[b as usize];
                     if v == w.byte(b) {
