@@ -25,8 +25,9 @@ fn quick_bench_runs_and_its_output_parses() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}\n{}", stderr(&o));
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with('{')).collect();
-    // floor, floor without the link emulator, three modes; three measurements each.
-    assert_eq!(lines.len(), 15, "{out}");
+    // floor, floor through a forwarder, floor without the link emulator, three modes; three
+    // measurements each.
+    assert_eq!(lines.len(), 18, "{out}");
     for l in &lines {
         for k in [
             "engine", "mode", "rtt_us", "qd", "bs", "p50_us", "p99_us", "iops", "mb_s",
@@ -40,7 +41,14 @@ fn quick_bench_runs_and_its_output_parses() {
         let cpu: f64 = field(l, "cpu_us_per_write").parse().unwrap();
         assert!(cpu >= 0.0, "{l}");
     }
-    for m in ["floor", "direct", "speculative", "implicit", "conservative"] {
+    for m in [
+        "floor",
+        "relayed",
+        "direct",
+        "speculative",
+        "implicit",
+        "conservative",
+    ] {
         assert!(lines.iter().any(|l| field(l, "mode") == m), "no {m} rows");
     }
     assert!(out.contains("spec/cons p50"), "ratios printed:\n{out}");
@@ -56,6 +64,25 @@ fn quick_bench_runs_and_its_output_parses() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{cost}"));
     assert!(plus.is_finite(), "{cost}");
+    // The client's extra hop: the floor through a forwarder against the floor, and the
+    // speculative mode against the floor with that hop.
+    let hop = out
+        .lines()
+        .find(|l| l.contains("the client's extra hop"))
+        .unwrap_or_else(|| panic!("no extra hop:\n{out}"));
+    let spec: Vec<f64> = hop
+        .split("spec against it: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{hop}"))
+        .split(", ")
+        .map(|p| {
+            p.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{hop}"))
+        })
+        .collect();
+    assert!(spec.len() == 3 && spec.iter().all(|v| *v > 0.0), "{hop}");
     // The stage tables: at QD1 a row per mode, at QD32 one per mode and block size; the disk's
     // calls a part of the core task's time.
     let between = |from: &str, to: &str| -> String {

@@ -164,6 +164,9 @@ async fn timed_writes(
 
 /// The floor's mode when its client reaches the server without the link emulator.
 const DIRECT: &str = "direct";
+/// The floor's mode when its client reaches the emulated link through a plain forwarder on
+/// loopback: the extra hop a client of the source makes, without the source's work.
+const RELAYED: &str = "relayed";
 
 /// QD1 runs are cut in this many turns, the engines of one RTT taking turns, so that a slow
 /// moment of the machine falls on all of them alike.
@@ -255,6 +258,7 @@ impl Subject {
                 let f = Floor::start(dir.path(), SIZE, delay).await?;
                 let addr = match mode {
                     DIRECT => f.direct_addr.clone(),
+                    RELAYED => f.relayed_addr.clone(),
                     _ => f.nbd_addr.clone(),
                 };
                 (addr, None, Box::new(f))
@@ -350,7 +354,8 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
     };
     for &rtt in &a.rtt {
         let delay = rtt / 2;
-        let mut engines: Vec<(&'static str, String)> = vec![("floor", "floor".into())];
+        let mut engines: Vec<(&'static str, String)> =
+            vec![("floor", "floor".into()), ("floor", RELAYED.into())];
         if rtt.is_zero() {
             // The link emulator's own cost: the floor's server without it.
             engines.push(("floor", DIRECT.into()));
@@ -558,13 +563,27 @@ fn print_ratios(rows: &[Row], rtts: &[Duration]) {
             parts.push(format!("spec/qemu QD32 IOPS {:.2}", s / q));
         }
         println!("  rtt {us:>6.0} us: {}", parts.join(", "));
+        let ratio = |a: Option<f64>, b: Option<f64>| {
+            a.zip(b)
+                .map_or("-".to_string(), |(a, b)| format!("{:.2}", a / b))
+        };
+        if let (Some(f), Some(r)) = (p50("floor"), p50(RELAYED)) {
+            println!(
+                "  rtt {us:>6.0} us: the client's extra hop (the floor through a plain forwarder \
+                 on loopback, against the floor): QD1 p50 +{:.1} us ({:.2}), QD32 IOPS {}, 64k \
+                 MB/s {}; spec against it: p50 {}, QD32 IOPS {}, 64k MB/s {}",
+                r - f,
+                r / f,
+                ratio(iops(RELAYED), iops("floor")),
+                ratio(mbs(RELAYED), mbs("floor")),
+                ratio(p50("speculative"), Some(r)),
+                ratio(iops("speculative"), iops(RELAYED)),
+                ratio(mbs("speculative"), mbs(RELAYED)),
+            );
+        }
         let direct = find(rows, Duration::ZERO, DIRECT, 1, 4096).map(|r| r.r.percentile(0.5));
         match (p50("floor"), direct) {
             (Some(f), Some(d)) if rtt.is_zero() => {
-                let ratio = |a: Option<f64>, b: Option<f64>| {
-                    a.zip(b)
-                        .map_or("-".to_string(), |(a, b)| format!("{:.2}", a / b))
-                };
                 println!(
                     "  rtt {us:>6.0} us: the link emulator's own cost (the floor through it \
                      against the same server reached directly): QD1 p50 +{:.1} us ({:.2}), \

@@ -47,7 +47,9 @@ enum Command {
     Node(daemons::NodeArgs),
     /// Measure latency and throughput of every mode against the physical floor (and QEMU's
     /// synchronous mirror when installed) over the link emulator, in one run; at zero delay the
-    /// floor's server is also reached without the emulator, which shows the emulator's own cost.
+    /// floor's server is also reached without the emulator, which shows the emulator's own cost,
+    /// and at every RTT through a plain forwarder on loopback, which shows what the client's extra
+    /// hop to the source costs.
     Bench(bench::BenchArgs),
     /// Forward TCP connections with a one-way delay in each direction, and cut the link on demand;
     /// with --udp, forward datagrams and lose, duplicate or reorder some of them.

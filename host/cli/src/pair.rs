@@ -148,6 +148,10 @@ pub struct Floor {
     pub nbd_addr: String,
     /// The same server reached directly, without the emulator.
     pub direct_addr: String,
+    /// The server through a plain forwarder on loopback (the link emulator with no delay) and
+    /// then the emulated link: the extra hop a client of the source makes, and nothing else.
+    pub relayed_addr: String,
+    _relay: Link,
     _link: Link,
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -191,9 +195,12 @@ impl Floor {
                 ..Default::default()
             },
         )?;
+        let relay = Link::start("127.0.0.1:0", &link.addr, LinkConfig::default())?;
         Ok(Floor {
             nbd_addr: link.addr.clone(),
             direct_addr: addr,
+            relayed_addr: relay.addr.clone(),
+            _relay: relay,
             _link: link,
             rt: Some(rt),
         })
