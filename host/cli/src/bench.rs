@@ -255,10 +255,10 @@ impl Subject {
         let dir = tempfile::tempdir()?;
         let (addr, stages, running): (String, _, Box<dyn std::any::Any + Send>) = match engine {
             "floor" => {
-                let f = Floor::start(dir.path(), SIZE, delay).await?;
+                let mut f = Floor::start(dir.path(), SIZE, delay).await?;
                 let addr = match mode {
                     DIRECT => f.direct_addr.clone(),
-                    RELAYED => f.relayed_addr.clone(),
+                    RELAYED => f.relayed_addr()?,
                     _ => f.nbd_addr.clone(),
                 };
                 (addr, None, Box::new(f))

@@ -148,10 +148,8 @@ pub struct Floor {
     pub nbd_addr: String,
     /// The same server reached directly, without the emulator.
     pub direct_addr: String,
-    /// The server through a plain forwarder on loopback (the link emulator with no delay) and
-    /// then the emulated link: the extra hop a client of the source makes, and nothing else.
-    pub relayed_addr: String,
-    _relay: Link,
+    /// The forwarder in front of the emulated link, once asked for (`relayed_addr`).
+    relay: Option<Link>,
     _link: Link,
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -165,6 +163,19 @@ impl Drop for Floor {
 }
 
 impl Floor {
+    /// The server through a plain forwarder on loopback (the link emulator with no delay) and
+    /// then the emulated link: the extra hop a client of the source makes, and nothing else. The
+    /// forwarder starts on the first call.
+    pub fn relayed_addr(&mut self) -> Result<String> {
+        let relay = match self.relay.take() {
+            Some(r) => r,
+            None => Link::start("127.0.0.1:0", &self.nbd_addr, LinkConfig::default())?,
+        };
+        let addr = relay.addr.clone();
+        self.relay = Some(relay);
+        Ok(addr)
+    }
+
     pub async fn start(dir: &Path, size: u64, delay: Duration) -> Result<Floor> {
         let rt = runtime("floor")?;
         let volume = Volume::open(&dir.join("floor.img"), Some(size))?;
@@ -195,12 +206,10 @@ impl Floor {
                 ..Default::default()
             },
         )?;
-        let relay = Link::start("127.0.0.1:0", &link.addr, LinkConfig::default())?;
         Ok(Floor {
             nbd_addr: link.addr.clone(),
             direct_addr: addr,
-            relayed_addr: relay.addr.clone(),
-            _relay: relay,
+            relay: None,
             _link: link,
             rt: Some(rt),
         })
