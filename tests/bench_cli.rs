@@ -118,6 +118,97 @@ fn quick_bench_runs_and_its_output_parses() {
             }
         }
     }
+    // The goals, judged from this run's own rows. At zero delay three are judged; the two that
+    // need a round trip say so.
+    let goals: Vec<&str> = out
+        .split("goals, judged from this run")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no goals:\n{out}"))
+        .lines()
+        .filter(|l| l.starts_with("  ["))
+        .collect();
+    assert_eq!(goals.len(), 5, "{goals:#?}");
+    let row = |mode: &str, qd: &str, bs: &str| {
+        *lines
+            .iter()
+            .find(|l| field(l, "mode") == mode && field(l, "qd") == qd && field(l, "bs") == bs)
+            .unwrap_or_else(|| panic!("no {mode} row at QD{qd} {bs}"))
+    };
+    let num = |l: &str, k: &str| -> f64 { field(l, k).parse().unwrap() };
+    for (text, qd, bs, key, limit, at_most) in [
+        (
+            "QD1 p50 <= 1.2 x the floor",
+            "1",
+            "4096",
+            "p50_us",
+            1.2,
+            true,
+        ),
+        ("QD32 4 KiB IOPS >= 0.9", "32", "4096", "iops", 0.9, false),
+        ("QD32 64 KiB MB/s >= 0.9", "32", "65536", "mb_s", 0.9, false),
+    ] {
+        let l = goals
+            .iter()
+            .find(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("no goal {text:?}: {goals:#?}"));
+        let v: f64 = l
+            .split("RTT: ")
+            .nth(1)
+            .and_then(|t| t.split(';').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("no figure in {l}"));
+        let want = num(row("speculative", qd, bs), key) / num(row("floor", qd, bs), key);
+        assert!((v - want).abs() <= 0.011, "{l}: the rows give {want:.3}");
+        let met = if at_most { v <= limit } else { v >= limit };
+        assert_eq!(l.starts_with("  [met]"), met, "{l}");
+        assert_eq!(l.starts_with("  [missed]"), !met, "{l}");
+        if met {
+            continue;
+        }
+        // A missed goal's split into stages adds up to the difference of the means.
+        let split = l
+            .split("the mean write is ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no split in {l}"));
+        let excess: f64 = split.split(' ').next().unwrap().parse().unwrap();
+        let parts: Vec<(&str, f64)> = split
+            .split(" over the floor's: ")
+            .nth(1)
+            .and_then(|t| t.split("; largest: ").next())
+            .unwrap_or_else(|| panic!("no parts in {l}"))
+            .split(", ")
+            .map(|p| {
+                let v = p
+                    .split(' ')
+                    .find_map(|w| w.parse::<f64>().ok())
+                    .unwrap_or_else(|| panic!("no figure in {p:?}"));
+                (p, v)
+            })
+            .collect();
+        assert_eq!(parts.len(), 4, "{l}");
+        let sum: f64 = parts.iter().map(|p| p.1).sum();
+        assert!((sum - excess).abs() < 0.3, "{l}: the parts add up to {sum}");
+        let largest = parts.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+        let named = split
+            .split("; largest: ")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap();
+        assert!(
+            largest.starts_with(named),
+            "{l}: the largest is {largest:?}"
+        );
+    }
+    for text in ["speculative / conservative", "QD1 p50 <= 1.02"] {
+        assert!(
+            goals
+                .iter()
+                .any(|l| l.starts_with("  [not measured]") && l.contains(text)),
+            "{text} is judged at an RTT the quick run does not have: {goals:#?}"
+        );
+    }
     // The CPU table: a row for the floor and each mode.
     let cpu_table = out
         .split("CPU per QD32 write")

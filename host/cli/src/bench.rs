@@ -166,7 +166,7 @@ async fn timed_writes(
 const DIRECT: &str = "direct";
 /// The floor's mode when its client reaches the emulated link through a plain forwarder on
 /// loopback: the extra hop a client of the source makes, without the source's work.
-const RELAYED: &str = "relayed";
+pub(crate) const RELAYED: &str = "relayed";
 
 /// QD1 runs are cut in this many turns, the engines of one RTT taking turns, so that a slow
 /// moment of the machine falls on all of them alike.
@@ -410,6 +410,7 @@ pub async fn bench(mut a: BenchArgs) -> Result<bool> {
     print_ratios(&rows, &a.rtt);
     print_stages(&rows);
     print_cpu(&rows);
+    crate::goals::print_goals(&rows, &a.rtt);
     Ok(true)
 }
 
@@ -529,7 +530,14 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-fn find<'a>(rows: &'a [Row], rtt: Duration, mode: &str, qd: u64, bs: u64) -> Option<&'a Row> {
+/// The row of `mode` at this RTT, queue depth and block size.
+pub(crate) fn find<'a>(
+    rows: &'a [Row],
+    rtt: Duration,
+    mode: &str,
+    qd: u64,
+    bs: u64,
+) -> Option<&'a Row> {
     let us = rtt.as_secs_f64() * 1e6;
     rows.iter()
         .find(|r| (r.rtt_us - us).abs() < 0.5 && r.mode == mode && r.qd == qd && r.bs == bs)

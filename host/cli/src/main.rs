@@ -4,6 +4,7 @@ mod bench;
 mod bidir_bench;
 mod daemons;
 mod demo;
+mod goals;
 mod hwdev;
 mod linkem;
 mod load;
@@ -49,7 +50,9 @@ enum Command {
     /// synchronous mirror when installed) over the link emulator, in one run; at zero delay the
     /// floor's server is also reached without the emulator, which shows the emulator's own cost,
     /// and at every RTT through a plain forwarder on loopback, which shows what the client's extra
-    /// hop to the source costs.
+    /// hop to the source costs. Ends with the goals, each judged met or missed from the run's own
+    /// figures; a missed one is split into the stages that cost the difference, with its CPU
+    /// ceiling.
     Bench(bench::BenchArgs),
     /// Forward TCP connections with a one-way delay in each direction, and cut the link on demand;
     /// with --udp, forward datagrams and lose, duplicate or reorder some of them.
