@@ -19,6 +19,13 @@ mod units;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// mimalloc keeps freed pages for reuse. glibc's malloc gives a write's 64 KiB payload buffer back
+/// to the kernel when it is freed at the top of its heap, and the next write's buffer faults every
+/// page in again: on an NBD server that only writes its volume, that was a third of its CPU per
+/// 64 KiB write (BENCHMARKS.md, "What moved it").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "specmirror",
