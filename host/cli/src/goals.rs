@@ -42,13 +42,33 @@ impl Goal {
         Goal::Throughput64k,
     ];
 
-    fn text(self) -> &'static str {
+    /// The goal's figure must be at most this (latency) or at least this (throughput).
+    fn limit(self) -> f64 {
         match self {
-            Goal::SpecOverCons => "speculative / conservative QD1 p50 <= 0.55",
-            Goal::LatencyWithRtt => "QD1 p50 <= 1.02 x the floor",
-            Goal::LatencyAtZero => "QD1 p50 <= 1.2 x the floor",
-            Goal::Iops4k => "QD32 4 KiB IOPS >= 0.9 x the floor",
-            Goal::Throughput64k => "QD32 64 KiB MB/s >= 0.9 x the floor",
+            Goal::SpecOverCons => 0.55,
+            Goal::LatencyWithRtt => 1.02,
+            Goal::LatencyAtZero => 1.2,
+            Goal::Iops4k | Goal::Throughput64k => 0.9,
+        }
+    }
+
+    /// Whether the figure is a latency ratio, met at or below the limit.
+    fn at_most(self) -> bool {
+        matches!(
+            self,
+            Goal::SpecOverCons | Goal::LatencyWithRtt | Goal::LatencyAtZero
+        )
+    }
+
+    fn text(self) -> String {
+        let limit = self.limit();
+        match self {
+            Goal::SpecOverCons => format!("speculative / conservative QD1 p50 <= {limit}"),
+            Goal::LatencyWithRtt | Goal::LatencyAtZero => {
+                format!("QD1 p50 <= {limit} x the floor")
+            }
+            Goal::Iops4k => format!("QD32 4 KiB IOPS >= {limit} x the floor"),
+            Goal::Throughput64k => format!("QD32 64 KiB MB/s >= {limit} x the floor"),
         }
     }
 
@@ -85,25 +105,19 @@ impl Goal {
 
     /// The goal's figure for the subject against the reference, and whether it is met.
     fn judge(self, subject: &Row, reference: &Row) -> (f64, bool) {
-        match self {
+        let v = match self {
             Goal::SpecOverCons | Goal::LatencyWithRtt | Goal::LatencyAtZero => {
-                let limit = match self {
-                    Goal::SpecOverCons => 0.55,
-                    Goal::LatencyWithRtt => 1.02,
-                    _ => 1.2,
-                };
-                let v = subject.r.percentile(0.5) / reference.r.percentile(0.5);
-                (v, v <= limit)
+                subject.r.percentile(0.5) / reference.r.percentile(0.5)
             }
-            Goal::Iops4k => {
-                let v = subject.r.iops() / reference.r.iops();
-                (v, v >= 0.9)
-            }
-            Goal::Throughput64k => {
-                let v = subject.r.mb_s() / reference.r.mb_s();
-                (v, v >= 0.9)
-            }
-        }
+            Goal::Iops4k => subject.r.iops() / reference.r.iops(),
+            Goal::Throughput64k => subject.r.mb_s() / reference.r.mb_s(),
+        };
+        let met = if self.at_most() {
+            v <= self.limit()
+        } else {
+            v >= self.limit()
+        };
+        (v, met)
     }
 }
 
@@ -135,11 +149,11 @@ impl Split {
         })
     }
 
-    /// The parts, named, in the order printed.
-    fn parts(&self) -> Vec<(&'static str, f64)> {
+    /// The parts in the order printed: name, µs, and the disk's share where it is one.
+    fn parts(&self) -> Vec<(&'static str, f64, Option<f64>)> {
         let mut v = Vec::new();
         if let Some(h) = self.hop {
-            v.push(("the client's extra hop", h));
+            v.push(("the client's extra hop", h, None));
         }
         v.push((
             if self.hop.is_some() {
@@ -148,11 +162,17 @@ impl Split {
                 "the front end and the client's hop"
             },
             self.front,
+            None,
         ));
-        v.push(("the source's core until the frames leave", self.core));
+        v.push((
+            "the source's core until the frames leave",
+            self.core,
+            Some(self.disk),
+        ));
         v.push((
             "the wait for the target beyond the floor's whole write",
             self.target,
+            None,
         ));
         v
     }
@@ -165,12 +185,9 @@ impl Split {
             .map_or("", |p| p.0);
         let list: Vec<String> = parts
             .iter()
-            .map(|(name, us)| {
-                if *name == "the source's core until the frames leave" {
-                    format!("{name} {us:.1} (its disk calls {:.1})", self.disk)
-                } else {
-                    format!("{name} {us:.1}")
-                }
+            .map(|(name, us, disk)| match disk {
+                Some(d) => format!("{name} {us:.1} (its disk calls {d:.1})"),
+                None => format!("{name} {us:.1}"),
             })
             .collect();
         format!(
@@ -228,14 +245,15 @@ pub(crate) fn verdicts(rows: &[Row], rtts: &[Duration], cores: usize) -> Vec<Str
             if let (Some(c), Some(f), Goal::Iops4k | Goal::Throughput64k) =
                 (spec.cpu_us.filter(|c| *c > 0.0), floor, goal)
             {
-                let ceiling = cpu_ceiling(c, f.r.iops(), cores);
+                let (ceiling, limit) = (cpu_ceiling(c, f.r.iops(), cores), goal.limit());
                 why.push(format!(
                     "at {c:.1} us of CPU per write this machine's {cores} cores carry at most \
                      {ceiling:.2} x the floor{}",
-                    if ceiling < 0.9 {
+                    if ceiling < limit {
+                        // The ceiling goes as the inverse of the CPU per write.
                         format!(
-                            " (CPU-bound: 0.9 needs {:.1} us or less)",
-                            cores as f64 * 1e6 / (0.9 * f.r.iops())
+                            " (CPU-bound: {limit} needs {:.1} us or less)",
+                            c * ceiling / limit
                         )
                     } else {
                         " (not CPU-bound)".to_string()
@@ -374,7 +392,7 @@ mod tests {
         let split = Split::of(&rows[2], &rows[0], None).unwrap();
         assert_eq!(
             split.parts()[0],
-            ("the front end and the client's hop", 50.0)
+            ("the front end and the client's hop", 50.0, None)
         );
     }
 
